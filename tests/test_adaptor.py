@@ -1,0 +1,70 @@
+"""The adaptor module: identity at init, rotation start, shapes, transform, and input checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from matryoshka_rag import AdaptorConfig, AdaptorMismatchError, InputError, MatryoshkaAdaptor
+from matryoshka_rag.pca import pca_rotation
+from matryoshka_rag.validation import check_dims, default_dims
+
+
+def test_identity_at_init(scifact_vectors):
+    corpus = scifact_vectors[:64]
+    adaptor = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(32, 384), num_layers=2))
+    out = adaptor(torch.from_numpy(corpus))
+    assert torch.equal(out, torch.from_numpy(corpus))
+    assert adaptor.config.hidden_dim == 384
+
+
+def test_rotation_start_keeps_full_dim_cosines(scifact_vectors):
+    corpus = scifact_vectors[:500]
+    rotation = pca_rotation(corpus)
+    assert torch.allclose(rotation.T @ rotation, torch.eye(384), atol=1e-4)
+    adaptor = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(32, 384), rotation=True), rotation)
+    full = adaptor.transform(corpus)
+    assert np.allclose(full @ full.T, corpus @ corpus.T, atol=1e-4)
+    # The first axis carries the most variance: prefixes are PCA projections.
+    variances = (corpus @ rotation.numpy()).var(axis=0)
+    assert variances[0] == pytest.approx(variances.max())
+
+
+def test_transform_cuts_and_normalises(scifact_vectors):
+    adaptor = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(32, 64, 384)))
+    out = adaptor.transform(scifact_vectors[:10], dim=32)
+    assert out.shape == (10, 32) and out.dtype == np.float32
+    assert np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+    with pytest.raises(InputError, match="dim must be in 1..384"):
+        adaptor.transform(scifact_vectors[:10], dim=500)
+
+
+def test_transform_rejects_bad_vectors(scifact_vectors):
+    adaptor = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(32, 384)))
+    with pytest.raises(AdaptorMismatchError, match="base dim 384.*dim 768"):
+        adaptor.transform(np.ones((2, 768), dtype=np.float32))
+    bad = scifact_vectors[:4].copy()
+    bad[2, 5] = np.nan
+    with pytest.raises(InputError, match="NaN or inf, first at row 2"):
+        adaptor.transform(bad)
+    bad[2] = 0
+    with pytest.raises(InputError, match="all zeros, first at row 2"):
+        adaptor.transform(bad)
+    with pytest.raises(InputError, match="empty"):
+        adaptor.transform(np.zeros((0, 384), dtype=np.float32))
+
+
+def test_check_base_names_both_models():
+    adaptor = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(384,), base_model="all-MiniLM-L6-v2"))
+    with pytest.raises(AdaptorMismatchError, match="'all-MiniLM-L6-v2'.*'text-embedding-3-small'"):
+        adaptor.check_base(384, "text-embedding-3-small")
+
+
+def test_dims_checks():
+    assert default_dims(384) == (16, 32, 64, 128, 256, 384)
+    assert default_dims(768, smallest=32) == (32, 64, 128, 256, 512, 768)
+    with pytest.raises(InputError, match="strictly increasing"):
+        check_dims([64, 32], 384)
+    with pytest.raises(InputError, match="must not exceed the base dim 384"):
+        check_dims([32, 512], 384)
+    with pytest.raises(InputError, match="positive"):
+        check_dims([0, 32], 384)
