@@ -17,7 +17,7 @@ import numpy as np
 
 from matryoshka_rag.errors import InputError
 
-__all__ = ["BeirDataset", "load_beir", "load_precomputed"]
+__all__ = ["BeirDataset", "load_beir", "load_precomputed", "read_corpus", "read_qrels", "read_queries"]
 
 
 @dataclass(frozen=True)
@@ -52,26 +52,7 @@ class BeirDataset:
         if not file.is_file():
             available = ", ".join(self.splits()) or "none"
             raise InputError(f"no qrels split {split!r} in {self._qrels_dir()} (available: {available})")
-        known_queries = set(self.query_ids)
-        known_docs = set(self.corpus_ids)
-        qrels: dict[str, dict[str, int]] = {}
-        skipped = 0
-        example = ""
-        for query_id, doc_id, grade in _read_qrels(file):
-            if query_id not in known_queries or doc_id not in known_docs:
-                skipped += 1
-                if not example:
-                    unknown_query = query_id not in known_queries
-                    example = f"query {query_id!r}" if unknown_query else f"document {doc_id!r}"
-                continue
-            qrels.setdefault(query_id, {})[doc_id] = grade
-        if skipped:
-            warnings.warn(
-                f"skipped {skipped} judgement(s) in {file} whose query id or doc id is not in the dataset "
-                f"(first unknown: {example})",
-                stacklevel=2,
-            )
-        return qrels
+        return read_qrels(file, set(self.query_ids), set(self.corpus_ids))
 
     def _qrels_dir(self) -> Path:
         if self.path is None:
@@ -89,21 +70,49 @@ def load_beir(path: str | Path) -> BeirDataset:
     if missing:
         raise InputError(f"{root} is not a BEIR dataset folder: missing {', '.join(missing)}")
 
-    corpus_ids: list[str] = []
-    corpus_texts: list[str] = []
-    for record in _read_jsonl(files["corpus"]):
-        corpus_ids.append(record["_id"])
-        corpus_texts.append(f"{record.get('title') or ''} {record.get('text') or ''}".strip())
-    if not corpus_ids:
-        raise InputError(f"empty corpus: {files['corpus']} has no documents")
-
-    query_ids: list[str] = []
-    query_texts: list[str] = []
-    for record in _read_jsonl(files["queries"]):
-        query_ids.append(record["_id"])
-        query_texts.append(str(record.get("text") or ""))
-
+    corpus_ids, corpus_texts = read_corpus(files["corpus"])
+    query_ids, query_texts = read_queries(files["queries"])
     return BeirDataset(root.resolve().name, corpus_ids, corpus_texts, query_ids, query_texts, root)
+
+
+def read_corpus(file: str | Path) -> tuple[list[str], list[str]]:
+    """Ids and texts (``(title + " " + text).strip()``) of a BEIR ``corpus.jsonl``; an empty one is an error."""
+    ids: list[str] = []
+    texts: list[str] = []
+    for record in _read_jsonl(Path(file)):
+        ids.append(record["_id"])
+        texts.append(f"{record.get('title') or ''} {record.get('text') or ''}".strip())
+    if not ids:
+        raise InputError(f"empty corpus: {file} has no documents")
+    return ids, texts
+
+
+def read_queries(file: str | Path) -> tuple[list[str], list[str]]:
+    """Ids and texts of a BEIR ``queries.jsonl``."""
+    records = list(_read_jsonl(Path(file)))
+    return [r["_id"] for r in records], [str(r.get("text") or "") for r in records]
+
+
+def read_qrels(file: str | Path, known_queries: set[str], known_docs: set[str]) -> dict[str, dict[str, int]]:
+    """Query id -> {doc id: grade} of a qrels TSV; judgements naming unknown ids are dropped with one warning."""
+    qrels: dict[str, dict[str, int]] = {}
+    skipped = 0
+    example = ""
+    for query_id, doc_id, grade in _read_qrels(Path(file)):
+        if query_id not in known_queries or doc_id not in known_docs:
+            skipped += 1
+            if not example:
+                unknown_query = query_id not in known_queries
+                example = f"query {query_id!r}" if unknown_query else f"document {doc_id!r}"
+            continue
+        qrels.setdefault(query_id, {})[doc_id] = grade
+    if skipped:
+        warnings.warn(
+            f"skipped {skipped} judgement(s) in {file} whose query id or doc id is not in the dataset "
+            f"(first unknown: {example})",
+            stacklevel=2,
+        )
+    return qrels
 
 
 def load_precomputed(dir: Path, dataset: BeirDataset) -> tuple[np.ndarray, np.ndarray]:

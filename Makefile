@@ -1,0 +1,33 @@
+# Two entry points, each doing its own set-up in a virtual environment:
+#   make demo   train adaptors on SciFact, print nDCG@10 by dim, answer a sample query
+#   make test   run the test suite (what CI runs)
+VENV ?= .venv
+PYTHON ?= python3
+SHARED ?= $(abspath ../shared)
+# The CPU wheel of torch 2.13.0 (a bare `torch` would pull a multi-GB CUDA build on a CPU machine).
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/matryoshka-rag eval --dataset $(SHARED)/beir/scifact --embeddings $(SHARED)/embeddings/all-MiniLM-L6-v2 \
+		--methods truncate,pca,pca-rotation,unsupervised,supervised --out runs/demo --save-adaptors
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/quality.py --out runs/quality

@@ -1,0 +1,162 @@
+"""`matryoshka-rag` command line. Heavy modules are imported inside the commands so `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_DIMS = "16,32,64,128,256,384"
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default="all-MiniLM-L6-v2", help="sentence-transformers name or local path"
+    )
+    parser.add_argument("--dims", default=DEFAULT_DIMS, help="Matryoshka dims, increasing, comma-separated")
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
+    parser.add_argument(
+        "--cache", default=None, help="embedding cache file (default ~/.cache/matryoshka-rag)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on training steps per stage")
+
+
+def _settings(args: argparse.Namespace):
+    import dataclasses
+
+    from .evaluation import EvalSettings
+
+    settings = EvalSettings(device=args.device)
+    for section in ("unsupervised", "supervised"):
+        changes = {"seed": args.seed}
+        if args.max_steps is not None:
+            changes["max_steps"] = args.max_steps
+        setattr(settings, section, dataclasses.replace(getattr(settings, section), **changes))
+    settings.unsupervised = dataclasses.replace(settings.unsupervised, objective=args.objective)
+    settings.supervised = dataclasses.replace(settings.supervised, objective=args.ranking)
+    return settings
+
+
+def _add_objectives(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--objective",
+        choices=("listwise", "paper"),
+        default="listwise",
+        help="unsupervised objective (paper: L_topk + L_pair + L_rec)",
+    )
+    parser.add_argument(
+        "--ranking",
+        choices=("softmax", "pairwise"),
+        default="softmax",
+        help="supervised ranking loss (pairwise: the paper's L_rank)",
+    )
+
+
+def train_command(args: argparse.Namespace) -> None:
+    from .beir import BeirDataset, load_precomputed, read_corpus, read_qrels, read_queries
+    from .errors import InputError
+    from .evaluation import MethodTrainer, labelled_queries, load_vectors
+    from .persistence import is_adaptor_dir, save_adaptor
+    from .validation import parse_dims
+
+    out = Path(args.out)
+    if out.exists() and is_adaptor_dir(out) and not args.overwrite:
+        raise InputError(f"{out} already holds an adaptor; pass --overwrite to replace it")
+    if bool(args.queries) != bool(args.qrels):
+        raise InputError("--queries and --qrels go together (supervised training needs both)")
+    corpus_ids, corpus_texts = read_corpus(args.corpus)
+    query_ids, query_texts = read_queries(args.queries) if args.queries else ([], [])
+    dataset = BeirDataset(Path(args.corpus).parent.name, corpus_ids, corpus_texts, query_ids, query_texts)
+    if args.embeddings:
+        corpus, queries = load_precomputed(Path(args.embeddings), dataset)
+    else:
+        corpus, queries = load_vectors(dataset, args.model, None, args.cache)
+    train = validation = None
+    if args.qrels:
+        known = set(query_ids), set(corpus_ids)
+        train = labelled_queries(dataset, queries, read_qrels(args.qrels, *known))
+        if train is None:
+            raise InputError(
+                f"{args.qrels} holds no judgement with a grade > 0 for these queries and documents"
+            )
+        if args.dev_qrels:
+            validation = labelled_queries(dataset, queries, read_qrels(args.dev_qrels, *known))
+    trainer = MethodTrainer(corpus, parse_dims(args.dims), _settings(args), args.model, train, validation)
+    adaptor = trainer.adaptor("supervised" if args.qrels else "unsupervised")
+    save_adaptor(adaptor, out, overwrite=args.overwrite)
+    print(f"saved adaptor to {out} ({adaptor.metadata['training']['seconds']:.0f} s of training)")
+
+
+def eval_command(args: argparse.Namespace) -> None:
+    from .evaluation import evaluate, markdown_table, write_report
+    from .validation import parse_dims
+
+    results = evaluate(
+        args.dataset,
+        args.model,
+        [m for m in args.methods.split(",") if m],
+        parse_dims(args.dims),
+        embeddings_dir=args.embeddings,
+        cache_path=args.cache,
+        settings=_settings(args),
+        adaptors_dir=Path(args.out) / "adaptors" if args.save_adaptors else None,
+    )
+    write_report(results, args.out)
+    print(markdown_table(results))
+    print(f"\nwrote {Path(args.out) / 'results.json'}, results.md and ndcg.png")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="matryoshka-rag",
+        description="Train Matryoshka-Adaptors, evaluate them on BEIR, serve them from Chroma.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train an adaptor on a corpus (and optional relevance labels)")
+    train.add_argument("--corpus", required=True, help="BEIR-style corpus.jsonl")
+    train.add_argument("--queries", help="queries.jsonl (supervised)")
+    train.add_argument("--qrels", help="training qrels TSV (supervised)")
+    train.add_argument("--dev-qrels", help="qrels TSV for early stopping (default: part of --qrels)")
+    train.add_argument(
+        "--embeddings", help="folder of precomputed corpus.npy/corpus_ids.json/queries.npy/..."
+    )
+    train.add_argument("--out", required=True, help="adaptor folder to write")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing adaptor at --out")
+    _add_common(train)
+    _add_objectives(train)
+    train.set_defaults(handler=train_command)
+
+    evaluate = commands.add_parser("eval", help="nDCG@10 / Recall@100 by dim on a BEIR dataset")
+    evaluate.add_argument(
+        "--dataset", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
+    )
+    evaluate.add_argument("--methods", default="truncate,pca,pca-rotation,unsupervised,supervised")
+    evaluate.add_argument(
+        "--embeddings", help="precomputed vectors: a folder, or its parent holding <dataset>/"
+    )
+    evaluate.add_argument("--out", required=True, help="report folder (results.json, results.md, ndcg.png)")
+    evaluate.add_argument(
+        "--save-adaptors", action="store_true", help="also save trained adaptors under --out"
+    )
+    _add_common(evaluate)
+    _add_objectives(evaluate)
+    evaluate.set_defaults(handler=eval_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import InputError
+
+    try:
+        args.handler(args)
+    except InputError as error:
+        print(f"matryoshka-rag {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Adapt a framework's base embeddings: check them text by text, apply an adaptor, keep a prefix, normalise.
+
+One :class:`AdaptedVectors` serves both framework wrappers (``langchain_matryoshka_rag.AdaptedEmbeddings`` and
+``llama_index.embeddings.matryoshka_rag.AdaptedEmbedding``), so they behave identically:
+
+- texts: an empty list gives an empty list; an empty or blank string raises :class:`InputError`
+  ("text i is blank ...") for documents and queries alike; a non-string raises too.
+- base output: a vector count other than the text count, a vector whose dim is not the adaptor's base dim
+  (:class:`AdaptorMismatchError`, naming both dims), NaN/inf or all-zero values raise, naming the text's
+  index in the call and quoting its start.
+- ``dim``: any integer 1..base_dim (``None`` = base_dim). Every prefix of an adapted vector is a valid
+  embedding; the adaptor's trained ``config.dims`` are the dims its quality was optimised for.
+- a base model whose name differs from the one the adaptor was trained on gets one :class:`BaseModelWarning`
+  per wrapper, at construction.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .adaptor import MatryoshkaAdaptor
+from .errors import AdaptorMismatchError, InputError
+from .persistence import load_adaptor
+from .providers import _check_texts, canonical_model_name
+
+__all__ = ["AdaptedVectors", "BaseModelWarning", "check_output_dim", "warn_if_other_model"]
+
+Vectors = Sequence[Sequence[float]] | np.ndarray
+_UNNAMED = ("", "unknown")
+
+
+class BaseModelWarning(UserWarning):
+    """The base model's name differs from the one the adaptor was trained on."""
+
+
+def check_output_dim(dim: int | None, adaptor: MatryoshkaAdaptor) -> int:
+    """``dim`` checked against the adaptor (1..base_dim; ``None`` = base_dim) -> int."""
+    config = adaptor.config
+    if dim is None:
+        return config.base_dim
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+        raise InputError(f"dim must be an integer or None, got {dim!r}")
+    if not 0 < dim <= config.base_dim:
+        raise InputError(
+            f"dim must be in 1..{config.base_dim} (the adaptor's base dim), got {dim}; "
+            f"the adaptor was trained for dims {list(config.dims)}"
+        )
+    return int(dim)
+
+
+def warn_if_other_model(adaptor: MatryoshkaAdaptor, base_name: str | None, stacklevel: int = 3) -> None:
+    """Warn (:class:`BaseModelWarning`) when ``base_name`` and the adaptor's ``base_model`` name different models.
+
+    Names are compared by :func:`~matryoshka_rag.providers.canonical_model_name`; an unknown name on either
+    side (``None``, ``""``, ``"unknown"``) is not compared.
+    """
+    trained = adaptor.config.base_model
+    if not base_name or base_name in _UNNAMED or trained in _UNNAMED:
+        return
+    if canonical_model_name(base_name) != canonical_model_name(trained):
+        warnings.warn(
+            f"the adaptor was trained on vectors of {trained!r} but wraps the base model {base_name!r}: "
+            "its output is only meaningful for the model it was trained on",
+            BaseModelWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def _quote(text: str, width: int = 40) -> str:
+    return repr(text if len(text) <= width else text[:width] + "...")
+
+
+class AdaptedVectors:
+    """An adaptor, an output dim and the base model's name: base vectors of n texts -> adapted ``(n, dim)``.
+
+    Output rows are ``adaptor.transform(base_vectors, dim)``: adapted, cut to ``dim``, unit L2 norm.
+    ``embed``/``embed_one`` (and their async twins) wrap any base embedding function with the checks
+    described in this module's docstring.
+    """
+
+    def __init__(
+        self,
+        adaptor: MatryoshkaAdaptor,
+        dim: int | None = None,
+        base_name: str | None = None,
+        path: str | Path | None = None,
+    ) -> None:
+        if not isinstance(adaptor, MatryoshkaAdaptor):
+            raise InputError(f"adaptor must be a MatryoshkaAdaptor, got {type(adaptor).__name__}")
+        self.adaptor = adaptor
+        self.dim = check_output_dim(dim, adaptor)
+        self.base_name = base_name or "base model"
+        self.path = str(path) if path is not None else None
+        self._fingerprint: str | None = None
+        warn_if_other_model(adaptor, base_name, stacklevel=4)
+
+    @classmethod
+    def load(
+        cls, path: str | Path | None, dim: int | None = None, base_name: str | None = None, device: str = "cpu"
+    ) -> AdaptedVectors:
+        """Load the adaptor folder ``path`` (see :func:`~matryoshka_rag.load_adaptor`)."""
+        if path is None:
+            raise InputError("no adaptor: give the path of an adaptor folder (or an adaptor object)")
+        return cls(load_adaptor(path, device=device), dim, base_name, path)
+
+    @property
+    def fingerprint(self) -> str:
+        """The adaptor's fingerprint (computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = self.adaptor.fingerprint()
+        return self._fingerprint
+
+    @staticmethod
+    def check_texts(texts: Sequence[str]) -> list[str]:
+        """``texts`` as a list; ``[]`` for an empty sequence; InputError for a blank or non-string text."""
+        if isinstance(texts, Sequence) and not isinstance(texts, str) and len(texts) == 0:
+            return []
+        return _check_texts(texts)
+
+    def adapt(self, base_vectors: Vectors, texts: Sequence[str]) -> np.ndarray:
+        """Check the base vectors of ``texts`` (one per text, base dim, finite, non-zero) -> ``(n, dim)``."""
+        who = f"the base model {self.base_name!r}"
+        if len(base_vectors) != len(texts):
+            raise InputError(f"{who} returned {len(base_vectors)} vectors for {len(texts)} texts")
+        base_dim = self.adaptor.config.base_dim
+        try:
+            matrix = np.asarray(base_vectors, dtype=np.float32)
+        except (TypeError, ValueError):  # ragged rows or non-numbers
+            matrix = np.empty((0, 0), dtype=np.float32)
+        if matrix.shape != (len(texts), base_dim):
+            for i, vector in enumerate(base_vectors):
+                if np.ndim(vector) != 1 or np.size(vector) != base_dim:
+                    raise AdaptorMismatchError(
+                        f"{who} returned a {np.size(vector)}-d vector for text {i} ({_quote(texts[i])}), but "
+                        f"the adaptor takes {base_dim}-d vectors (it was trained on "
+                        f"{self.adaptor.config.base_model!r})"
+                    )
+            raise InputError(f"{who} returned values that are not numbers")
+        for problem, bad in (
+            ("NaN or inf values", ~np.isfinite(matrix).all(axis=1)),
+            ("an all-zero vector", ~matrix.any(axis=1)),
+        ):
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise InputError(f"{who} returned {problem} for text {i} ({_quote(texts[i])})")
+        return self.adaptor.transform(matrix, self.dim)
+
+    def embed(self, embed_many: Callable[[list[str]], Vectors], texts: Sequence[str]) -> list[list[float]]:
+        """``embed_many(texts)`` adapted: n lists of ``dim`` floats (``[]`` for no texts)."""
+        texts = self.check_texts(texts)
+        return self.adapt(embed_many(texts), texts).tolist() if texts else []
+
+    def embed_one(self, embed: Callable[[str], Sequence[float]], text: str) -> list[float]:
+        """``embed(text)`` adapted: ``dim`` floats."""
+        texts = self.check_texts([text])
+        return self.adapt([embed(text)], texts)[0].tolist()
+
+    async def aembed(
+        self, embed_many: Callable[[list[str]], Awaitable[Vectors]], texts: Sequence[str]
+    ) -> list[list[float]]:
+        """Async :meth:`embed`."""
+        texts = self.check_texts(texts)
+        return self.adapt(await embed_many(texts), texts).tolist() if texts else []
+
+    async def aembed_one(self, embed: Callable[[str], Awaitable[Sequence[float]]], text: str) -> list[float]:
+        """Async :meth:`embed_one`."""
+        texts = self.check_texts([text])
+        return self.adapt([await embed(text)], texts)[0].tolist()
+
+    def __repr__(self) -> str:
+        config: Any = self.adaptor.config
+        return (
+            f"AdaptedVectors(base_model={config.base_model!r}, base_dim={config.base_dim}, dim={self.dim}, "
+            f"path={self.path!r})"
+        )

@@ -1,0 +1,131 @@
+"""Train an adaptor from texts through any embedding function (the glue behind the frameworks' ``fit``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .adaptor import MatryoshkaAdaptor
+from .errors import InputError
+from .persistence import save_adaptor
+from .providers import CallableProvider, _check_texts, canonical_model_name, embed_texts
+from .trainer import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
+
+__all__ = ["fit_from_texts", "training_configs"]
+
+EmbedMany = Callable[[list[str]], Sequence[Sequence[float]] | np.ndarray]
+
+
+def training_configs(
+    unsupervised: UnsupervisedConfig | None = None,
+    supervised: SupervisedConfig | None = None,
+    **settings: Any,
+) -> tuple[UnsupervisedConfig, SupervisedConfig]:
+    """Both stages' configs with ``settings`` (e.g. ``max_steps=30``) applied to every config that has them.
+
+    Unknown setting names raise InputError.
+    """
+    configs = (unsupervised or UnsupervisedConfig(), supervised or SupervisedConfig())
+    names = [{f.name for f in fields(config)} for config in configs]
+    unknown = sorted(set(settings) - names[0] - names[1])
+    if unknown:
+        raise InputError(
+            f"unknown training setting(s) {unknown}: use fields of UnsupervisedConfig or SupervisedConfig"
+        )
+    unsupervised, supervised = (
+        replace(config, **{key: value for key, value in settings.items() if key in known})
+        for config, known in zip(configs, names)
+    )
+    return unsupervised, supervised
+
+
+def _relevance(
+    corpus: list[str], pairs: Sequence[tuple[str, str]]
+) -> tuple[list[str], list[str], list[dict[int, float]]]:
+    """(corpus with absent relevant texts appended, distinct queries, per query {corpus row: 1.0})."""
+    corpus = list(corpus)
+    row_of: dict[str, int] = {}
+    for row, text in enumerate(corpus):
+        row_of.setdefault(text, row)
+    relevance: dict[str, dict[int, float]] = {}
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise InputError(f"pair {i} must be a (query, relevant text) pair of strings, got {pair!r}")
+        query, text = pair
+        if text not in row_of:
+            row_of[text] = len(corpus)
+            corpus.append(text)
+        relevance.setdefault(query, {})[row_of[text]] = 1.0
+    if len(relevance) < 2:
+        raise InputError(
+            f"supervised training needs at least 2 distinct queries (one is held out for early stopping), "
+            f"got {len(relevance)}"
+        )
+    return corpus, list(relevance), list(relevance.values())
+
+
+def fit_from_texts(
+    embed_documents: EmbedMany,
+    texts: Sequence[str],
+    path: str | Path,
+    *,
+    embed_query: Callable[[str], Sequence[float]] | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    dims: Sequence[int] | None = None,
+    base_model: str | None = None,
+    unsupervised: UnsupervisedConfig | None = None,
+    supervised: SupervisedConfig | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    **settings: Any,
+) -> MatryoshkaAdaptor:
+    """Embed ``texts`` with a base model, train an adaptor on them, save it to the folder ``path``.
+
+    Args:
+        embed_documents: the base model's batch function, n texts -> (n, d) vectors.
+        texts: the corpus (n >= 11: each item needs ``k=10`` neighbours); blank texts raise.
+        embed_query: the base model's query function (default: ``embed_documents`` on one text).
+        pairs: ``(query, relevant text)`` pairs -> supervised training (at least 2 distinct queries). A
+            relevant text absent from ``texts`` is added to the corpus; a query in several pairs gets every
+            text as a positive. ``None``: unsupervised.
+        dims: Matryoshka dims (default: powers of two from 16, plus the base dim).
+        base_model: the base model's name, recorded (canonical) in the adaptor.
+        unsupervised, supervised: stage configs; ``settings`` (e.g. ``max_steps=30``) override fields of
+            each config that has them.
+        overwrite: replace an existing adaptor folder at ``path`` (checked before any embedding).
+
+    Returns the trained adaptor, already saved.
+    """
+    path = Path(path)
+    if not overwrite and path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InputError(f"{path} already exists and is not empty: pass overwrite=True to replace it")
+    unsupervised, supervised = training_configs(unsupervised, supervised, **settings)
+    name = canonical_model_name(base_model) if base_model and base_model.strip() else "unknown"
+    corpus = _check_texts(texts)
+    if pairs is not None:
+        corpus, queries, relevance = _relevance(corpus, pairs)
+    corpus_vectors = embed_texts(CallableProvider(embed_documents, name), corpus, progress=progress)
+    if pairs is None:
+        adaptor = train_unsupervised(corpus_vectors, dims, unsupervised, name, device, progress=progress)
+    else:
+        embed_one = embed_query or (lambda text: embed_documents([text])[0])
+        query_provider = CallableProvider(lambda batch: [embed_one(q) for q in batch], name)
+        query_vectors = embed_texts(query_provider, queries, progress=progress)
+        adaptor = train_supervised(
+            corpus_vectors,
+            query_vectors,
+            relevance,
+            dims,
+            config=supervised,
+            unsupervised=unsupervised,
+            base_model=name,
+            device=device,
+            progress=progress,
+        )
+    save_adaptor(adaptor, path, overwrite=overwrite)
+    return adaptor

@@ -1,0 +1,100 @@
+"""Training: determinism, resume, early stopping, supervised stage, and bad input before any work."""
+
+import numpy as np
+import pytest
+import torch
+
+from matryoshka_rag import (
+    InputError,
+    SupervisedConfig,
+    UnsupervisedConfig,
+    train_supervised,
+    train_unsupervised,
+)
+from matryoshka_rag.evaluation import labelled_queries
+
+FAST = UnsupervisedConfig(max_steps=30, eval_every=10, batch_size=64, holdout=50, patience=100)
+
+
+@pytest.fixture(scope="module")
+def slice_vectors(scifact_vectors):
+    return scifact_vectors[:800]
+
+
+def test_same_seed_same_adaptor(slice_vectors):
+    first = train_unsupervised(slice_vectors, (32, 384), FAST, progress=False)
+    second = train_unsupervised(slice_vectors, (32, 384), FAST, progress=False)
+    assert first.fingerprint() == second.fingerprint()
+    assert first.metadata["metrics"]["steps"] == 30
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(slice_vectors, tmp_path):
+    uninterrupted = train_unsupervised(slice_vectors, (32, 384), FAST, progress=False)
+    import dataclasses
+
+    train_unsupervised(
+        slice_vectors,
+        (32, 384),
+        dataclasses.replace(FAST, max_steps=20),
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
+    assert (tmp_path / "checkpoint.pt").is_file()
+    resumed = train_unsupervised(slice_vectors, (32, 384), FAST, checkpoint_dir=tmp_path, progress=False)
+    assert resumed.metadata["metrics"]["history"] == uninterrupted.metadata["metrics"]["history"]
+    assert resumed.fingerprint() == uninterrupted.fingerprint()
+
+
+def test_early_stopping_keeps_the_best_holdout_score(slice_vectors):
+    config = UnsupervisedConfig(max_steps=200, eval_every=5, batch_size=64, holdout=50, patience=2, lr=3e-2)
+    adaptor = train_unsupervised(slice_vectors, (32, 384), config, progress=False)
+    metrics = adaptor.metadata["metrics"]
+    best = max(h["score"] for h in metrics["history"])
+    assert metrics["holdout_loss"] == pytest.approx(-best)
+    assert metrics["steps"] < 200  # a learning rate this high stops improving quickly
+
+
+def test_paper_objective_trains_from_identity(slice_vectors):
+    config = UnsupervisedConfig(objective="paper", start="identity", max_steps=20, eval_every=10, holdout=50)
+    adaptor = train_unsupervised(slice_vectors, (32, 384), config, progress=False)
+    assert not adaptor.config.rotation
+    history = adaptor.metadata["metrics"]["history"]
+    assert history[-1]["score"] > history[0]["score"]  # held-out paper loss went down
+
+
+@pytest.mark.parametrize("objective", ["softmax", "pairwise"])
+def test_supervised_stage_improves_validation_ndcg(scifact, scifact_embeddings, objective):
+    corpus, queries = scifact_embeddings
+    train = labelled_queries(scifact, queries, scifact.qrels("train"))
+    base = train_unsupervised(corpus, (32, 384), FAST, progress=False)
+    config = SupervisedConfig(
+        objective=objective, max_steps=40, eval_every=20, batch_size=32, max_candidates=6000
+    )
+    adaptor = train_supervised(
+        corpus, train[0], train[1], (32, 384), config, FAST, adaptor=base, progress=False
+    )
+    history = adaptor.metadata["metrics"]["history"]
+    assert adaptor.metadata["metrics"]["validation_ndcg@10"] > history[0]["score"]
+    assert adaptor.metadata["training"]["mode"] == "supervised"
+
+
+def test_bad_inputs_fail_before_any_work(slice_vectors):
+    nan = slice_vectors[:100].copy()
+    nan[7, 0] = np.nan
+    with pytest.raises(InputError, match="NaN or inf, first at row 7"):
+        train_unsupervised(nan, (32, 384), FAST)
+    with pytest.raises(InputError, match="no vectors"):
+        train_unsupervised(np.zeros((0, 384), np.float32), (32, 384), FAST)
+    with pytest.raises(InputError, match="strictly increasing"):
+        train_unsupervised(slice_vectors, (64, 32), FAST)
+    with pytest.raises(InputError, match="must not exceed the base dim 384"):
+        train_unsupervised(slice_vectors, (32, 512), FAST)
+    with pytest.raises(InputError, match="at least k \\+ 1 = 11"):
+        train_unsupervised(slice_vectors[:8], (32, 384), FAST)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            train_unsupervised(slice_vectors, (32, 384), FAST, device="cuda")
+    with pytest.raises(InputError, match="query 1 has no relevant document"):
+        train_supervised(slice_vectors, slice_vectors[:2], [{0: 1}, {}], (32, 384))
+    with pytest.raises(InputError, match="outside the corpus"):
+        train_supervised(slice_vectors, slice_vectors[:2], [{0: 1}, {5000: 1}], (32, 384))
