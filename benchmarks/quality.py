@@ -32,7 +32,9 @@ def settings_with(overrides: list[str]) -> EvalSettings:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", default="scifact,nfcorpus")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--dims", default="16,32,64,128,256,384")

@@ -1,34 +1,63 @@
-"""matryoshka-rag: Matryoshka-Adaptor (arXiv 2407.20243) on top of any embedding model."""
+"""matryoshka-rag: Matryoshka-Adaptor (arXiv 2407.20243) on top of any embedding model.
 
-from .adaptor import AdaptorConfig, MatryoshkaAdaptor
-from .errors import AdaptorMismatchError, InputError
-from .losses import (
-    graded_softmax_loss,
-    listwise_distillation_loss,
-    pairwise_rank_loss,
-    pairwise_similarity_loss,
-    reconstruction_loss,
-    topk_similarity_loss,
-)
-from .persistence import CorruptAdaptorError, load_adaptor, save_adaptor
-from .trainer import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
+The public API is importable from here; its modules load on first use so that `matryoshka-rag --help`
+does not pay for torch.
+"""
 
-__all__ = [
-    "AdaptorConfig",
-    "AdaptorMismatchError",
-    "CorruptAdaptorError",
-    "InputError",
-    "MatryoshkaAdaptor",
-    "SupervisedConfig",
-    "UnsupervisedConfig",
-    "graded_softmax_loss",
-    "listwise_distillation_loss",
-    "load_adaptor",
-    "pairwise_rank_loss",
-    "pairwise_similarity_loss",
-    "reconstruction_loss",
-    "save_adaptor",
-    "topk_similarity_loss",
-    "train_supervised",
-    "train_unsupervised",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "AdaptorConfig": "adaptor",
+    "MatryoshkaAdaptor": "adaptor",
+    "AdaptorMismatchError": "errors",
+    "InputError": "errors",
+    "graded_softmax_loss": "losses",
+    "listwise_distillation_loss": "losses",
+    "pairwise_rank_loss": "losses",
+    "pairwise_similarity_loss": "losses",
+    "reconstruction_loss": "losses",
+    "topk_similarity_loss": "losses",
+    "CorruptAdaptorError": "persistence",
+    "load_adaptor": "persistence",
+    "save_adaptor": "persistence",
+    "SupervisedConfig": "trainer",
+    "UnsupervisedConfig": "trainer",
+    "train_supervised": "trainer",
+    "train_unsupervised": "trainer",
+    "EmbeddingCache": "cache",
+    "SentenceTransformerProvider": "providers",
+    "CallableProvider": "providers",
+    "embed_texts": "providers",
+    "evaluate": "evaluation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'matryoshka_rag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .adaptor import AdaptorConfig, MatryoshkaAdaptor
+    from .cache import EmbeddingCache
+    from .errors import AdaptorMismatchError, InputError
+    from .evaluation import evaluate
+    from .losses import (
+        graded_softmax_loss,
+        listwise_distillation_loss,
+        pairwise_rank_loss,
+        pairwise_similarity_loss,
+        reconstruction_loss,
+        topk_similarity_loss,
+    )
+    from .persistence import CorruptAdaptorError, load_adaptor, save_adaptor
+    from .providers import CallableProvider, SentenceTransformerProvider, embed_texts
+    from .trainer import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised

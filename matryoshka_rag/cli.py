@@ -60,6 +60,7 @@ def train_command(args: argparse.Namespace) -> None:
     from .persistence import is_adaptor_dir, save_adaptor
     from .validation import parse_dims
 
+    dims = parse_dims(args.dims)
     out = Path(args.out)
     if out.exists() and is_adaptor_dir(out) and not args.overwrite:
         raise InputError(f"{out} already holds an adaptor; pass --overwrite to replace it")
@@ -82,7 +83,7 @@ def train_command(args: argparse.Namespace) -> None:
             )
         if args.dev_qrels:
             validation = labelled_queries(dataset, queries, read_qrels(args.dev_qrels, *known))
-    trainer = MethodTrainer(corpus, parse_dims(args.dims), _settings(args), args.model, train, validation)
+    trainer = MethodTrainer(corpus, dims, _settings(args), args.model, train, validation)
     adaptor = trainer.adaptor("supervised" if args.qrels else "unsupervised")
     save_adaptor(adaptor, out, overwrite=args.overwrite)
     print(f"saved adaptor to {out} ({adaptor.metadata['training']['seconds']:.0f} s of training)")

@@ -16,10 +16,10 @@ One :class:`AdaptedVectors` serves both framework wrappers (``langchain_matryosh
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -53,7 +53,23 @@ def check_output_dim(dim: int | None, adaptor: MatryoshkaAdaptor) -> int:
     return int(dim)
 
 
-def warn_if_other_model(adaptor: MatryoshkaAdaptor, base_name: str | None, stacklevel: int = 3) -> None:
+_OWN_MODULES = (
+    "matryoshka_rag.",
+    "langchain_matryoshka_rag.",
+    "llama_index.embeddings.matryoshka_rag.",
+    "pydantic.",
+)
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside this package, its integrations and pydantic."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(_OWN_MODULES):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_if_other_model(adaptor: MatryoshkaAdaptor, base_name: str | None) -> None:
     """Warn (:class:`BaseModelWarning`) when ``base_name`` and the adaptor's ``base_model`` name different models.
 
     Names are compared by :func:`~matryoshka_rag.providers.canonical_model_name`; an unknown name on either
@@ -67,7 +83,7 @@ def warn_if_other_model(adaptor: MatryoshkaAdaptor, base_name: str | None, stack
             f"the adaptor was trained on vectors of {trained!r} but wraps the base model {base_name!r}: "
             "its output is only meaningful for the model it was trained on",
             BaseModelWarning,
-            stacklevel=stacklevel,
+            stacklevel=_caller_stacklevel(),
         )
 
 
@@ -94,14 +110,18 @@ class AdaptedVectors:
             raise InputError(f"adaptor must be a MatryoshkaAdaptor, got {type(adaptor).__name__}")
         self.adaptor = adaptor
         self.dim = check_output_dim(dim, adaptor)
-        self.base_name = base_name or "base model"
+        self.base_name = base_name
         self.path = str(path) if path is not None else None
         self._fingerprint: str | None = None
-        warn_if_other_model(adaptor, base_name, stacklevel=4)
+        warn_if_other_model(adaptor, base_name)
 
     @classmethod
     def load(
-        cls, path: str | Path | None, dim: int | None = None, base_name: str | None = None, device: str = "cpu"
+        cls,
+        path: str | Path | None,
+        dim: int | None = None,
+        base_name: str | None = None,
+        device: str = "cpu",
     ) -> AdaptedVectors:
         """Load the adaptor folder ``path`` (see :func:`~matryoshka_rag.load_adaptor`)."""
         if path is None:
@@ -124,7 +144,7 @@ class AdaptedVectors:
 
     def adapt(self, base_vectors: Vectors, texts: Sequence[str]) -> np.ndarray:
         """Check the base vectors of ``texts`` (one per text, base dim, finite, non-zero) -> ``(n, dim)``."""
-        who = f"the base model {self.base_name!r}"
+        who = f"the base model {self.base_name!r}" if self.base_name else "the base model"
         if len(base_vectors) != len(texts):
             raise InputError(f"{who} returned {len(base_vectors)} vectors for {len(texts)} texts")
         base_dim = self.adaptor.config.base_dim
@@ -134,7 +154,9 @@ class AdaptedVectors:
             matrix = np.empty((0, 0), dtype=np.float32)
         if matrix.shape != (len(texts), base_dim):
             for i, vector in enumerate(base_vectors):
-                if np.ndim(vector) != 1 or np.size(vector) != base_dim:
+                if np.ndim(vector) != 1:
+                    raise InputError(f"{who} returned a {type(vector).__name__}, not a vector, for text {i}")
+                if np.size(vector) != base_dim:
                     raise AdaptorMismatchError(
                         f"{who} returned a {np.size(vector)}-d vector for text {i} ({_quote(texts[i])}), but "
                         f"the adaptor takes {base_dim}-d vectors (it was trained on "
@@ -173,7 +195,7 @@ class AdaptedVectors:
         return self.adapt([await embed(text)], texts)[0].tolist()
 
     def __repr__(self) -> str:
-        config: Any = self.adaptor.config
+        config = self.adaptor.config
         return (
             f"AdaptedVectors(base_model={config.base_model!r}, base_dim={config.base_dim}, dim={self.dim}, "
             f"path={self.path!r})"

@@ -133,7 +133,11 @@ class MethodTrainer:
             return train_unsupervised(self.corpus, self.dims, s.unsupervised, **common)
         if method == "unsupervised-paper":
             paper = UnsupervisedConfig(  # the paper's recipe: L1 losses, identity start, Adam 1e-3, batch 128
-                objective="paper", start="identity", lr=1e-3, batch_size=128, seed=s.unsupervised.seed,
+                objective="paper",
+                start="identity",
+                lr=1e-3,
+                batch_size=128,
+                seed=s.unsupervised.seed,
                 max_steps=s.unsupervised.max_steps,
             )
             return train_unsupervised(self.corpus, self.dims, paper, **common)

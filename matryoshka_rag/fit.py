@@ -111,7 +111,9 @@ def fit_from_texts(
         corpus, queries, relevance = _relevance(corpus, pairs)
     corpus_vectors = embed_texts(CallableProvider(embed_documents, name), corpus, progress=progress)
     if pairs is None:
-        adaptor = train_unsupervised(corpus_vectors, dims, unsupervised, name, device, progress=progress)
+        adaptor = train_unsupervised(
+            corpus_vectors, dims, config=unsupervised, base_model=name, device=device, progress=progress
+        )
     else:
         embed_one = embed_query or (lambda text: embed_documents([text])[0])
         query_provider = CallableProvider(lambda batch: [embed_one(q) for q in batch], name)

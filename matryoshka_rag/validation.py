@@ -60,8 +60,9 @@ def check_dims(dims: Sequence[int], base_dim: int) -> tuple[int, ...]:
 
 
 def parse_dims(text: str) -> tuple[int, ...]:
-    """Parse a comma-separated list such as "32,64,128" (order is checked later by `check_dims`)."""
+    """Parse a comma-separated list such as "32,64,128", checked for order (the base dim is checked later)."""
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        dims = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError as error:
         raise InputError(f"dims: expected comma-separated integers, got {text!r}") from error
+    return check_dims(dims, max(dims, default=0))

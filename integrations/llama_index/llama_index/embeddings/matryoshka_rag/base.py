@@ -1,0 +1,223 @@
+"""``AdaptedEmbedding``: any LlamaIndex embedding followed by a Matryoshka adaptor, cut to ``dim``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
+from llama_index.core.schema import BaseNode, MetadataMode
+
+from matryoshka_rag.adaptor import MatryoshkaAdaptor
+from matryoshka_rag.embedding_adapter import AdaptedVectors
+from matryoshka_rag.errors import AdaptorMismatchError, InputError
+from matryoshka_rag.fit import fit_from_texts
+from matryoshka_rag.providers import EmbeddingProvider, SentenceTransformerProvider
+
+__all__ = ["AdaptedEmbedding", "ProviderEmbedding", "load_base_embedding"]
+
+
+def _subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found
+
+
+def load_base_embedding(data: dict[str, Any]) -> BaseEmbedding:
+    """Rebuild a base embedding from its ``to_dict()``: LlamaIndex's ``load_embed_model`` for the classes it
+    knows, else the one imported ``BaseEmbedding`` subclass whose ``class_name()`` matches."""
+    from llama_index.core.embeddings.loading import RECOGNIZED_EMBEDDINGS, load_embed_model
+
+    name = data.get("class_name")
+    if name in RECOGNIZED_EMBEDDINGS:
+        return load_embed_model(data)
+    matches = [cls for cls in _subclasses(BaseEmbedding) if cls.class_name() == name]
+    if len(matches) != 1:
+        raise InputError(
+            f"cannot rebuild the base embedding {name!r} from its dict ({len(matches)} imported classes have "
+            "that class_name): import its class, or pass the base model: AdaptedEmbedding.from_dict(data, base=...)"
+        )
+    return matches[0].from_dict(data)
+
+
+class AdaptedEmbedding(BaseEmbedding):
+    """LlamaIndex embedding: the ``base`` model's vectors through a Matryoshka adaptor, first ``dim`` dims,
+    unit L2 norm. Each vector equals ``adaptor.transform(base_vectors, dim)``.
+
+    Example:
+        .. code-block:: python
+
+            from llama_index.core import Settings
+            from llama_index.embeddings.matryoshka_rag import AdaptedEmbedding
+
+            Settings.embed_model = AdaptedEmbedding.from_pretrained(base=my_embed_model, path="adaptor/", dim=64)
+
+    A batch of texts goes through the base's ``get_text_embedding_batch`` (its own batching and
+    ``embeddings_cache`` apply), then through the adaptor at once; ``embed_batch_size`` defaults to the base's.
+    Behaviour (shared with the LangChain wrapper, see ``matryoshka_rag.embedding_adapter``): ``[]`` gives
+    ``[]``; an empty or blank text raises ``InputError``; base vectors of the wrong dim raise
+    ``AdaptorMismatchError`` naming both dims; NaN/zero base vectors raise naming the text (its index within
+    the batch LlamaIndex passes, and its start); ``dim`` must be 1..base_dim (``None``: all), checked at
+    construction; a base ``model_name`` other than the adaptor's ``base_model`` warns once.
+
+    Serialisation: ``to_dict()`` holds the base (its own ``to_dict()``), the adaptor folder ``path``, ``dim``
+    and the adaptor's fingerprint; ``from_dict()`` rebuilds the base (see :func:`load_base_embedding`, or pass
+    ``base=``), re-loads the adaptor from ``path`` and raises ``AdaptorMismatchError`` if the folder now holds
+    another adaptor. An ``IngestionPipeline`` cache keyed on this dict thus misses when the adaptor changes.
+    """
+
+    base: SerializeAsAny[BaseEmbedding] = Field(description="The base embedding model.")
+    path: str | None = Field(
+        default=None, description="Adaptor folder, written by matryoshka_rag.save_adaptor."
+    )
+    dim: int | None = Field(
+        default=None, description="Output dims (a prefix of the adapted vector); None: all."
+    )
+    device: str = Field(default="cpu", description="Device the adaptor runs on.")
+    adaptor_fingerprint: str | None = Field(
+        default=None, description="Fingerprint of the adaptor; re-checked when rebuilt from a dict."
+    )
+
+    _vectors: AdaptedVectors = PrivateAttr()
+
+    def __init__(
+        self,
+        base: BaseEmbedding | dict[str, Any],
+        path: str | Path | None = None,
+        dim: int | None = None,
+        adaptor: MatryoshkaAdaptor | None = None,
+        device: str = "cpu",
+        adaptor_fingerprint: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Give ``path`` (an adaptor folder) or ``adaptor`` (an object; then ``to_dict`` cannot re-load it)."""
+        if isinstance(base, dict):
+            base = load_base_embedding(base)
+        if adaptor is None:
+            vectors = AdaptedVectors.load(path, dim, base.model_name, device)
+        else:
+            vectors = AdaptedVectors(adaptor, dim, base.model_name, path)
+        if adaptor_fingerprint is not None and adaptor_fingerprint != vectors.fingerprint:
+            raise AdaptorMismatchError(
+                f"the adaptor in {path} is not the one this embedding was saved with (fingerprint "
+                f"{vectors.fingerprint[:12]}... instead of {adaptor_fingerprint[:12]}...): vectors made before "
+                "would not match new ones; drop 'adaptor_fingerprint' from the dict to accept the new adaptor"
+            )
+        kwargs.setdefault("embed_batch_size", base.embed_batch_size)
+        kwargs.setdefault("model_name", f"matryoshka-rag({base.model_name}, dim={vectors.dim})")
+        super().__init__(
+            base=base,
+            path=vectors.path,
+            dim=dim,
+            device=device,
+            adaptor_fingerprint=vectors.fingerprint,
+            **kwargs,
+        )
+        self._vectors = vectors
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MatryoshkaAdaptedEmbedding"
+
+    @classmethod
+    def from_pretrained(
+        cls, base: BaseEmbedding, path: str | Path, dim: int | None = None, **kwargs: Any
+    ) -> AdaptedEmbedding:
+        """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim``."""
+        return cls(base=base, path=path, dim=dim, **kwargs)
+
+    @classmethod
+    def fit(
+        cls,
+        base: BaseEmbedding,
+        nodes_or_texts: Sequence[BaseNode | str],
+        path: str | Path,
+        dims: Sequence[int] | None = None,
+        queries: Sequence[tuple[str, str]] | None = None,
+        dim: int | None = None,
+        **config: Any,
+    ) -> AdaptedEmbedding:
+        """Train an adaptor on ``base``'s vectors of nodes (their embedding text) or texts, save it to ``path``,
+        return the wrapper.
+
+        ``queries``: ``(query, relevant text)`` pairs -> supervised training, else unsupervised. ``config``:
+        ``overwrite``, ``device``, ``progress``, ``unsupervised=``/``supervised=`` configs, or single settings
+        such as ``max_steps=200`` (see ``matryoshka_rag.fit.fit_from_texts``).
+        """
+        texts = [
+            item.get_content(metadata_mode=MetadataMode.EMBED) if isinstance(item, BaseNode) else item
+            for item in nodes_or_texts
+        ]
+        fit_from_texts(
+            base.get_text_embedding_batch,
+            texts,
+            path,
+            embed_query=base.get_query_embedding,
+            pairs=queries,
+            dims=dims,
+            base_model=base.model_name,
+            **config,
+        )
+        return cls.from_pretrained(base, path, dim)
+
+    @property
+    def output_dim(self) -> int:
+        """Length of every returned vector."""
+        return self._vectors.dim
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self._vectors.embed_one(self.base.get_query_embedding, query)
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._vectors.embed_one(self.base.get_text_embedding, text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return self._vectors.embed(self.base.get_text_embedding_batch, texts)
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await self._vectors.aembed_one(self.base.aget_query_embedding, query)
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return await self._vectors.aembed_one(self.base.aget_text_embedding, text)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return await self._vectors.aembed(self.base.aget_text_embedding_batch, texts)
+
+
+class ProviderEmbedding(BaseEmbedding):
+    """LlamaIndex embedding over a matryoshka-rag provider: by default the offline sentence-transformers model
+    ``model_name`` (e.g. the bundled ``"all-MiniLM-L6-v2"``), loaded on first use; or any given ``provider``.
+    Vectors are the provider's as they are (texts and queries alike). Serialisable by ``model_name``."""
+
+    device: str | None = Field(default=None, description="Device of the model (default: the provider's).")
+
+    _provider: EmbeddingProvider = PrivateAttr()
+
+    def __init__(
+        self, model_name: str = "all-MiniLM-L6-v2", provider: EmbeddingProvider | None = None, **kwargs: Any
+    ) -> None:
+        """``provider``: a ready provider (e.g. shared with other code); default: built from ``model_name``."""
+        if provider is None:
+            provider = SentenceTransformerProvider(model_name, device=kwargs.get("device"))
+        kwargs.setdefault("embed_batch_size", 64)
+        super().__init__(model_name=provider.name, **kwargs)
+        self._provider = provider
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MatryoshkaProviderEmbedding"
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return self._provider(list(texts)).tolist() if texts else []
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self._get_text_embeddings([query])[0]
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return self._get_query_embedding(query)

@@ -1,0 +1,44 @@
+"""Checks shared by the LangChain and LlamaIndex integration tests."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from matryoshka_rag import load_adaptor
+from matryoshka_rag.beir import BeirDataset
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def check_fitted(path: Path, dims: tuple[int, ...], supervised: bool, corpus_size: int, steps: int):
+    """The adaptor folder written by a wrapper's ``fit``: loadable, as asked; returns the adaptor."""
+    adaptor = load_adaptor(path)
+    assert adaptor.config.dims == dims and adaptor.config.base_model == "all-MiniLM-L6-v2"
+    training = adaptor.metadata["training"]
+    assert training["mode"] == ("supervised" if supervised else "unsupervised")
+    assert training["corpus_size"] == corpus_size and training["unsupervised"]["max_steps"] == steps
+    return adaptor
+
+
+def run_example(name: str, scifact: BeirDataset, adaptor: Path, runs: Path) -> list[dict]:
+    """Run ``examples/<name>.py``'s ``main`` on 40 documents and 2 SciFact test questions (k=3).
+
+    Checks that every retrieved document is a real SciFact document with its text, that the answer comes
+    from the offline stand-in, and that a relevant document is retrieved for at least one question.
+    """
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    example = importlib.import_module(name)
+    results = example.main(["--adaptor", str(adaptor), "--docs", "40", "--queries", "2", "--runs", str(runs)])
+    text_of = dict(zip(scifact.corpus_ids, scifact.corpus_texts))
+    qrels = scifact.qrels("test")
+    asked = [q for q in scifact.query_ids if q in qrels][:2]
+    assert len(results) == 2
+    for row in results:
+        assert len(row["retrieved"]) == 3
+        assert all(text_of[doc_id] == text for doc_id, text in row["retrieved"])
+        assert row["answer"].startswith("[offline stand-in")
+    assert any(set(qrels[q]) & {d for d, _ in row["retrieved"]} for q, row in zip(asked, results))
+    return results

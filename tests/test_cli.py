@@ -1,0 +1,180 @@
+"""End to end through the CLI on a slice of SciFact, encoded with the real model (through the cache)."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from matryoshka_rag.cli import main
+from matryoshka_rag.persistence import load_adaptor
+
+N_QUERIES, N_DOCS = 40, 300
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture(scope="module")
+def scifact_slice(scifact, tmp_path_factory):
+    """A BEIR folder: 40 test queries, their relevant documents plus random others (300 docs), train qrels
+    for the train queries whose documents made it in."""
+    root = tmp_path_factory.mktemp("scifact_slice")
+    rng = random.Random(0)
+    test = scifact.qrels("test")
+    train = scifact.qrels("train")
+    queries = sorted(test)[:N_QUERIES]
+    docs = {d for q in queries for d in test[q]}
+    docs |= set(rng.sample(scifact.corpus_ids, N_DOCS - len(docs)))
+    text = dict(zip(scifact.corpus_ids, scifact.corpus_texts))
+    write_jsonl(root / "corpus.jsonl", [{"_id": d, "title": "", "text": text[d]} for d in sorted(docs)])
+    train_queries = [q for q in train if set(train[q]) <= docs]
+    query_text = dict(zip(scifact.query_ids, scifact.query_texts))
+    write_jsonl(root / "queries.jsonl", [{"_id": q, "text": query_text[q]} for q in queries + train_queries])
+    (root / "qrels").mkdir()
+    for name, split, chosen in (("test", test, queries), ("train", train, train_queries)):
+        rows = [f"{q}\t{d}\t{g}\r\n" for q in chosen for d, g in split[q].items()]
+        (root / "qrels" / f"{name}.tsv").write_text("query-id\tcorpus-id\tscore\r\n" + "".join(rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache") / "embeddings.sqlite")
+
+
+def test_help_is_instant_and_lists_commands():
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "matryoshka_rag.cli", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0
+    assert "train" in done.stdout and "eval" in done.stdout
+    assert "torch" not in done.stderr and "sentence_transformers" not in done.stderr  # nothing heavy imported
+
+
+def test_eval_end_to_end_beats_truncation_at_32(scifact_slice, cache, tmp_path):
+    out = tmp_path / "report"
+    code = main(
+        [
+            "eval",
+            "--dataset",
+            str(scifact_slice),
+            "--methods",
+            "truncate,pca,unsupervised",
+            "--dims",
+            "32,384",
+            "--out",
+            str(out),
+            "--cache",
+            cache,
+            "--max-steps",
+            "200",
+        ]
+    )
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) >= {
+        "dataset",
+        "model",
+        "base_dim",
+        "ndcg@10",
+        "recall@100",
+        "train_seconds",
+        "device",
+    }
+    assert results["base_dim"] == 384 and results["model"] == "all-MiniLM-L6-v2"
+    ndcg = results["ndcg@10"]
+    assert ndcg["unsupervised"]["32"] > ndcg["truncate"]["32"] + 0.02
+    assert ndcg["truncate"]["384"] > 0.5  # the real model on real relevant documents
+    assert abs(ndcg["unsupervised"]["384"] - ndcg["truncate"]["384"]) < 0.03
+    assert (out / "results.md").read_text().startswith("| scifact_slice")
+    assert (out / "ndcg.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_writes_adaptor_and_refuses_to_overwrite(scifact_slice, cache, tmp_path, capsys):
+    out = tmp_path / "adaptor"
+    args = [
+        "train",
+        "--corpus",
+        str(scifact_slice / "corpus.jsonl"),
+        "--dims",
+        "32,384",
+        "--out",
+        str(out),
+        "--cache",
+        cache,
+        "--max-steps",
+        "20",
+    ]
+    assert main(args) == 0
+    adaptor = load_adaptor(out)
+    assert adaptor.config.dims == (32, 384) and adaptor.metadata["training"]["mode"] == "unsupervised"
+    before = (out / "model.safetensors").read_bytes()
+    assert main(args) == 2
+    assert "already holds an adaptor; pass --overwrite" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == before
+    assert main([*args, "--overwrite", "--seed", "1"]) == 0
+    assert (out / "model.safetensors").read_bytes() != before
+
+
+def test_train_supervised_from_files(scifact_slice, cache, tmp_path):
+    out = tmp_path / "supervised"
+    code = main(
+        [
+            "train",
+            "--corpus",
+            str(scifact_slice / "corpus.jsonl"),
+            "--queries",
+            str(scifact_slice / "queries.jsonl"),
+            "--qrels",
+            str(scifact_slice / "qrels" / "train.tsv"),
+            "--dims",
+            "32,384",
+            "--out",
+            str(out),
+            "--cache",
+            cache,
+            "--max-steps",
+            "20",
+            "--ranking",
+            "pairwise",
+        ]
+    )
+    assert code == 0
+    training = load_adaptor(out).metadata["training"]
+    assert training["mode"] == "supervised" and training["supervised"]["objective"] == "pairwise"
+
+
+def test_cli_reports_bad_input_cleanly(scifact_slice, tmp_path, capsys):
+    assert main(["eval", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "BEIR dataset folder not found" in capsys.readouterr().err
+    args = [
+        "train",
+        "--corpus",
+        str(scifact_slice / "corpus.jsonl"),
+        "--out",
+        str(tmp_path / "a"),
+        "--dims",
+        "64,32",
+    ]
+    assert main(args) == 2
+    assert "strictly increasing" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--corpus",
+                str(scifact_slice / "corpus.jsonl"),
+                "--out",
+                str(tmp_path / "a"),
+                "--qrels",
+                "x.tsv",
+            ]
+        )
+        == 2
+    )
+    assert "--queries and --qrels go together" in capsys.readouterr().err

@@ -1,0 +1,505 @@
+"""Chroma Matryoshka store: embedded (PersistentClient) and server (`chroma run`) modes, real SciFact vectors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matryoshka_rag import AdaptorConfig, AdaptorMismatchError, InputError, MatryoshkaAdaptor, load_adaptor
+from matryoshka_rag.cli_index import add_index_arguments, index_command, query_command
+from matryoshka_rag.retriever import (
+    STAGE_FALLBACK,
+    STAGE_FUNNEL,
+    ChromaUnavailableError,
+    MatryoshkaStore,
+    connect,
+)
+
+CHROMA = Path(sys.executable).with_name("chroma")
+INDEX_SCRIPT = """
+import argparse, sys
+from matryoshka_rag.cli_index import add_index_arguments
+parser = argparse.ArgumentParser()
+add_index_arguments(parser.add_subparsers(dest="command", required=True))
+args = parser.parse_args()
+args.handler(args)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ChromaServer:
+    """`chroma run` on a folder and port, output in `<folder>.log`; `stop` sends SIGTERM to its pid."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder, self.port = folder, port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ChromaServer:
+        log = open(f"{self.folder}.log", "ab")  # noqa: SIM115 - the server owns it until it exits
+        command = [
+            str(CHROMA),
+            "run",
+            "--path",
+            str(self.folder),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"chroma run exited: {Path(f'{self.folder}.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"chroma run did not answer at {self.url} within 60 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    server = ChromaServer(tmp_path_factory.mktemp("server") / "db").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def mode(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def location(mode, tmp_path, request) -> dict:
+    """Where a store lives: `{"path": ...}` or `{"host": ..., "port": ...}` of the module's server."""
+    if mode == "embedded":
+        return {"path": tmp_path / "db"}
+    server = request.getfixturevalue("chroma_server")
+    return {"host": "127.0.0.1", "port": server.port}
+
+
+@pytest.fixture
+def name() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def adaptor(small_adaptor_dir) -> MatryoshkaAdaptor:
+    return load_adaptor(small_adaptor_dir)
+
+
+@pytest.fixture(scope="module")
+def corpus(scifact, scifact_vectors):
+    """First 1000 SciFact documents: ids, texts, base vectors (1000, 384), metadata with a `group` 0..2."""
+    n = 1000
+    metadatas = [{"group": i % 3, "rare": i in (7, 70, 700)} for i in range(n)]
+    return scifact.corpus_ids[:n], scifact.corpus_texts[:n], scifact_vectors[:n], metadatas
+
+
+def new_store(location: dict, name: str, adaptor, **kwargs) -> MatryoshkaStore:
+    client = connect(**location)
+    return MatryoshkaStore(name, adaptor, client=client, **kwargs)
+
+
+def filled_store(location, name, adaptor, corpus, n: int, **kwargs) -> MatryoshkaStore:
+    ids, texts, vectors, metadatas = corpus
+    store = new_store(location, name, adaptor, **kwargs)
+    store.add(ids[:n], texts=texts[:n], embeddings=vectors[:n], metadatas=metadatas[:n])
+    return store
+
+
+def cosines(adaptor, docs: np.ndarray, query: np.ndarray, dim: int) -> np.ndarray:
+    """Exact cosines (n,) of `docs` (n, 384) with `query` (384,) as stored: base vectors at 384 (the default
+    `large_vectors="auto"` at the full dim), adapted `dim`-prefixes below."""
+    if dim == 384:
+        return docs @ query / (np.linalg.norm(docs, axis=1) * np.linalg.norm(query))
+    return adaptor.transform(docs, dim=dim) @ adaptor.transform(query[None], dim=dim)[0]
+
+
+def snapshot(store: MatryoshkaStore, query: np.ndarray) -> tuple:
+    hits = store.query(query, k=5)
+    return (
+        store.count(),
+        store.large.count(),
+        [(h.id, round(h.score, 5), h.document, h.metadata) for h in hits],
+    )
+
+
+def test_add_upsert_delete_count_query(location, name, adaptor, corpus, scifact, precomputed_minilm):
+    ids, texts, vectors, metadatas = corpus
+    store = filled_store(location, name, adaptor, corpus, 300)
+    assert store.count() == 300
+    store.add(ids[:300], texts=texts[:300], embeddings=vectors[:300], metadatas=metadatas[:300])
+    assert store.count() == store.large.count() == 300  # re-adding replaces, never duplicates
+
+    hits = store.query(vectors[5], k=5)
+    assert [h.id for h in hits][0] == ids[5] and len(hits) == 5
+    exact_large, exact_small = (cosines(adaptor, vectors[:300], vectors[5], dim) for dim in (384, 64))
+    for hit in hits:
+        row = ids.index(hit.id)
+        assert hit.stage == STAGE_FUNNEL and set(hit.scores) == {64, 384}
+        assert hit.score == hit.scores[384] == pytest.approx(exact_large[row], abs=1e-5)
+        assert hit.scores[64] == pytest.approx(exact_small[row], abs=1e-4)
+        assert hit.document == texts[row] and hit.metadata == metadatas[row]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+    store.upsert(ids[:3], embeddings=vectors[:3], metadatas=[{"group": 9}] * 3)
+    assert all(meta["group"] == 9 for _, meta in store.get(ids[:3]).values())
+    assert store.query(vectors[5], k=3, where={"group": 9})[0].metadata["group"] == 9
+
+    store.delete(ids[:10])
+    assert store.count() == store.large.count() == 290
+    assert store.get(ids[:10]) == {}
+    assert ids[5] not in {h.id for h in store.query(vectors[5], k=10)}
+
+    store.provider = precomputed_minilm  # text in: the real model's (precomputed) vectors
+    by_text = store.query(scifact.corpus_texts[20], k=3)
+    assert by_text[0].id == ids[20] and by_text[0].document == texts[20]
+
+
+def test_funnel_equals_exact_search(location, name, adaptor, corpus, scifact_embeddings):
+    """Small-dim shortlist + rerank finds the exact large-dim top 10 on 1000 real SciFact documents."""
+    ids, _, vectors, _ = corpus
+    store = filled_store(location, name, adaptor, corpus, 1000, fallback="never")
+    queries = scifact_embeddings[1][:200]
+    exact = np.stack([cosines(adaptor, vectors, query, 384) for query in queries], axis=1)  # (1000, 200)
+    recalls = []
+    for q, query in enumerate(queries):
+        truth = [ids[i] for i in np.argsort(-exact[:, q], kind="stable")[:10]]
+        found = [h.id for h in store.query(query, k=10)]
+        recalls.append(len(set(found) & set(truth)) / 10)
+        in_order = [exact[ids.index(i), q] for i in found]  # reranked in exact large-dim order
+        assert all(a >= b - 1e-6 for a, b in zip(in_order, in_order[1:]))
+    assert np.mean(recalls) >= 0.99
+    for query in queries[:20]:
+        store.shortlist_factor = 30  # 300 candidates: reranked by Chroma's `ids=` search
+        native = {h.id: h.score for h in store.query(query, k=10)}
+        store.shortlist_factor = 25  # 250: reranked by get() + numpy
+        by_numpy = {h.id: h.score for h in store.query(query, k=10)}
+        assert native.keys() == by_numpy.keys()
+        assert all(native[i] == pytest.approx(by_numpy[i], abs=1e-5) for i in native)
+
+
+@pytest.mark.parametrize("dims", [(64, 384), (32, 64)])
+def test_adapted_large_vectors(location, name, adaptor, corpus, dims):
+    """`large_vectors="adapted"` (the default below the full dim): the rerank uses adapted prefixes."""
+    ids, _, vectors, _ = corpus
+    small_dim, large_dim = dims
+    store = filled_store(
+        location,
+        name,
+        adaptor,
+        corpus,
+        200,
+        small_dim=small_dim,
+        large_dim=large_dim,
+        large_vectors="adapted",
+    )
+    hits = store.query(vectors[9], k=10)
+    truth = (
+        adaptor.transform(vectors[:200], dim=large_dim) @ adaptor.transform(vectors[9:10], dim=large_dim)[0]
+    )
+    assert [h.id for h in hits] == [ids[i] for i in np.argsort(-truth)[:10]]
+    assert all(h.score == pytest.approx(truth[ids.index(h.id)], abs=1e-5) for h in hits)
+    assert set(hits[0].scores) == {small_dim, large_dim}
+    with pytest.raises(InputError, match="large_vectors='base' needs large_dim"):
+        new_store(location, f"{name}x", adaptor, large_dim=256, large_vectors="base")
+
+
+def test_where_filters_and_fallback(location, name, adaptor, corpus):
+    ids, _, vectors, metadatas = corpus
+    store = filled_store(location, name, adaptor, corpus, 300)
+    hits = store.query(vectors[1], k=10, where={"group": 1})
+    assert len(hits) == 10 and all(h.metadata["group"] == 1 and h.stage == STAGE_FUNNEL for h in hits)
+    assert hits[0].id == ids[1]
+
+    rare = store.query(vectors[0], k=10, where={"rare": True})  # 2 of 300 pass: fewer than k
+    exact = cosines(adaptor, vectors[:300], vectors[0], 384)
+    assert [h.id for h in rare] == sorted([ids[7], ids[70]], key=lambda i: -exact[ids.index(i)])
+    assert all(h.stage == STAGE_FALLBACK and set(h.scores) == {64, 384} for h in rare)
+    small = cosines(adaptor, vectors[:300], vectors[0], 64)
+    assert rare[0].scores[64] == pytest.approx(small[ids.index(rare[0].id)], abs=1e-4)
+
+    store.fallback = "never"
+    assert all(h.stage == STAGE_FUNNEL for h in store.query(vectors[0], k=10, where={"rare": True}))
+
+    store.fallback, store.min_score = "auto", 1.01  # no reranked cosine reaches it: always inconclusive
+    low = store.query(vectors[3], k=10)
+    truth = [ids[i] for i in np.argsort(-cosines(adaptor, vectors[:300], vectors[3], 384))[:10]]
+    assert all(h.stage == STAGE_FALLBACK for h in low) and [h.id for h in low] == truth
+    store.fallback = "always"
+    assert [h.id for h in store.query(vectors[3], k=10, where={"group": 0})][0] == ids[3]
+
+
+def test_reopen_with_another_adaptor_dim_or_space_raises(location, name, small_adaptor_dir, corpus):
+    store = filled_store(location, name, small_adaptor_dir, corpus, 100)
+    query = corpus[2][0]
+    before = snapshot(store, query)
+    identity = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(64, 384), base_model="all-MiniLM-L6-v2"))
+    with pytest.raises(AdaptorMismatchError) as error:
+        new_store(location, name, identity)
+    assert store.adaptor.fingerprint() in str(error.value) and identity.fingerprint() in str(error.value)
+    assert str(small_adaptor_dir.resolve()) in str(error.value)
+    for change, recorded, given in (
+        ({"small_dim": 32}, "small_dim=64", "small_dim=32"),
+        ({"large_dim": 256}, "large_dim=384", "large_dim=256"),
+        ({"space": "l2"}, "space='cosine'", "space='l2'"),
+        ({"large_vectors": "adapted"}, "large_vectors='base'", "large_vectors='adapted'"),
+    ):
+        with pytest.raises(AdaptorMismatchError) as error:
+            new_store(location, name, small_adaptor_dir, **change)
+        assert recorded in str(error.value) and given in str(error.value)
+    reopened = new_store(location, name, None)  # the adaptor folder recorded at creation
+    assert reopened.adaptor.fingerprint() == store.adaptor.fingerprint()
+    assert (reopened.small_dim, reopened.large_dim, reopened.space) == (64, 384, "cosine")
+    assert snapshot(reopened, query) == before
+    names = {c.name for c in reopened.client.list_collections() if c.name.startswith(name)}
+    assert names == {f"{name}__d64", f"{name}__d384"}
+
+
+def test_bad_inputs_leave_data_intact(location, name, adaptor, corpus):
+    ids, texts, vectors, metadatas = corpus
+    store = filled_store(location, name, adaptor, corpus, 50)
+    before = snapshot(store, vectors[0])
+    new_ids = ids[50:60]
+    good = {"ids": new_ids, "embeddings": vectors[50:60], "texts": texts[50:60]}
+    bad_queries = [
+        (dict(query=""), InputError, "empty"),
+        (dict(query="   "), InputError, "empty"),
+        (dict(query="no provider"), InputError, "provider"),
+        (dict(query=vectors[0], k=0), InputError, "k must be"),
+        (dict(query=vectors[0], k=-3), InputError, "k must be"),
+        (dict(query=vectors[0], k=51), InputError, "k=51 is above the number of records"),
+        (dict(query=vectors[0], k=51, where={"group": 1}), InputError, "k=51"),
+        (dict(query=vectors[0][:32]), AdaptorMismatchError, "dim 32"),
+        (dict(query=np.full(384, np.nan)), InputError, "NaN"),
+        (dict(query=vectors[0], where={"group": {"$nope": 1}}), InputError, "$nope"),
+    ]
+    for kwargs, error, words in bad_queries:
+        with pytest.raises(error, match=None) as raised:
+            store.query(**kwargs)
+        assert words in str(raised.value), (kwargs, raised.value)
+    bad_writes = [
+        ({"ids": [*new_ids[:9], new_ids[0]]}, InputError, f"duplicate id {new_ids[0]!r}"),
+        ({"ids": [*new_ids[:9], ""]}, InputError, "non-empty strings"),
+        ({"embeddings": vectors[50:60, :100]}, AdaptorMismatchError, "dim 100"),
+        ({"embeddings": np.vstack([vectors[50:59], np.zeros((1, 384))])}, InputError, "all zeros"),
+        ({"metadatas": [{"x": 1}] * 9 + [{"x": float("nan")}]}, InputError, f"id {new_ids[9]!r}, key 'x'"),
+        ({"metadatas": [{"x": 1}] * 9 + [{"x": {"a": 1}}]}, InputError, "key 'x'"),
+        ({"metadatas": [{"x": 1}] * 9 + [{"$x": 1}]}, InputError, "key '$x'"),
+        ({"metadatas": [{"x": 1}] * 9 + [{"x": []}]}, InputError, "non-empty"),
+        ({"metadatas": [{"x": 1}] * 9 + [{"x": 2**70}]}, InputError, "64 bits"),
+        ({"metadatas": [{"x": 1}] * 9}, InputError, "list of 10"),
+        ({"embeddings": None}, InputError, "provider"),
+        ({"embeddings": None, "texts": None}, InputError, "texts or embeddings"),
+    ]
+    for change, error, words in bad_writes:
+        with pytest.raises(error) as raised:
+            store.add(**{**good, **change})
+        assert words in str(raised.value), (change, raised.value)
+    assert snapshot(store, vectors[0]) == before
+    assert store.get(new_ids) == {}
+    store.add(**good, metadatas=[{"x": np.int64(3), "tags": ["a", "b"], "gone": None}] * 10)
+    assert store.get(new_ids[:1])[new_ids[0]][1] == {"x": 3, "tags": ["a", "b"]}
+
+
+def test_batch_resent_after_failure_gives_no_duplicates(location, name, adaptor, corpus, monkeypatch):
+    ids, texts, vectors, _ = corpus
+    store = filled_store(location, name, adaptor, corpus, 100)
+
+    def fail(**_):
+        raise ConnectionError("lost the connection mid-batch")
+
+    with monkeypatch.context() as patch:  # the large collection is written, the small one fails
+        patch.setattr(store.small, "upsert", fail)
+        with pytest.raises(ConnectionError):
+            store.add(ids[100:200], texts=texts[100:200], embeddings=vectors[100:200])
+    assert store.count() == 100 and store.large.count() == 200
+    store.add(ids[:200], texts=texts[:200], embeddings=vectors[:200])  # re-sent, overlapping the first batch
+    assert store.count() == store.large.count() == 200
+    hits = store.query(vectors[150], k=10)
+    assert hits[0].id == ids[150] and len({h.id for h in hits}) == 10
+
+
+def test_unreachable_server_names_the_url(tmp_path, adaptor, corpus):
+    ids, texts, vectors, _ = corpus
+    port = free_port()
+    with pytest.raises(ChromaUnavailableError, match=f"http://127.0.0.1:{port}"):
+        connect(host="127.0.0.1", port=port)
+    with pytest.raises(ChromaUnavailableError, match=f"http://127.0.0.1:{port}"):
+        MatryoshkaStore("docs", adaptor, host="127.0.0.1", port=port)
+
+    server = ChromaServer(tmp_path / "db", port).start()
+    try:
+        store = MatryoshkaStore("docs", adaptor, host="127.0.0.1", port=port)
+        store.add(ids[:100], embeddings=vectors[:100], texts=texts[:100])
+        server.stop()
+        with pytest.raises(ChromaUnavailableError, match=f"http://127.0.0.1:{port}"):
+            store.add(ids[100:200], embeddings=vectors[100:200], texts=texts[100:200])
+        with pytest.raises(ChromaUnavailableError, match=f"http://127.0.0.1:{port}.*searching"):
+            store.query(vectors[0], k=3)
+        server.start()
+        store.add(ids[100:200], embeddings=vectors[100:200], texts=texts[100:200])  # the failed batch, again
+        assert store.count() == store.large.count() == 200
+    finally:
+        server.stop()
+
+
+def parse_cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_index_arguments(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args([str(a) for a in argv])
+
+
+def test_sigkill_mid_ingest_keeps_acknowledged_batches(
+    location, name, tmp_path, small_adaptor_dir, scifact, scifact_vectors
+):
+    """`index` killed with SIGKILL mid-ingest: every acknowledged batch is there; re-running completes."""
+    n = 3000
+    corpus_file = tmp_path / "corpus.jsonl"
+    corpus_file.write_text(
+        "".join(
+            json.dumps({"_id": i, "text": t}) + "\n"
+            for i, t in zip(scifact.corpus_ids[:n], scifact.corpus_texts)
+        )
+    )
+    np.save(tmp_path / "vectors.npy", scifact_vectors[:n])
+    (tmp_path / "vectors_ids.json").write_text(json.dumps(scifact.corpus_ids[:n]))
+    where = (
+        ["--path", location["path"]]
+        if "path" in location
+        else ["--host", "127.0.0.1", "--port", location["port"]]
+    )
+    argv = ["index", "--corpus", corpus_file, "--adaptor", small_adaptor_dir, *where, "--collection", name]
+    argv += ["--embeddings", tmp_path / "vectors.npy", "--batch-size", 100]
+
+    with open(tmp_path / "index.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", INDEX_SCRIPT, *map(str, argv)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    acknowledged = 0
+    for line in process.stdout:
+        if line.startswith("indexed "):
+            acknowledged = int(line.split()[1].split("/")[0])
+        if acknowledged >= 300:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, (tmp_path / "index.log").read_text()[-2000:]
+
+    store = new_store(location, name, None)
+    assert acknowledged <= store.count() < n
+    assert set(store.get(scifact.corpus_ids[:acknowledged])) == set(scifact.corpus_ids[:acknowledged])
+
+    index_command(parse_cli(*argv))  # the same command again, in this process
+    assert store.count() == store.large.count() == n
+
+
+def test_cli_query(
+    tmp_path, small_adaptor_dir, scifact, scifact_vectors, precomputed_minilm, monkeypatch, capsys
+):
+    corpus_file = tmp_path / "corpus.jsonl"
+    corpus_file.write_text(
+        "".join(
+            json.dumps({"_id": i, "text": t}) + "\n"
+            for i, t in zip(scifact.corpus_ids[:200], scifact.corpus_texts)
+        )
+    )
+    monkeypatch.setattr("matryoshka_rag.cli_index._text_provider", lambda model, base: precomputed_minilm)
+    db = tmp_path / "db"
+    index_command(parse_cli("index", "--corpus", corpus_file, "--adaptor", small_adaptor_dir, "--path", db))
+    assert "200 records" in capsys.readouterr().out
+    query_command(parse_cli("query", scifact.corpus_texts[4], "--path", db, "-k", 3, "--json"))
+    hits = json.loads(capsys.readouterr().out)
+    assert [h["stage"] for h in hits] == [STAGE_FUNNEL] * 3 and hits[0]["id"] == scifact.corpus_ids[4]
+    assert set(hits[0]["scores"]) == {"64", "384"} and math.isclose(
+        hits[0]["score"], hits[0]["scores"]["384"]
+    )
+    query_command(parse_cli("query", scifact.corpus_texts[4], "--path", db, "-k", 2))
+    assert f"1. {scifact.corpus_ids[4]}" in capsys.readouterr().out
+    with pytest.raises(InputError, match="no Chroma database"):
+        query_command(parse_cli("query", "x", "--path", tmp_path / "missing"))
+
+
+def test_langchain_retriever(tmp_path, small_adaptor_dir, scifact, precomputed_minilm):
+    from langchain_core.documents import Document
+    from langchain_matryoshka_rag.retrievers import MatryoshkaRetriever
+
+    store = MatryoshkaStore("docs", small_adaptor_dir, path=tmp_path, provider=precomputed_minilm)
+    retriever = MatryoshkaRetriever(store=store, k=3)
+    docs = [
+        Document(page_content=t, metadata={"group": i % 2}) for i, t in enumerate(scifact.corpus_texts[:200])
+    ]
+    ids = retriever.add_documents(docs, ids=scifact.corpus_ids[:200])
+    assert store.count() == 200 and ids == scifact.corpus_ids[:200]
+    found = retriever.invoke(scifact.corpus_texts[11])
+    assert len(found) == 3 and found[0].id == ids[11] and found[0].page_content == scifact.corpus_texts[11]
+    assert (
+        found[0].metadata["matryoshka_stage"] == STAGE_FUNNEL and "matryoshka_score_64" in found[0].metadata
+    )
+    filtered = retriever.invoke(scifact.corpus_texts[11], where={"group": 0}, k=5)
+    assert len(filtered) == 5 and all(d.metadata["group"] == 0 for d in filtered)
+    assert all(
+        d.metadata["group"] == 1 for d in retriever.invoke(scifact.corpus_texts[11], filter={"group": 1})
+    )
+
+
+def test_llama_index_retriever(tmp_path, small_adaptor_dir, scifact, precomputed_minilm):
+    from llama_index.core.schema import TextNode
+    from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
+    from llama_index.retrievers.matryoshka_rag import MatryoshkaRetriever, to_chroma_where
+
+    store = MatryoshkaStore("nodes", small_adaptor_dir, path=tmp_path, provider=precomputed_minilm)
+    nodes = [
+        TextNode(id_=i, text=t, metadata={"group": n % 2})
+        for n, (i, t) in enumerate(zip(scifact.corpus_ids[:200], scifact.corpus_texts))
+    ]
+    assert MatryoshkaRetriever(store).insert_nodes(nodes) == scifact.corpus_ids[:200]
+    found = MatryoshkaRetriever(store, similarity_top_k=2).retrieve(scifact.corpus_texts[12])
+    assert [n.node.node_id for n in found][0] == scifact.corpus_ids[12] and len(found) == 2
+    assert found[0].score == pytest.approx(found[0].node.metadata["matryoshka_score_384"])
+    filters = MetadataFilters(filters=[MetadataFilter(key="group", value=1)])
+    assert to_chroma_where(filters) == {"group": {"$eq": 1}}
+    filtered = MatryoshkaRetriever(store, similarity_top_k=4, filters=filters).retrieve(
+        scifact.corpus_texts[12]
+    )
+    assert len(filtered) == 4 and all(n.node.metadata["group"] == 1 for n in filtered)
