@@ -19,9 +19,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DEMO_QUERY ?= Vitamin D deficiency is associated with an increased risk of tuberculosis.
+
 demo: $(STAMP)
 	$(BIN)/matryoshka-rag eval --dataset $(SHARED)/beir/scifact --embeddings $(SHARED)/embeddings/all-MiniLM-L6-v2 \
 		--methods truncate,pca,pca-rotation,unsupervised,supervised --out runs/demo --save-adaptors
+	rm -rf runs/demo/chroma
+	$(BIN)/matryoshka-rag index --corpus $(SHARED)/beir/scifact/corpus.jsonl --adaptor runs/demo/adaptors/supervised \
+		--embeddings $(SHARED)/embeddings/all-MiniLM-L6-v2/scifact --path runs/demo/chroma --small-dim 64
+	$(BIN)/matryoshka-rag query --path runs/demo/chroma -k 3 "$(DEMO_QUERY)"
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
 
+from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
 from matryoshka_rag import AdaptorConfig, MatryoshkaAdaptor, load_adaptor
 from matryoshka_rag.beir import load_beir
 from matryoshka_rag.embedding_adapter import AdaptedVectors

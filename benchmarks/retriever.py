@@ -478,7 +478,7 @@ def main() -> None:
         sections.append(f"{args.scale} vectors (scale):\n\n{table(results[f'scale {args.scale}'])}")
         print(sections[-1], flush=True)
     if args.layouts:
-        layouts = variants("funnel,metadata,sidecar,plain", "10")
+        layouts = variants("funnel,metadata,sidecar,plain", args.factors)
         results[f"layouts {args.layouts}"] = scale(args.layouts, layouts, args)
         sections.append(f"{args.layouts} vectors (layouts):\n\n{table(results[f'layouts {args.layouts}'])}")
         print(sections[-1], flush=True)

@@ -27,8 +27,9 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
-from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
 from scifact_demo import MODEL, chroma_configuration, parser, prepare, report, stand_in_answer
+
+from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
 
 CHROMA_BATCH = 5000  # below Chroma's max batch (5461 per upsert)
 

@@ -23,9 +23,10 @@ from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.ingestion import IngestionCache, IngestionPipeline
 from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
 from llama_index.core.llms.callbacks import llm_completion_callback
-from llama_index.embeddings.matryoshka_rag import AdaptedEmbedding, ProviderEmbedding
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from scifact_demo import MODEL, chroma_configuration, parser, prepare, report, stand_in_answer
+
+from llama_index.embeddings.matryoshka_rag import AdaptedEmbedding, ProviderEmbedding
 
 
 class StandInLLM(CustomLLM):

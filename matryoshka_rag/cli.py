@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_index import add_index_arguments
+
 DEFAULT_DIMS = "16,32,64,128,256,384"
 
 
@@ -144,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluate)
     _add_objectives(evaluate)
     evaluate.set_defaults(handler=eval_command)
+    add_index_arguments(commands)
     return parser
 
 

@@ -7,7 +7,7 @@ Layout: two Chroma collections sharing ids, both HNSW with the same space:
 - ``<name>__d<large>`` holds the large vectors, the metadata and the documents. It serves the exact rerank of
   the shortlist and, through its own HNSW index, the fallback search. At the full dim the large vectors are
   by default the base vectors themselves (normalised): the rerank then gives the base model's own cosines,
-  which an adaptor can only approach (BENCHMARKS.md: adapted 384-d vectors lose 0.4-2% nDCG@10); below it,
+  which an adaptor can only approach (BENCHMARKS.md: adapted 384-d vectors lose 0.6-2.1% nDCG@10); below it,
   they are the adapted vectors cut to ``large_dim``.
 
 A record is written to the large collection first, then to the small one, always with ``upsert``: a record
@@ -237,7 +237,9 @@ class MatryoshkaStore:
             to add texts without embeddings and to query with text.
         space: HNSW space of both collections: "cosine" (default for a new collection), "ip" or "l2"
             (vectors are unit-norm, so all three rank alike; scores are always reported as cosines).
-        shortlist_factor: the small-dim search returns `shortlist_factor * k` candidates.
+        shortlist_factor: the small-dim search returns `shortlist_factor * k` candidates (default 40: the
+            smallest factor giving recall@10 >= 0.99 against exact full-dim search on SciFact and NFCorpus,
+            see BENCHMARKS.md; 10 is ~1.5-2x faster at recall 0.96-0.97, same nDCG@10).
         fallback: "auto" searches the large collection directly when the funnel is inconclusive (the best
             reranked cosine is below `min_score`, or fewer than k candidates pass `where`); "never"; "always".
         min_score: the large-dim cosine under which "auto" falls back.
@@ -258,7 +260,7 @@ class MatryoshkaStore:
         large_vectors: LargeVectors | None = None,
         provider: EmbeddingProvider | Callable[[list[str]], Any] | None = None,
         space: str | None = None,
-        shortlist_factor: int = 10,
+        shortlist_factor: int = 40,
         fallback: Fallback = "auto",
         min_score: float = 0.2,
         hnsw: Mapping[str, int] | None = None,
@@ -588,7 +590,7 @@ class MatryoshkaStore:
     ) -> list[Hit]:
         """The k best records for a query text or base vector `(base_dim,)`, optionally `where`-filtered.
 
-        Small-dim HNSW search for `shortlist_factor * k` candidates -> exact rerank at the large dim -> top
+        Small-dim HNSW search for `shortlist_factor * k` candidates -> rerank by large-dim cosine -> top
         k; with `fallback="auto"` a large-dim HNSW search replaces it when the funnel is inconclusive. With
         a filter fewer than k hits may come back; k above the number of records raises `InputError`.
         """

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
-from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
+from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
 from matryoshka_rag import load_adaptor
 from matryoshka_rag.embedding_adapter import BaseModelWarning
 from matryoshka_rag.errors import AdaptorMismatchError, InputError

@@ -14,8 +14,8 @@ from llama_index.core import Settings
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.schema import TextNode
-from llama_index.embeddings.matryoshka_rag import AdaptedEmbedding, ProviderEmbedding
 
+from llama_index.embeddings.matryoshka_rag import AdaptedEmbedding, ProviderEmbedding
 from matryoshka_rag import UnsupervisedConfig, load_adaptor, save_adaptor, train_unsupervised
 from matryoshka_rag.embedding_adapter import BaseModelWarning
 from matryoshka_rag.errors import AdaptorMismatchError, InputError

@@ -196,7 +196,7 @@ def test_add_upsert_delete_count_query(location, name, adaptor, corpus, scifact,
 def test_funnel_equals_exact_search(location, name, adaptor, corpus, scifact_embeddings):
     """Small-dim shortlist + rerank finds the exact large-dim top 10 on 1000 real SciFact documents."""
     ids, _, vectors, _ = corpus
-    store = filled_store(location, name, adaptor, corpus, 1000, fallback="never")
+    store = filled_store(location, name, adaptor, corpus, 1000, fallback="never", shortlist_factor=10)
     queries = scifact_embeddings[1][:200]
     exact = np.stack([cosines(adaptor, vectors, query, 384) for query in queries], axis=1)  # (1000, 200)
     recalls = []
@@ -208,7 +208,7 @@ def test_funnel_equals_exact_search(location, name, adaptor, corpus, scifact_emb
         assert all(a >= b - 1e-6 for a, b in zip(in_order, in_order[1:]))
     assert np.mean(recalls) >= 0.99
     for query in queries[:20]:
-        store.shortlist_factor = 30  # 300 candidates: reranked by Chroma's `ids=` search
+        store.shortlist_factor = 40  # 400 candidates: reranked by Chroma's `ids=` search
         native = {h.id: h.score for h in store.query(query, k=10)}
         store.shortlist_factor = 25  # 250: reranked by get() + numpy
         by_numpy = {h.id: h.score for h in store.query(query, k=10)}
@@ -462,6 +462,7 @@ def test_cli_query(
 
 def test_langchain_retriever(tmp_path, small_adaptor_dir, scifact, precomputed_minilm):
     from langchain_core.documents import Document
+
     from langchain_matryoshka_rag.retrievers import MatryoshkaRetriever
 
     store = MatryoshkaStore("docs", small_adaptor_dir, path=tmp_path, provider=precomputed_minilm)
@@ -486,6 +487,7 @@ def test_langchain_retriever(tmp_path, small_adaptor_dir, scifact, precomputed_m
 def test_llama_index_retriever(tmp_path, small_adaptor_dir, scifact, precomputed_minilm):
     from llama_index.core.schema import TextNode
     from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
+
     from llama_index.retrievers.matryoshka_rag import MatryoshkaRetriever, to_chroma_where
 
     store = MatryoshkaStore("nodes", small_adaptor_dir, path=tmp_path, provider=precomputed_minilm)
