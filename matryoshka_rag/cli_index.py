@@ -14,7 +14,7 @@ DEFAULT_COLLECTION = "matryoshka-rag"
 
 def _add_location(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--path", help="folder of an embedded Chroma database (created if missing)")
+    where.add_argument("--path", help="folder of an embedded Chroma database")
     where.add_argument("--host", help="host of a Chroma server (`chroma run`)")
     parser.add_argument("--port", type=int, default=8000, help="port of the Chroma server (default 8000)")
     parser.add_argument("--collection", default=DEFAULT_COLLECTION, help=f"default {DEFAULT_COLLECTION!r}")
@@ -31,6 +31,12 @@ def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
     _add_location(index)
     index.add_argument("--small-dim", type=int, default=None, help="searched dim (default 64)")
     index.add_argument("--large-dim", type=int, default=None, help="rerank dim (default: the base dim)")
+    index.add_argument(
+        "--large-vectors",
+        choices=("auto", "base", "adapted"),
+        default="auto",
+        help="rerank vectors: base (full dim only) or adapted prefixes (auto: base at the full dim)",
+    )
     index.add_argument(
         "--embeddings", help="precomputed base vectors: a .npy file, or a folder with corpus.npy"
     )
@@ -90,7 +96,13 @@ def index_command(args: argparse.Namespace) -> None:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     ids, texts = read_corpus(args.corpus)
     vectors = _precomputed(args, ids) if args.embeddings else None
-    store = _open_store(args, adaptor=args.adaptor, small_dim=args.small_dim, large_dim=args.large_dim)
+    store = _open_store(
+        args,
+        adaptor=args.adaptor,
+        small_dim=args.small_dim,
+        large_dim=args.large_dim,
+        large_vectors=None if args.large_vectors == "auto" else args.large_vectors,
+    )
     if vectors is None:
         store.provider = _text_provider(args.model, store.adaptor.config.base_model)
     for start in range(0, len(ids), args.batch_size):

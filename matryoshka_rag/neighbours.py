@@ -1,7 +1,12 @@
-"""Exact cosine search in chunks: memory O(chunk x N), never O(N^2)."""
+"""Nearest-neighbour search: exact cosine search in chunks (memory O(chunk x N), never O(N^2)) and the
+per-row kNN table of training (exact, or approximate with faiss for large corpora on CPU)."""
 
 from __future__ import annotations
 
+import time
+from typing import Literal
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -48,9 +53,170 @@ def exact_search(
 
 
 def exact_knn(embeddings: torch.Tensor, k: int, chunk_size: int = 1024) -> torch.Tensor:
-    """Each row's k most cosine-similar other rows: `(n, k)` int64 on CPU."""
-    if embeddings.shape[0] < k + 1:
+    """Each row's k most cosine-similar other rows: `(n, k)` int64 on CPU, computed on the rows' device."""
+    check_corpus_size(embeddings.shape[0], k)
+    rows = np.arange(embeddings.shape[0])
+    return torch.from_numpy(exact_knn_rows(embeddings, k, rows, embeddings.device, chunk_size))
+
+
+def check_corpus_size(n: int, k: int) -> None:
+    if n < k + 1:
         raise InputError(
-            f"the corpus has {embeddings.shape[0]} items: at least k + 1 = {k + 1} are needed for k={k} neighbours"
+            f"the corpus has {n} items: at least k + 1 = {k + 1} are needed for k={k} neighbours"
         )
-    return exact_search(embeddings, embeddings, k, chunk_size, exclude_self=True)[1]
+
+
+EXACT_MAX_ROWS = 200_000  # method="auto" on CPU: exact up to this many rows, faiss above
+Vectors = np.ndarray | torch.Tensor  # (n, dim) on the host (array or np.memmap) or a tensor
+
+
+def _rows_on(vectors: Vectors, index: np.ndarray | slice, device: torch.device) -> torch.Tensor:
+    """Unit-norm float32 copy of `vectors[index]` `(m, dim)` on `device` (pinned, non-blocking to CUDA)."""
+    if isinstance(vectors, torch.Tensor):
+        chunk = vectors[torch.as_tensor(index) if isinstance(index, np.ndarray) else index]
+    else:
+        rows = vectors[index]
+        chunk = torch.from_numpy(np.array(rows) if not rows.flags.writeable else np.ascontiguousarray(rows))
+    return F.normalize(_to(chunk, device).float(), dim=-1)
+
+
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` on `device`; host tensors go to CUDA through pinned memory without blocking."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+@torch.no_grad()
+def exact_knn_rows(
+    vectors: Vectors,
+    k: int,
+    query_rows: np.ndarray,
+    device: torch.device | str | None = None,
+    chunk_size: int = 1024,
+    block_rows: int = 1 << 18,
+) -> np.ndarray:
+    """Exact k most cosine-similar other rows of `vectors` for the rows `query_rows (m,)`: `(m, k)` int64.
+
+    Documents go to `device` `block_rows` at a time and queries `chunk_size` at a time, with a running top-k
+    merged across blocks, so device memory is O(block_rows x dim + chunk_size x block_rows), never O(N^2)
+    and never the whole corpus. With one block (N <= block_rows) the result equals `exact_knn`'s.
+    """
+    n = vectors.shape[0]
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    query_rows = np.asarray(query_rows, dtype=np.int64)
+    best_scores = torch.full((len(query_rows), k), float("-inf"), device=device)
+    best = torch.zeros((len(query_rows), k), dtype=torch.int64, device=device)
+    for block_start in range(0, n, block_rows):
+        docs = _rows_on(vectors, slice(block_start, block_start + block_rows), device)
+        for start in range(0, len(query_rows), chunk_size):
+            rows = query_rows[start : start + chunk_size]
+            scores = _rows_on(vectors, rows, device) @ docs.T
+            own = _to(torch.from_numpy(rows - block_start), device)
+            at = (torch.arange(len(rows), device=device), own.clamp(0, docs.shape[0] - 1))
+            inside = (own >= 0) & (own < docs.shape[0])  # never a row's own neighbour (no host sync)
+            scores[at] = torch.where(inside, float("-inf"), scores[at])
+            top = scores.topk(min(k, docs.shape[0]), dim=1)
+            if block_start == 0 and top.indices.shape[1] == k:
+                best_scores[start : start + len(rows)], best[start : start + len(rows)] = top
+                continue
+            merged_scores = torch.cat([best_scores[start : start + len(rows)], top.values], dim=1)
+            merged = torch.cat([best[start : start + len(rows)], top.indices + block_start], dim=1)
+            keep = merged_scores.topk(k, dim=1)
+            best_scores[start : start + len(rows)] = keep.values
+            best[start : start + len(rows)] = merged.gather(1, keep.indices)
+    return best.cpu().numpy()
+
+
+def _faiss_knn_rows(
+    vectors: Vectors, k: int, query_rows: np.ndarray, seed: int, nlist: int, nprobe: int
+) -> np.ndarray:
+    """Approximate k nearest other rows `(m, k)` int64 with a faiss IVF-Flat inner-product index.
+
+    IVF-Flat over unit vectors rather than HNSW: it is deterministic for a fixed seed (k-means on a seeded
+    sample, then exhaustive search inside `nprobe` lists), its memory is the vectors themselves (HNSW adds
+    2M links per vector), it is built by one k-means on a sample (HNSW inserts vectors one by one), and
+    `nprobe` trades recall for time in a predictable way. Rows whose probed lists hold fewer than k + 1
+    items fall back to exact search.
+    """
+    try:
+        import faiss
+    except ImportError as error:  # pragma: no cover - a declared dependency
+        raise InputError("method='faiss' needs the faiss-cpu package: pip install faiss-cpu") from error
+    n, dim = vectors.shape
+    chunk = 1 << 16
+    host = torch.device("cpu")
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    sample = np.sort(np.random.default_rng(seed).choice(n, min(n, 64 * nlist), replace=False))
+    index.train(_rows_on(vectors, sample, host).numpy())
+    for start in range(0, n, chunk):
+        index.add(_rows_on(vectors, slice(start, start + chunk), host).numpy())
+    index.nprobe = nprobe
+    out = np.empty((len(query_rows), k), dtype=np.int64)
+    for start in range(0, len(query_rows), chunk):
+        rows = query_rows[start : start + chunk]
+        found = index.search(_rows_on(vectors, rows, host).numpy(), k + 1)[1]
+        drop = found == rows[:, None]
+        drop[~drop.any(axis=1), -1] = True  # self not found: drop the (k+1)-th instead
+        short = (found < 0).any(axis=1)
+        found[short] = 0
+        out[start : start + len(rows)] = found[~drop].reshape(len(rows), k)
+        if short.any():
+            out[start : start + len(rows)][short] = exact_knn_rows(vectors, k, rows[short])
+    return out
+
+
+def knn_table(
+    embeddings: Vectors,
+    k: int,
+    method: Literal["auto", "exact", "faiss"] = "auto",
+    *,
+    device: torch.device | str | None = None,
+    rows: tuple[int, int] | None = None,
+    exact_max_rows: int = EXACT_MAX_ROWS,
+    recall_sample: int = 1000,
+    seed: int = 0,
+    nlist: int | None = None,
+    nprobe: int | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The k nearest other rows (cosine) of each row, built once per training run.
+
+    Args:
+        embeddings: `(n, dim)` float32/float16 array, memmap or tensor; stays where it is.
+        k: neighbours per row.
+        method: "exact" (chunked matmuls on `device`), "faiss" (IVF-Flat, approximate, CPU) or "auto":
+            exact on CUDA or when n <= `exact_max_rows`, faiss otherwise.
+        device: where exact search runs (default CPU).
+        rows: `(start, stop)`: only these query rows (a data-parallel rank's share); default all.
+        recall_sample: for faiss, rows whose approximate neighbours are compared with exact search.
+        seed: seeds the faiss k-means and the recall sample.
+        nlist, nprobe: faiss IVF lists and lists searched (default 4 sqrt(n) and 24).
+
+    Returns `(table (stop - start, k) int64 on the host, info)`, `info = {method, seconds, recall_sample}`:
+    recall@k of the table against exact search on the sample (1.0 for exact search, by construction).
+    """
+    n = embeddings.shape[0]
+    check_corpus_size(n, k)
+    if method not in ("auto", "exact", "faiss"):
+        raise InputError(f"method must be 'auto', 'exact' or 'faiss', got {method!r}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if method == "auto":
+        method = "exact" if device.type == "cuda" or n <= exact_max_rows else "faiss"
+    query_rows = np.arange(*(rows or (0, n)), dtype=np.int64)
+    started = time.perf_counter()
+    if method == "exact":
+        table = exact_knn_rows(embeddings, k, query_rows, device)
+        return table, {"method": "exact", "seconds": time.perf_counter() - started, "recall_sample": 1.0}
+    nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 40))
+    nprobe = min(nlist, nprobe or 24)
+    table = _faiss_knn_rows(embeddings, k, query_rows, seed, nlist, nprobe)
+    seconds = time.perf_counter() - started
+    sample = np.random.default_rng(seed + 1).choice(
+        len(query_rows), min(recall_sample, len(query_rows)), False
+    )
+    truth = exact_knn_rows(embeddings, k, query_rows[sample], device)
+    hits = sum(len(set(a) & set(b)) for a, b in zip(table[sample].tolist(), truth.tolist()))
+    recall = hits / max(1, truth.size)
+    info = {"method": "faiss-ivf", "seconds": seconds, "recall_sample": recall, "sample_rows": len(sample)}
+    return table, {**info, "nlist": nlist, "nprobe": nprobe}

@@ -6,14 +6,15 @@ Layout: two Chroma collections sharing ids, both HNSW with the same space:
   ``where`` filters). It is the one searched first.
 - ``<name>__d<large>`` holds the large vectors, the metadata and the documents. It serves the exact rerank of
   the shortlist and, through its own HNSW index, the fallback search. At the full dim the large vectors are
-  by default the base vectors themselves (normalised): the rerank then gives the base model's own cosines,
-  which an adaptor can only approach (BENCHMARKS.md: adapted 384-d vectors lose 0.6-2.1% nDCG@10); below it,
-  they are the adapted vectors cut to ``large_dim``.
+  by default the base vectors themselves (normalised): the rerank then reproduces the base model's own
+  ranking, whereas adapted 384-d vectors moved nDCG@10 by +1.3% (SciFact) and -1.3% (NFCorpus), see
+  BENCHMARKS.md. Below the full dim they are the adapted vectors cut to ``large_dim``.
 
 A record is written to the large collection first, then to the small one, always with ``upsert``: a record
 is searchable only once both are written, and re-sending a batch after any failure never duplicates.
-Both collections record the adaptor's fingerprint (and folder), the base model, the dims and the space;
-opening them with anything else raises :class:`AdaptorMismatchError` and leaves them untouched.
+Both collections record the adaptor's fingerprint (and folder), the base model, the dims, which large vectors
+they hold and the space; opening them with anything else raises :class:`AdaptorMismatchError` and leaves them
+untouched.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ class MatryoshkaStore:
             (vectors are unit-norm, so all three rank alike; scores are always reported as cosines).
         shortlist_factor: the small-dim search returns `shortlist_factor * k` candidates (default 40: the
             smallest factor giving recall@10 >= 0.99 against exact full-dim search on SciFact and NFCorpus,
-            see BENCHMARKS.md; 10 is ~1.5-2x faster at recall 0.96-0.97, same nDCG@10).
+            see BENCHMARKS.md; 10 gave recall 0.97, nDCG@10 within 0.3%, and was up to 2x faster at 50k).
         fallback: "auto" searches the large collection directly when the funnel is inconclusive (the best
             reranked cosine is below `min_score`, or fewer than k candidates pass `where`); "never"; "always".
         min_score: the large-dim cosine under which "auto" falls back.

@@ -2,24 +2,30 @@
 
 Both run on CUDA when present (bf16 autocast) and on CPU otherwise, are deterministic for a fixed seed
 (each step's sample is a function of (seed, step)), stop early on a validation score, and can resume from
-a checkpoint folder.
+a checkpoint folder. Unsupervised training scales linearly in the corpus size: the corpus stays on the host
+(an array or a memory-mapped `.npy`), each step sends only its anchors and their neighbours to the device,
+the kNN table is built once, and torchrun launches run data-parallel (see `distributed`).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from .adaptor import AdaptorConfig, MatryoshkaAdaptor
+from .distributed import LOCAL, Context, knn_table_shared, resolve_device, setup
 from .errors import InputError
 from .losses import (
     graded_softmax_loss,
@@ -30,9 +36,10 @@ from .losses import (
     topk_similarity_loss,
 )
 from .metrics import ndcg_at_k
-from .neighbours import exact_knn, exact_search
+from .neighbours import check_corpus_size, exact_search
 from .pca import pca_rotation
-from .validation import check_dims, check_vectors, default_dims
+from .streaming import HostCorpus
+from .validation import check_dims, check_rows, check_vectors, default_dims, open_corpus
 
 Relevance = Sequence[Mapping[int, float]]  # per query: corpus row -> grade
 
@@ -90,23 +97,20 @@ class SupervisedConfig:
     seed: int = 0
 
 
-def resolve_device(device: str | None = None) -> torch.device:
-    """`device` if given (checked to exist), else CUDA when present, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was asked for, but CUDA is not available on this machine")
-    return resolved
-
-
 def _batch(n_items: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
-    """Row positions `(batch,)` for `step`: epoch-wise shuffles that depend only on (seed, step)."""
+    """Row positions `(batch,)` for `step`: epoch-wise shuffles that depend only on (seed, step).
+
+    The shuffle is drawn once per epoch (cached), so a step costs O(batch), not O(n_items).
+    """
     batch_size = min(batch_size, n_items)
     per_epoch = n_items // batch_size
     epoch, position = divmod(step, per_epoch)
-    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return order[position * batch_size : (position + 1) * batch_size]
+    return _epoch_order(n_items, seed, epoch)[position * batch_size : (position + 1) * batch_size]
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(n_items: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
 def _adapt_all(adaptor: MatryoshkaAdaptor, embeddings: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
@@ -117,18 +121,20 @@ def _optimise(
     adaptor: MatryoshkaAdaptor,
     loss_at: Callable[[int], torch.Tensor],
     score: Callable[[], float],
-    *,
-    lr: float,
-    max_steps: int,
-    eval_every: int,
-    patience: int,
+    config: UnsupervisedConfig | SupervisedConfig,
     checkpoint_dir: Path | None,
     progress: bool,
     description: str,
+    main_process: bool = True,
 ) -> dict:
-    """Adam on the adaptor's MLP; evaluates `score` (higher is better) every `eval_every` steps, keeps the
-    best weights, stops after `patience` evaluations without gain. Returns the history."""
-    optimizer = torch.optim.Adam(adaptor.mlp.parameters(), lr=lr)
+    """Adam (`config.lr`) on the adaptor's MLP; evaluates `score` (higher is better) every `config.eval_every`
+    steps, keeps the best weights, stops after `config.patience` evaluations without gain or at
+    `config.max_steps`. Returns the history. Only the `main_process` writes checkpoints.
+
+    No host-device synchronisation between evaluations: the running loss stays on the device."""
+    lr, max_steps, eval_every, patience = config.lr, config.max_steps, config.eval_every, config.patience
+    # fused on CUDA: one kernel, step counters on the device
+    optimizer = torch.optim.Adam(adaptor.mlp.parameters(), lr=lr, fused=adaptor.device.type == "cuda" or None)
     autocast = adaptor.device.type == "cuda"
     checkpoint = checkpoint_dir / "checkpoint.pt" if checkpoint_dir else None
     if checkpoint is not None and checkpoint.is_file():
@@ -173,7 +179,7 @@ def _optimise(
                 state.update(best_score=current, best_state=copy.deepcopy(adaptor.state_dict()), stale=0)
             else:
                 state["stale"] += 1
-            if checkpoint is not None:
+            if checkpoint is not None and main_process:
                 checkpoint_dir.mkdir(parents=True, exist_ok=True)
                 torch.save(
                     {**state, "adaptor": adaptor.state_dict(), "optimizer": optimizer.state_dict()},
@@ -194,52 +200,122 @@ def _optimise(
     }
 
 
+def _unsupervised_loss(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    adaptor: MatryoshkaAdaptor,
+    block: torch.Tensor,
+    size: int,
+    dims: tuple[int, ...],
+    config: UnsupervisedConfig,
+) -> torch.Tensor:
+    """The objective on `block (size * (1 + k), dim)`: `size` anchors, then each anchor's k neighbours.
+
+    `model` is the adaptor, or its DDP / compiled wrapper (one forward per step)."""
+    base, base_neighbours = block[:size], block[size:].reshape(size, -1, block.shape[1])
+    adapted_all = model(block)
+    adapted, adapted_neighbours = (
+        adapted_all[:size],
+        adapted_all[size:].reshape(size, base_neighbours.shape[1], -1),
+    )
+    rec = config.beta * reconstruction_loss(adaptor.rotate(base), adapted)
+    if config.objective == "listwise":
+        return (
+            listwise_distillation_loss(
+                base, base_neighbours, adapted, adapted_neighbours, dims, config.temperature
+            )
+            + rec
+        )
+    topk = topk_similarity_loss(base, base_neighbours, adapted, adapted_neighbours, dims)
+    return topk + config.alpha * pairwise_similarity_loss(base, adapted, dims) + rec
+
+
 class _UnsupervisedObjective:
-    """Sampling and loss of unsupervised training on a corpus `(n, dim)` already on the device.
+    """Sampling and loss of unsupervised training on a corpus kept on the host.
 
     `config.holdout` corpus items are never trained on; the objective on them is the label-free
-    early-stopping score (the paper's Fig. 7 idea: held-out loss tracks retrieval quality).
+    early-stopping score (the paper's Fig. 7 idea: held-out loss tracks retrieval quality). A step reads
+    `batch * (1 + k)` corpus rows (its anchors and their neighbours from the table `(n, k)`), whatever n.
+    Under data parallelism each rank takes a disjoint share `rows[rank::world_size]` of every batch.
     """
 
-    def __init__(self, corpus: torch.Tensor, dims: tuple[int, ...], config: UnsupervisedConfig) -> None:
-        self.corpus, self.dims, self.config = corpus, dims, config
+    def __init__(
+        self,
+        corpus: HostCorpus,
+        neighbours: np.ndarray,
+        dims: tuple[int, ...],
+        config: UnsupervisedConfig,
+        context: Context = LOCAL,
+        compile: bool = False,
+    ) -> None:
+        self.corpus, self.neighbours, self.dims, self.config, self.context = (
+            corpus,
+            neighbours,
+            dims,
+            config,
+            context,
+        )
         holdout = min(config.holdout, len(corpus) // 10)
-        order = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(config.seed))
+        order = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(config.seed)).numpy()
         self.holdout_rows, self.train_rows = order[:holdout], order[holdout:]
-        self.neighbours = exact_knn(corpus, config.k).to(corpus.device)
+        # DDP modules go through torch.compile themselves; otherwise the whole loss is compiled (it fuses
+        # the per-dim softmax and cosine kernels, which dominate small steps on a GPU)
+        self._loss = (
+            torch.compile(_unsupervised_loss) if compile and not context.active else _unsupervised_loss
+        )
+        self._prefetched: dict[tuple[int, int], Future] = {}
 
-    def loss(self, adaptor: MatryoshkaAdaptor, rows: torch.Tensor) -> torch.Tensor:
+    def _indices(self, rows: np.ndarray) -> np.ndarray:
+        """Corpus rows of a block: the anchors `rows (size,)`, then their neighbours, `(size * (1 + k),)`."""
+        return np.concatenate([rows, self.neighbours[rows].reshape(-1)])
+
+    def loss(
+        self, adaptor: MatryoshkaAdaptor, rows: np.ndarray, model: nn.Module | None = None
+    ) -> torch.Tensor:
         """The objective on anchors `rows (batch,)`, their k neighbours and each other."""
-        config = self.config
-        rows = rows.to(self.corpus.device)
-        base, base_neighbours = self.corpus[rows], self.corpus[self.neighbours[rows]]
-        size, k, dim = base_neighbours.shape
-        adapted_all = adaptor(torch.cat([base, base_neighbours.reshape(size * k, dim)]))
-        adapted, adapted_neighbours = adapted_all[:size], adapted_all[size:].reshape(size, k, -1)
-        rec = config.beta * reconstruction_loss(adaptor.rotate(base), adapted)
-        if config.objective == "listwise":
-            return (
-                listwise_distillation_loss(
-                    base, base_neighbours, adapted, adapted_neighbours, self.dims, config.temperature
-                )
-                + rec
-            )
-        topk = topk_similarity_loss(base, base_neighbours, adapted, adapted_neighbours, self.dims)
-        return topk + config.alpha * pairwise_similarity_loss(base, adapted, self.dims) + rec
+        block = self.corpus.gather(self._indices(rows))
+        return self._loss(model or adaptor, adaptor, block, len(rows), self.dims, self.config)
 
-    def loss_at(self, adaptor: MatryoshkaAdaptor, step: int, seed_offset: int = 0) -> torch.Tensor:
-        """The objective on training batch number `step`."""
+    def _train_rows(self, step: int, seed_offset: int) -> np.ndarray:
         batch = _batch(len(self.train_rows), self.config.batch_size, self.config.seed + seed_offset, step)
-        return self.loss(adaptor, self.train_rows[batch])
+        return self.train_rows[batch.numpy()][self.context.rank :: self.context.world_size]
+
+    def loss_at(
+        self, adaptor: MatryoshkaAdaptor, step: int, seed_offset: int = 0, model: nn.Module | None = None
+    ) -> torch.Tensor:
+        """The objective on training batch number `step` (this rank's share); the next batch's rows are
+        gathered in the background meanwhile when the corpus prefetches."""
+        rows = self._train_rows(step, seed_offset)
+        pending = self._prefetched.pop((step, seed_offset), None)
+        host = pending.result() if pending is not None else self.corpus.host_rows(self._indices(rows))
+        upcoming = self.corpus.submit(self._indices(self._train_rows(step + 1, seed_offset)))
+        if upcoming is not None:
+            self._prefetched[(step + 1, seed_offset)] = upcoming
+        block = self.corpus.to_device(host)
+        return self._loss(model or adaptor, adaptor, block, len(rows), self.dims, self.config)
 
     def proxy(self, adaptor: MatryoshkaAdaptor) -> float:
-        """Minus the objective on the held-out items, in batches (higher is better)."""
+        """Minus the objective on the held-out items, in batches (higher is better); one sync."""
         rows = self.holdout_rows
         if len(rows) == 0:
             return 0.0
         size = self.config.batch_size
-        losses = [self.loss(adaptor, rows[i : i + size]).item() for i in range(0, len(rows), size)]
-        return -float(np.mean(losses))
+        losses = [self.loss(adaptor, rows[i : i + size]).float() for i in range(0, len(rows), size)]
+        return -float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64)))
+
+
+def _unsupervised_objective(
+    corpus: np.ndarray,
+    dims: tuple[int, ...],
+    config: UnsupervisedConfig,
+    device: torch.device,
+    context: Context = LOCAL,
+    neighbours: str = "auto",
+    compile: bool = False,
+) -> tuple[_UnsupervisedObjective, dict]:
+    """The objective on a host corpus `(n, dim)` and the neighbour table's info (method, seconds, recall)."""
+    table, info = knn_table_shared(corpus, config.k, neighbours, context, device, config.seed)
+    host = HostCorpus(corpus, device)
+    return _UnsupervisedObjective(host, table, dims, config, context, compile), info
 
 
 def _new_adaptor(
@@ -263,53 +339,81 @@ def _prepare(corpus: np.ndarray, dims: Sequence[int] | None, what: str) -> tuple
 
 
 def train_unsupervised(
-    corpus: np.ndarray,
+    corpus: np.ndarray | str | Path,
     dims: Sequence[int] | None = None,
     config: UnsupervisedConfig = UnsupervisedConfig(),
     base_model: str = "unknown",
     device: str | None = None,
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
+    *,
+    neighbours: Literal["auto", "exact", "faiss"] = "auto",
+    compile: bool = False,
 ) -> MatryoshkaAdaptor:
     """Train an adaptor on corpus embeddings alone.
 
     Args:
-        corpus: base embeddings `(n, dim)`; checked for NaN/inf/zero rows.
+        corpus: base embeddings `(n, dim)`: an array, an `np.memmap` (float32/float16) or a `.npy` path
+            (opened memory-mapped). It stays on the host; it is checked for NaN/inf/zero rows in chunks.
         dims: Matryoshka dims (default: powers of two from 16, plus the base dim).
         config: objective and optimisation settings.
         base_model: name of the model that made `corpus`, recorded in the adaptor.
-        device: "cuda", "cpu", ... (default: CUDA when present).
+        device: "cuda", "cuda:1", "cpu", ... (default: CUDA when present; under torchrun `cuda:LOCAL_RANK`).
         checkpoint_dir: where to checkpoint at each evaluation and resume from.
+        neighbours: how the kNN table is built (`neighbours.knn_table`): "auto" is exact on CUDA or up to
+            `neighbours.EXACT_MAX_ROWS` rows, faiss IVF above.
+        compile: `torch.compile` the step's loss (worth it on CUDA for long runs).
 
     Returns the adaptor at its best proxy score, on `device`, with `metadata` holding the training settings,
-    seconds, steps and the proxy history.
+    seconds, steps, the proxy history and `training.neighbours = {method, seconds, recall_sample}`. Under
+    torchrun (`WORLD_SIZE > 1`) every rank returns the same adaptor (see `distributed`).
     """
-    corpus, dims = _prepare(corpus, dims, "corpus embeddings")
-    resolved = resolve_device(device)
+    what = "corpus embeddings"
+    corpus = open_corpus(corpus, what)
+    dims = check_dims(dims or default_dims(corpus.shape[1]), corpus.shape[1])
+    check_corpus_size(len(corpus), config.k)
+    resolve_device(device)  # a missing device fails before the process group or any work
+    check_rows(corpus, what)
+    context, resolved = setup(device)
     started = time.perf_counter()
     adaptor = _new_adaptor(corpus, dims, config, base_model).to(resolved)
-    corpus_t = torch.from_numpy(corpus).to(resolved)
-    objective = _UnsupervisedObjective(corpus_t, dims, config)
-    outcome = _optimise(
-        adaptor,
-        lambda step: objective.loss_at(adaptor, step),
-        lambda: objective.proxy(adaptor),
-        lr=config.lr,
-        max_steps=config.max_steps,
-        eval_every=config.eval_every,
-        patience=config.patience,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
-        progress=progress,
-        description="unsupervised",
+    objective, neighbour_info = _unsupervised_objective(
+        corpus, dims, config, resolved, context, neighbours, compile
     )
+    model = context.wrap(adaptor, resolved)
+    if compile and context.active:
+        model = torch.compile(model)
+    loop_started = time.perf_counter()
+    try:
+        outcome = _optimise(
+            adaptor,
+            lambda step: objective.loss_at(adaptor, step, model=model),
+            lambda: context.agree(objective.proxy(adaptor), resolved),
+            config,
+            Path(checkpoint_dir) if checkpoint_dir else None,
+            progress and context.is_main,
+            "unsupervised",
+            main_process=context.is_main,
+        )
+    finally:
+        objective.corpus.close()
+    training = {
+        "mode": "unsupervised",
+        "unsupervised": asdict(config),
+        "device": str(resolved),
+        "seconds": time.perf_counter() - started,
+        "loop_seconds": time.perf_counter() - loop_started,
+        "corpus_size": len(corpus),
+        "neighbours": neighbour_info,
+    }
+    if context.active:
+        training["distributed"] = {
+            "world_size": context.world_size,
+            "backend": context.backend,
+            "identical_weights": context.same_on_all_ranks(adaptor.fingerprint()),
+        }
     adaptor.metadata = {
-        "training": {
-            "mode": "unsupervised",
-            "unsupervised": asdict(config),
-            "device": str(resolved),
-            "seconds": time.perf_counter() - started,
-            "corpus_size": len(corpus),
-        },
+        "training": training,
         "metrics": {"holdout_loss": -outcome.pop("best_score"), **outcome},
     }
     return adaptor
@@ -474,25 +578,25 @@ def train_supervised(
     adaptor = copy.deepcopy(adaptor).to(resolved)
     stage_one = adaptor.metadata
     corpus_t = torch.from_numpy(corpus).to(resolved)
-    regulariser = _UnsupervisedObjective(corpus_t, dims, unsupervised)
+    regulariser = _unsupervised_objective(corpus, dims, unsupervised, resolved)[0]
     ranking = _SupervisedObjective(corpus_t, torch.from_numpy(queries).to(resolved), relevance, config, dims)
     val_t = torch.from_numpy(val_queries).to(resolved)
 
     def loss_at(step: int) -> torch.Tensor:
         return ranking.loss(adaptor, step) + config.regularization * regulariser.loss_at(adaptor, step, 1)
 
-    outcome = _optimise(
-        adaptor,
-        loss_at,
-        lambda: validation_ndcg(adaptor, corpus_t, val_t, val_relevance, dims),
-        lr=config.lr,
-        max_steps=config.max_steps,
-        eval_every=config.eval_every,
-        patience=config.patience,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
-        progress=progress,
-        description="supervised",
-    )
+    try:
+        outcome = _optimise(
+            adaptor,
+            loss_at,
+            lambda: validation_ndcg(adaptor, corpus_t, val_t, val_relevance, dims),
+            config,
+            Path(checkpoint_dir) if checkpoint_dir else None,
+            progress,
+            "supervised",
+        )
+    finally:
+        regulariser.corpus.close()
     adaptor.metadata = {
         "training": {
             "mode": "supervised",

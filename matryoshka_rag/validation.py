@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -16,6 +17,12 @@ def check_vectors(vectors: object, expected_dim: int | None = None, what: str = 
     naming the first offending row and how many rows are affected.
     """
     array = np.asarray(vectors, dtype=np.float32)
+    _check_shape(array, expected_dim, what)
+    check_rows(array, what)
+    return np.ascontiguousarray(array)
+
+
+def _check_shape(array: np.ndarray, expected_dim: int | None, what: str) -> None:
     if array.ndim != 2:
         raise InputError(f"{what}: expected a 2-D array (n, dim), got shape {array.shape}")
     if array.shape[0] == 0:
@@ -24,15 +31,45 @@ def check_vectors(vectors: object, expected_dim: int | None = None, what: str = 
         raise InputError(f"{what}: vectors are empty (dim 0)")
     if expected_dim is not None and array.shape[1] != expected_dim:
         raise InputError(f"{what}: expected dim {expected_dim}, got vectors of dim {array.shape[1]}")
-    bad = ~np.isfinite(array).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise InputError(f"{what}: {rows.size} vector(s) hold NaN or inf, first at row {rows[0]}")
-    zero = ~array.any(axis=1)
-    if zero.any():
-        rows = np.flatnonzero(zero)
-        raise InputError(f"{what}: {rows.size} vector(s) are all zeros, first at row {rows[0]}")
-    return np.ascontiguousarray(array)
+
+
+def check_rows(array: np.ndarray, what: str = "embeddings", chunk_rows: int = 1 << 16) -> None:
+    """Raise `InputError` if rows of `(n, dim)` hold NaN/inf or are all zeros; reads `chunk_rows` at a time,
+    so a memory-mapped file is never loaded whole."""
+    counts, first = {"nan": 0, "zero": 0}, {}
+    for start in range(0, array.shape[0], chunk_rows):
+        chunk = np.asarray(array[start : start + chunk_rows])
+        for name, bad in (("nan", ~np.isfinite(chunk).all(axis=1)), ("zero", ~chunk.any(axis=1))):
+            rows = np.flatnonzero(bad)
+            counts[name] += rows.size
+            if rows.size and name not in first:
+                first[name] = start + int(rows[0])
+    if counts["nan"]:
+        raise InputError(f"{what}: {counts['nan']} vector(s) hold NaN or inf, first at row {first['nan']}")
+    if counts["zero"]:
+        raise InputError(f"{what}: {counts['zero']} vector(s) are all zeros, first at row {first['zero']}")
+
+
+def open_corpus(corpus: object, what: str = "corpus embeddings") -> np.ndarray:
+    """A corpus `(n, dim)` kept where it is: a `.npy` path (opened memory-mapped), an `np.memmap`, or any
+    array-like (made a float32 array, as `check_vectors` does).
+
+    Checks only what is cheap (dtype, shape): a memory-mapped corpus must be float32 or float16 and 2-D.
+    Call `check_rows` for the values.
+    """
+    if isinstance(corpus, str | Path):
+        try:
+            corpus = np.load(corpus, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise InputError(f"{what}: cannot open {str(corpus)!r} as a .npy array ({error})") from error
+    if not isinstance(corpus, np.memmap):
+        array = np.ascontiguousarray(np.asarray(corpus, dtype=np.float32))
+        _check_shape(array, None, what)
+        return array
+    if corpus.dtype not in (np.float32, np.float16):
+        raise InputError(f"{what}: a memory-mapped corpus must be float32 or float16, got {corpus.dtype}")
+    _check_shape(corpus, None, what)
+    return corpus
 
 
 def default_dims(base_dim: int, smallest: int = 16) -> tuple[int, ...]:

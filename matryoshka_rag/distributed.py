@@ -1,0 +1,186 @@
+"""Data-parallel training over several processes (torchrun, `WORLD_SIZE > 1`) with DistributedDataParallel.
+
+Each rank builds its share of the kNN table (all-gathered), takes a disjoint share of each step's batch,
+and DDP averages the gradients, so every rank holds the same weights; early-stopping decisions use rank
+0's held-out score. Rank 0 writes checkpoints and the adaptor. One GPU per rank (`cuda:LOCAL_RANK`, NCCL),
+or CPU processes (gloo). Run, e.g. on 8 GPUs:
+
+    torchrun --standalone --nproc-per-node 8 -m matryoshka_rag.distributed corpus.npy runs/adaptor
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from inspect import signature
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .errors import InputError
+from .neighbours import knn_table
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """`device` if given (checked to exist), else CUDA when present, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InputError(f"device {device!r} is not a device name (e.g. 'cpu', 'cuda', 'cuda:1')") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} was asked for, but CUDA is not available on this machine")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise InputError(
+            f"device {device!r} was asked for, but this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {device!r} was asked for, but MPS is not available on this machine")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {device!r}: only cpu, cuda and mps are supported")
+    return resolved
+
+
+@dataclass(frozen=True)
+class Context:
+    """This process's place in a data-parallel run (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def share(self, n: int) -> tuple[int, int]:
+        """This rank's contiguous `(start, stop)` of `n` items (equal sizes but for the last)."""
+        size = -(-n // self.world_size)
+        return min(n, self.rank * size), min(n, (self.rank + 1) * size)
+
+    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+        """`module` in DDP when distributed (buffers such as the fixed rotation are not re-broadcast)."""
+        if not self.active:
+            return module
+        ids = [device.index] if device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel
+        no_sync = (
+            "forward_sync_buffers"
+            if "forward_sync_buffers" in signature(ddp).parameters
+            else "broadcast_buffers"
+        )
+        return ddp(module, device_ids=ids, **{no_sync: False})
+
+    def agree(self, value: float, device: torch.device) -> float:
+        """Rank 0's `value` on every rank (one broadcast; used for early-stopping scores)."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self._comm_device(device))
+        dist.broadcast(tensor, src=0)
+        return float(tensor.item())
+
+    def gather_rows(self, rows: np.ndarray, n: int, device: torch.device) -> np.ndarray:
+        """Concatenate every rank's `share(n)` of a table `(share, k)` into `(n, k)` on every rank."""
+        if not self.active:
+            return rows
+        comm = self._comm_device(device)
+        size = -(-n // self.world_size)
+        padded = torch.zeros((size, rows.shape[1]), dtype=torch.int64, device=comm)
+        padded[: len(rows)] = torch.from_numpy(rows).to(comm)
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded)
+        return torch.cat(parts)[:n].cpu().numpy()
+
+    def same_on_all_ranks(self, text: str) -> bool:
+        """Whether every rank holds the same `text` (e.g. a weights fingerprint)."""
+        if not self.active:
+            return True
+        texts: list[str | None] = [None] * self.world_size
+        dist.all_gather_object(texts, text)
+        return len(set(texts)) == 1
+
+    def _comm_device(self, device: torch.device) -> torch.device:
+        return device if self.backend == "nccl" else torch.device("cpu")
+
+
+LOCAL = Context()
+
+
+def setup(device: str | None = None) -> tuple[Context, torch.device]:
+    """This process's `Context` and device; joins the process group when launched with `WORLD_SIZE > 1`.
+
+    Under torchrun, CUDA ranks use `cuda:LOCAL_RANK` with NCCL and CPU ranks use gloo; `device="cpu"`
+    forces CPU. An already initialised group is reused.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    initialised = dist.is_available() and dist.is_initialized()
+    if world_size <= 1 and not initialised:
+        return LOCAL, resolve_device(device)
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        resolve_device(str(resolved))
+        torch.cuda.set_device(resolved)
+    if not initialised:
+        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
+    return Context(dist.get_rank(), dist.get_world_size(), dist.get_backend()), resolved
+
+
+def knn_table_shared(
+    embeddings: np.ndarray, k: int, method: str, context: Context, device: torch.device, seed: int
+) -> tuple[np.ndarray, dict]:
+    """`neighbours.knn_table` with each rank computing its share of the rows: `(n, k)` on every rank."""
+    n = embeddings.shape[0]
+    rows = context.share(n) if context.active else None
+    table, info = knn_table(embeddings, k, method, device=device, rows=rows, seed=seed)
+    return context.gather_rows(table, n, device), info
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train an unsupervised adaptor on a `.npy` corpus with every rank of a torchrun launch."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("corpus", type=Path, help="(n, dim) float32/float16 .npy, opened memory-mapped")
+    parser.add_argument("out", type=Path, help="adaptor folder written by rank 0")
+    parser.add_argument("--dims", default=None, help="comma-separated Matryoshka dims")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--base-model", default="unknown")
+    parser.add_argument(
+        "--set", action="append", default=[], help="UnsupervisedConfig field, e.g. max_steps=200"
+    )
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    from .fit import training_configs
+    from .persistence import save_adaptor
+    from .trainer import train_unsupervised
+    from .validation import parse_dims
+
+    defaults = training_configs()[0]
+    settings = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        settings[key] = type(getattr(defaults, key))(value)
+    config = training_configs(**settings)[0]
+    dims = parse_dims(args.dims) if args.dims else None
+    adaptor = train_unsupervised(args.corpus, dims, config, args.base_model, args.device, progress=False)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    print(f"rank {rank} fingerprint {adaptor.fingerprint()}", flush=True)
+    if rank == 0:
+        save_adaptor(adaptor, args.out, overwrite=args.overwrite)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
