@@ -6,8 +6,10 @@
 For each N, a corpus of N 384-d all-MiniLM-L6-v2 vectors is written as a `.npy` under `--out` and trained on
 memory-mapped, `--steps` steps of the default `UnsupervisedConfig` (patience off, so every run does all its
 steps), each N in a fresh process so that peak memory is its own. The first 8,816 rows are the real SciFact
-then NFCorpus vectors; rows beyond are SYNTHETIC: a random real vector plus gaussian noise in its PCA axes,
-scaled by `--noise` times the real per-axis standard deviation, renormalised.
+then NFCorpus vectors; rows beyond are SYNTHETIC: a random real vector plus gaussian noise in the real PCA
+axes, scaled by `--noise` times the real per-axis standard deviation, renormalised. At the default noise 1.0,
+the synthetic rows' mean cosine to their 1st / 10th nearest neighbour (0.73 / 0.57 among 200k rows) matches
+the real vectors' (0.71 / 0.56 among the 8,816); at 0.5 it is 0.91 / 0.83, too easy for approximate search.
 
 Prints a Markdown table (neighbour table method, seconds and recall@k on a 1,000-row sample against exact
 search; seconds per 1,000 steps; anchors per second; peak RSS, peak anonymous RSS, which leaves out the pages
@@ -179,7 +181,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="5000,50000,500000,2000000")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
-    parser.add_argument("--noise", type=float, default=0.5, help="synthetic noise / real per-axis std")
+    parser.add_argument("--noise", type=float, default=1.0, help="synthetic noise / real per-axis std")
     parser.add_argument("--compile", action="store_true", help="torch.compile the loss")
     parser.add_argument("--out", type=Path, default=Path("runs/train_scale"))
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: one N in this process
@@ -189,7 +191,7 @@ def main() -> None:
         return
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        path = args.out / f"corpus_{n}.npy"
+        path = args.out / f"corpus_{n}_noise{args.noise:g}.npy"
         real, synthetic = make_corpus(path, n, args.noise)
         command = [sys.executable, __file__, "--one", str(path), "--steps", str(args.steps)]
         command += ["--device", args.device] if args.device else []

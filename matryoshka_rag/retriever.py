@@ -510,15 +510,8 @@ class MatryoshkaStore:
                 self.small.upsert(ids=ids[part], embeddings=small[part], metadatas=meta)
         return len(ids)
 
-    def add(
-        self,
-        ids: Sequence[str],
-        texts: Sequence[str] | None = None,
-        embeddings: np.ndarray | Sequence[Sequence[float]] | None = None,
-        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-    ) -> int:
-        """Same as `upsert`: adding an id again (e.g. re-sending a batch after a failure) replaces it."""
-        return self.upsert(ids, texts=texts, embeddings=embeddings, metadatas=metadatas)
+    # Adding an id again (e.g. re-sending a batch after a failure) replaces it: `add` is `upsert`.
+    add = upsert
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove `ids` (unknown ids are ignored): from the small collection first, so none stays findable."""
