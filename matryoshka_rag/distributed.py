@@ -168,9 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     defaults = training_configs()[0]
     settings = {}
     for item in args.set:
-        key, value = item.split("=", 1)
-        settings[key] = type(getattr(defaults, key))(value)
-    config = training_configs(**settings)[0]
+        key, _, value = item.partition("=")
+        settings[key] = type(getattr(defaults, key))(value) if hasattr(defaults, key) else value
+    config = training_configs(**settings)[0]  # unknown names raise InputError
     dims = parse_dims(args.dims) if args.dims else None
     adaptor = train_unsupervised(args.corpus, dims, config, args.base_model, args.device, progress=False)
     rank = dist.get_rank() if dist.is_initialized() else 0
