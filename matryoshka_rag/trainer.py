@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -94,6 +94,7 @@ class SupervisedConfig:
     max_positives: int = 32
     max_candidates: int = 16384
     validation_fraction: float = 0.15
+    refit: bool = True  # after a held-out split chose the step count, train again on every training query
     seed: int = 0
 
 
@@ -126,10 +127,12 @@ def _optimise(
     progress: bool,
     description: str,
     main_process: bool = True,
+    keep_best: bool = True,
 ) -> dict:
     """Adam (`config.lr`) on the adaptor's MLP; evaluates `score` (higher is better) every `config.eval_every`
     steps, keeps the best weights, stops after `config.patience` evaluations without gain or at
-    `config.max_steps`. Returns the history. Only the `main_process` writes checkpoints.
+    `config.max_steps`; `keep_best=False` keeps the last weights instead. Returns the history. Only the
+    `main_process` writes checkpoints.
 
     No host-device synchronisation between evaluations: the running loss stays on the device."""
     lr, max_steps, eval_every, patience = config.lr, config.max_steps, config.eval_every, config.patience
@@ -187,7 +190,8 @@ def _optimise(
                 )
                 os.replace(checkpoint.with_suffix(".tmp"), checkpoint)
     bar.close()
-    adaptor.load_state_dict(state["best_state"])
+    if keep_best:
+        adaptor.load_state_dict(state["best_state"])
     adaptor.eval()
     best_step = max(
         (h for h in state["history"] if h["score"] == state["best_score"]), key=lambda h: h["step"]
@@ -557,7 +561,8 @@ def train_supervised(
         queries: base query embeddings `(q, dim)`.
         relevance: per query, `{corpus row: grade}` of its relevant documents (grades > 0 kept).
         validation: `(queries (v, dim), relevance)` for early stopping (e.g. a dev split); default: a
-            `config.validation_fraction` share of the training queries is held out.
+            `config.validation_fraction` share of the training queries is held out to choose the number of
+            steps, then (`config.refit`) the adaptor is trained again on all of them for that many steps.
         unsupervised: settings of stage 1 and of the regulariser.
 
     Returns the adaptor at its best validation nDCG@10 (mean over dims).
@@ -565,6 +570,8 @@ def train_supervised(
     corpus, dims = _prepare(corpus, dims, "corpus embeddings")
     queries = check_vectors(queries, corpus.shape[1], what="query embeddings")
     relevance = _check_relevance(queries, relevance, len(corpus), "training qrels")
+    all_queries, all_relevance = queries, relevance
+    refit = config.refit and validation is None
     if validation is None:
         train_rows, val_rows = split_validation(len(queries), config.validation_fraction, config.seed)
         validation = (queries[val_rows], [relevance[i] for i in val_rows])
@@ -575,7 +582,8 @@ def train_supervised(
     started = time.perf_counter()
     if adaptor is None:
         adaptor = train_unsupervised(corpus, dims, unsupervised, base_model, str(resolved), progress=progress)
-    adaptor = copy.deepcopy(adaptor).to(resolved)
+    start = copy.deepcopy(adaptor).to(resolved)
+    adaptor = copy.deepcopy(start)
     stage_one = adaptor.metadata
     corpus_t = torch.from_numpy(corpus).to(resolved)
     regulariser = _unsupervised_objective(corpus, dims, unsupervised, resolved)[0]
@@ -585,16 +593,33 @@ def train_supervised(
     def loss_at(step: int) -> torch.Tensor:
         return ranking.loss(adaptor, step) + config.regularization * regulariser.loss_at(adaptor, step, 1)
 
+    checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
     try:
         outcome = _optimise(
             adaptor,
             loss_at,
             lambda: validation_ndcg(adaptor, corpus_t, val_t, val_relevance, dims),
             config,
-            Path(checkpoint_dir) if checkpoint_dir else None,
+            checkpoints,
             progress,
             "supervised",
         )
+        refit_steps = outcome["best_step"] if refit else 0
+        if refit_steps:
+            adaptor = copy.deepcopy(start)
+            all_t = torch.from_numpy(all_queries).to(resolved)
+            ranking = _SupervisedObjective(corpus_t, all_t, all_relevance, config, dims)
+            fixed = replace(config, max_steps=refit_steps, patience=refit_steps + 1)
+            _optimise(
+                adaptor,
+                loss_at,
+                lambda: 0.0,
+                fixed,
+                checkpoints / "refit" if checkpoints else None,
+                progress,
+                "supervised refit",
+                keep_best=False,
+            )
     finally:
         regulariser.corpus.close()
     adaptor.metadata = {
@@ -606,6 +631,7 @@ def train_supervised(
             "seconds": time.perf_counter() - started,
             "corpus_size": len(corpus),
             "train_queries": len(queries),
+            "refit": {"steps": refit_steps, "queries": len(all_queries)} if refit_steps else None,
             "stage_one": stage_one,
         },
         "metrics": {"validation_ndcg@10": outcome.pop("best_score"), **outcome},
