@@ -1,14 +1,9 @@
-"""Cosine similarity of Matryoshka prefixes: the one primitive every loss is built on."""
+"""Cosine similarity (of Matryoshka prefixes, `x[:, :m]`): the one primitive every loss is built on."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-
-def prefix(x: torch.Tensor, m: int) -> torch.Tensor:
-    """First `m` dims of `x (..., dim)`, re-normalised to unit length: `(..., m)`."""
-    return F.normalize(x[..., :m], dim=-1)
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
