@@ -95,21 +95,16 @@ def test_eval_end_to_end_beats_truncation_at_32(scifact_slice, cache, tmp_path):
     assert (out / "ndcg.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def train_args(scifact_slice, out, cache, *extra: str) -> list[str]:
+    """`matryoshka-rag train` on the slice's corpus at dims 32,384, 20 steps, with the test's cache."""
+    corpus = str(scifact_slice / "corpus.jsonl")
+    common = ["--dims", "32,384", "--out", str(out), "--cache", cache, "--max-steps", "20"]
+    return ["train", "--corpus", corpus, *common, *extra]
+
+
 def test_train_writes_adaptor_and_refuses_to_overwrite(scifact_slice, cache, tmp_path, capsys):
     out = tmp_path / "adaptor"
-    args = [
-        "train",
-        "--corpus",
-        str(scifact_slice / "corpus.jsonl"),
-        "--dims",
-        "32,384",
-        "--out",
-        str(out),
-        "--cache",
-        cache,
-        "--max-steps",
-        "20",
-    ]
+    args = train_args(scifact_slice, out, cache)
     assert main(args) == 0
     adaptor = load_adaptor(out)
     assert adaptor.config.dims == (32, 384) and adaptor.metadata["training"]["mode"] == "unsupervised"
@@ -123,28 +118,13 @@ def test_train_writes_adaptor_and_refuses_to_overwrite(scifact_slice, cache, tmp
 
 def test_train_supervised_from_files(scifact_slice, cache, tmp_path):
     out = tmp_path / "supervised"
-    code = main(
-        [
-            "train",
-            "--corpus",
-            str(scifact_slice / "corpus.jsonl"),
-            "--queries",
-            str(scifact_slice / "queries.jsonl"),
-            "--qrels",
-            str(scifact_slice / "qrels" / "train.tsv"),
-            "--dims",
-            "32,384",
-            "--out",
-            str(out),
-            "--cache",
-            cache,
-            "--max-steps",
-            "20",
-            "--ranking",
-            "pairwise",
-        ]
-    )
-    assert code == 0
+    labels = [
+        "--queries",
+        str(scifact_slice / "queries.jsonl"),
+        "--qrels",
+        str(scifact_slice / "qrels" / "train.tsv"),
+    ]
+    assert main(train_args(scifact_slice, out, cache, *labels, "--ranking", "pairwise")) == 0
     training = load_adaptor(out).metadata["training"]
     assert training["mode"] == "supervised" and training["supervised"]["objective"] == "pairwise"
 
