@@ -1,9 +1,13 @@
 """Data-parallel training over several processes (torchrun, `WORLD_SIZE > 1`) with DistributedDataParallel.
 
-Each rank builds its share of the kNN table (all-gathered), takes a disjoint share of each step's batch,
-and DDP averages the gradients, so every rank holds the same weights; early-stopping decisions use rank
-0's held-out score. Rank 0 writes checkpoints and the adaptor. One GPU per rank (`cuda:LOCAL_RANK`, NCCL),
-or CPU processes (gloo). Run, e.g. on 8 GPUs:
+Each rank builds its share of the kNN table (all-gathered) and takes a disjoint share of each step's batch
+as anchors. The in-batch candidates of the listwise and pair losses are gathered across ranks: every rank's
+anchors (base vectors, and adapted ones with autograd through the gather, whose backward sums gradients
+back to the owner rank), so each anchor sees the whole global batch as in single-process training. Each
+rank's loss is scaled by its share of the anchors and DDP averages the gradients, which makes the update
+exactly single-process training's on the global batch, and every rank holds the same weights;
+early-stopping decisions use rank 0's held-out score. Rank 0 writes checkpoints and the adaptor. One GPU
+per rank (`cuda:LOCAL_RANK`, NCCL), or CPU processes (gloo). Run, e.g. on 8 GPUs:
 
     torchrun --standalone --nproc-per-node 8 -m matryoshka_rag.distributed corpus.npy runs/adaptor
 """
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from inspect import signature
 from pathlib import Path
@@ -99,6 +105,46 @@ class Context:
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded)
         return torch.cat(parts)[:n].cpu().numpy()
+
+    def gather_batch(
+        self, tensor: torch.Tensor, sizes: Sequence[int] | None = None, grad: bool = False
+    ) -> tuple[torch.Tensor, int]:
+        """Every rank's rows `(n_rank, ...)` of a batch concatenated in rank order, `(sum(n_rank), ...)` on
+        every rank, and `offset`, where this rank's rows start in it (`[offset : offset + n_rank]`).
+
+        `sizes`: every rank's `n_rank` when the caller knows them (no extra collective, no host read);
+        otherwise they are all-gathered first. Shares of unequal sizes are padded to the largest for the
+        collective and the padding is dropped. `grad=False` gathers without autograd (e.g. base vectors);
+        `grad=True` goes through `torch.distributed.nn.functional.all_gather`, whose backward sums every
+        rank's gradient for a row back to the rank that owns it. `(tensor, 0)` when not distributed.
+        """
+        if not self.active:
+            return tensor, 0
+        comm = self._comm_device(tensor.device)
+        if sizes is None:
+            size = torch.tensor([tensor.shape[0]], dtype=torch.int64, device=comm)
+            counts = [torch.empty_like(size) for _ in range(self.world_size)]
+            dist.all_gather(counts, size)
+            sizes = [int(count.item()) for count in counts]
+        sizes = [int(size) for size in sizes]
+        if len(sizes) != self.world_size or sizes[self.rank] != tensor.shape[0]:
+            raise ValueError(
+                f"rank {self.rank} of {self.world_size} holds {tensor.shape[0]} rows, but sizes are {sizes}"
+            )
+        padding = tensor.new_zeros((max(sizes) - tensor.shape[0], *tensor.shape[1:]))
+        padded = torch.cat([tensor if grad else tensor.detach(), padding]).to(comm)
+        if grad:
+            from torch.distributed.nn.functional import all_gather
+
+            # deprecated (a FutureWarning, silenced) but differentiable on gloo as on NCCL
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                parts = all_gather(padded)
+        else:
+            parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+            dist.all_gather(parts, padded)
+        gathered = torch.cat([part[:size] for part, size in zip(parts, sizes)]).to(tensor.device)
+        return gathered, sum(sizes[: self.rank])
 
     def same_on_all_ranks(self, text: str) -> bool:
         """Whether every rank holds the same `text` (e.g. a weights fingerprint)."""

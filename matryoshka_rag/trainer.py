@@ -211,26 +211,43 @@ def _unsupervised_loss(
     size: int,
     dims: tuple[int, ...],
     config: UnsupervisedConfig,
+    context: Context = LOCAL,
+    shares: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """The objective on `block (size * (1 + k), dim)`: `size` anchors, then each anchor's k neighbours.
 
-    `model` is the adaptor, or its DDP / compiled wrapper (one forward per step)."""
+    `model` is the adaptor, or its DDP / compiled wrapper (one forward per step). Under an active `context`
+    the anchors are this rank's share of a global batch (`shares`: every rank's number of anchors, else
+    all-gathered): every rank's anchors are gathered (`Context.gather_batch`) and are the in-batch
+    candidates of the listwise and pair terms, and the loss, a mean over this rank's anchors, is scaled by
+    `size * world_size / global batch`. Every term is then `(W / batch) * sum` over this rank's anchors, so
+    DDP's average of the W ranks' gradients is the gradient of the single-process loss on the global batch,
+    whether or not the batch divides by W."""
     base, base_neighbours = block[:size], block[size:].reshape(size, -1, block.shape[1])
     adapted_all = model(block)
     adapted, adapted_neighbours = (
         adapted_all[:size],
         adapted_all[size:].reshape(size, base_neighbours.shape[1], -1),
     )
+    candidates, scale = {}, 1.0
+    if context.active:
+        candidates_base, offset = context.gather_batch(base, shares)
+        candidates_adapted, _ = context.gather_batch(adapted, shares, grad=True)
+        candidates = {
+            "candidates_base": candidates_base,
+            "candidates_adapted": candidates_adapted,
+            "offset": offset,
+        }
+        scale = size * context.world_size / candidates_base.shape[0]
     rec = config.beta * reconstruction_loss(adaptor.rotate(base), adapted)
     if config.objective == "listwise":
-        return (
-            listwise_distillation_loss(
-                base, base_neighbours, adapted, adapted_neighbours, dims, config.temperature
-            )
-            + rec
+        loss = rec + listwise_distillation_loss(
+            base, base_neighbours, adapted, adapted_neighbours, dims, config.temperature, **candidates
         )
-    topk = topk_similarity_loss(base, base_neighbours, adapted, adapted_neighbours, dims)
-    return topk + config.alpha * pairwise_similarity_loss(base, adapted, dims) + rec
+    else:
+        topk = topk_similarity_loss(base, base_neighbours, adapted, adapted_neighbours, dims)
+        loss = topk + config.alpha * pairwise_similarity_loss(base, adapted, dims, **candidates) + rec
+    return loss * scale if context.active else loss
 
 
 class _UnsupervisedObjective:
@@ -239,7 +256,8 @@ class _UnsupervisedObjective:
     `config.holdout` corpus items are never trained on; the objective on them is the label-free
     early-stopping score (the paper's Fig. 7 idea: held-out loss tracks retrieval quality). A step reads
     `batch * (1 + k)` corpus rows (its anchors and their neighbours from the table `(n, k)`), whatever n.
-    Under data parallelism each rank takes a disjoint share `rows[rank::world_size]` of every batch.
+    Under data parallelism each rank takes a disjoint share `rows[rank::world_size]` of every batch as
+    anchors, and every rank's anchors are the in-batch candidates (see `_unsupervised_loss`).
     """
 
     def __init__(
@@ -283,6 +301,11 @@ class _UnsupervisedObjective:
         batch = _batch(len(self.train_rows), self.config.batch_size, self.config.seed + seed_offset, step)
         return self.train_rows[batch.numpy()][self.context.rank :: self.context.world_size]
 
+    def _shares(self) -> tuple[int, ...]:
+        """Every rank's number of anchors `len(rows[rank::world_size])` in a training batch."""
+        n, world_size = min(self.config.batch_size, len(self.train_rows)), self.context.world_size
+        return tuple(len(range(rank, n, world_size)) for rank in range(world_size))
+
     def loss_at(
         self, adaptor: MatryoshkaAdaptor, step: int, seed_offset: int = 0, model: nn.Module | None = None
     ) -> torch.Tensor:
@@ -295,7 +318,9 @@ class _UnsupervisedObjective:
         if upcoming is not None:
             self._prefetched[(step + 1, seed_offset)] = upcoming
         block = self.corpus.to_device(host)
-        return self._loss(model or adaptor, adaptor, block, len(rows), self.dims, self.config)
+        # in a data-parallel run, every rank's anchors are the in-batch candidates
+        spread = {"context": self.context, "shares": self._shares()} if self.context.active else {}
+        return self._loss(model or adaptor, adaptor, block, len(rows), self.dims, self.config, **spread)
 
     def proxy(self, adaptor: MatryoshkaAdaptor) -> float:
         """Minus the objective on the held-out items, in batches (higher is better); one sync."""

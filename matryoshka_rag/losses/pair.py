@@ -15,19 +15,47 @@ def pairwise_similarity_loss(
     adapted: torch.Tensor,
     dims: Sequence[int],
     reduction: Literal["mean", "sum"] = "mean",
+    *,
+    candidates_base: torch.Tensor | None = None,
+    candidates_adapted: torch.Tensor | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     """`sum_m sum_{i != j} |cos(e_i, e_j) - cos(f(e_i)[:m], f(e_j)[:m])|` over a batch.
 
+    i runs over the anchors given and j over the batch items, which may be a larger set than the anchors
+    (`candidates_*`: e.g. every data-parallel rank's anchors, `distributed.Context.gather_batch`): the
+    losses of disjoint parts of a batch then sum ("sum"), or average weighted by their share of the
+    anchors ("mean"), to the whole batch's.
+
     Args:
-        base: original embeddings `(batch, dim)`; their full-dim cosines are the target.
+        base: original embeddings of the anchors `(batch, dim)`; their full-dim cosines are the target.
         adapted: adaptor outputs `f(e)` `(batch, out_dim)`.
         dims: Matryoshka dims `m`.
-        reduction: "sum" is the paper's equation; "mean" averages over the pairs (then sums over dims).
+        reduction: "sum" is the paper's equation; "mean" averages over the `batch * (total - 1)` pairs
+            (then sums over dims).
+        candidates_base: the batch items `(total, dim)`, holding the anchors `base` at rows
+            `offset .. offset + batch` (an anchor is never paired with itself); default: `base` itself
+            (total = batch, offset 0).
+        candidates_adapted: `f` of `candidates_base` `(total, out_dim)`; given iff `candidates_base` is.
+        offset: row of the first anchor in the candidates.
     """
-    target = cosine_matrix(base, base)
-    off_diagonal = ~torch.eye(base.shape[0], dtype=torch.bool, device=base.device)
-    total = base.new_zeros(())
+    if (candidates_base is None) != (candidates_adapted is None):
+        raise ValueError("candidates_base and candidates_adapted must be given together")
+    if candidates_base is None:
+        candidates_base, candidates_adapted, offset = base, adapted, 0
+    batch, total = base.shape[0], candidates_base.shape[0]
+    if not (total == candidates_adapted.shape[0] >= offset + batch and offset >= 0):
+        raise ValueError(
+            f"candidates ({total}, {candidates_adapted.shape[0]} rows) must hold the {batch} anchors at "
+            f"rows {offset}.."
+        )
+    target = cosine_matrix(base, candidates_base)
+    positions = torch.arange(batch, device=base.device) + offset
+    self_mask = torch.arange(total, device=base.device)[None, :] == positions[:, None]
+    pairs = batch * (total - 1)
+    total_loss = base.new_zeros(())
     for m in dims:
-        error = (target - cosine_matrix(adapted[:, :m], adapted[:, :m])).abs()[off_diagonal]
-        total = total + (error.sum() if reduction == "sum" else error.mean())
-    return total
+        cosines = cosine_matrix(adapted[:, :m], candidates_adapted[:, :m])
+        error = (target - cosines).abs().masked_fill(self_mask, 0.0).sum()
+        total_loss = total_loss + (error if reduction == "sum" else error / pairs)
+    return total_loss
