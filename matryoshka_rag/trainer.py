@@ -94,7 +94,7 @@ class SupervisedConfig:
     max_positives: int = 32
     max_candidates: int = 16384
     validation_fraction: float = 0.15
-    refit: bool = True  # after a held-out split chose the step count, train again on every training query
+    refit: bool = True  # after validation chose the step count, train again on training + validation queries
     seed: int = 0
 
 
@@ -586,8 +586,9 @@ def train_supervised(
         queries: base query embeddings `(q, dim)`.
         relevance: per query, `{corpus row: grade}` of its relevant documents (grades > 0 kept).
         validation: `(queries (v, dim), relevance)` for early stopping (e.g. a dev split); default: a
-            `config.validation_fraction` share of the training queries is held out to choose the number of
-            steps, then (`config.refit`) the adaptor is trained again on all of them for that many steps.
+            `config.validation_fraction` share of the training queries is held out. Either way it chooses
+            the number of steps; then (`config.refit`) the adaptor is trained again from the stage-one
+            adaptor on every labelled query (training and validation) for that many steps.
         unsupervised: settings of stage 1 and of the regulariser.
 
     Returns the adaptor at its best validation nDCG@10 (mean over dims).
@@ -595,14 +596,13 @@ def train_supervised(
     corpus, dims = _prepare(corpus, dims, "corpus embeddings")
     queries = check_vectors(queries, corpus.shape[1], what="query embeddings")
     relevance = _check_relevance(queries, relevance, len(corpus), "training qrels")
-    all_queries, all_relevance = queries, relevance
-    refit = config.refit and validation is None
     if validation is None:
         train_rows, val_rows = split_validation(len(queries), config.validation_fraction, config.seed)
         validation = (queries[val_rows], [relevance[i] for i in val_rows])
         queries, relevance = queries[train_rows], [relevance[i] for i in train_rows]
     val_queries = check_vectors(validation[0], corpus.shape[1], what="validation query embeddings")
     val_relevance = _check_relevance(val_queries, validation[1], len(corpus), "validation qrels")
+    all_queries, all_relevance = np.concatenate([queries, val_queries]), relevance + val_relevance
     resolved = resolve_device(device)
     started = time.perf_counter()
     if adaptor is None:
@@ -629,7 +629,7 @@ def train_supervised(
             progress,
             "supervised",
         )
-        refit_steps = outcome["best_step"] if refit else 0
+        refit_steps = outcome["best_step"] if config.refit else 0
         if refit_steps:
             adaptor = copy.deepcopy(start)
             all_t = torch.from_numpy(all_queries).to(resolved)

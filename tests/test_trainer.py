@@ -1,5 +1,7 @@
 """Training: determinism, resume, early stopping, supervised stage, and bad input before any work."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -80,6 +82,34 @@ def test_supervised_stage_improves_validation_ndcg(scifact, scifact_embeddings, 
     # The held-out split chose the step count; the adaptor returned was trained again on every query.
     assert training["refit"] == {"steps": metrics["best_step"], "queries": len(train[0])}
     assert metrics["best_step"] > 0
+
+
+def test_supervised_refit_adds_the_validation_queries(scifact, scifact_embeddings):
+    """With a given validation split, the refit trains on training + validation queries, from stage one."""
+    corpus, queries = scifact_embeddings
+    vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
+    base = train_unsupervised(corpus, (32, 384), FAST, progress=False)
+    config = SupervisedConfig(max_steps=20, eval_every=10, batch_size=32)
+    kept, held = slice(0, 600), slice(600, None)
+    train = (vectors[kept], relevance[kept])
+    validation = (vectors[held], relevance[held])
+    refitted = train_supervised(
+        corpus, *train, (32, 384), config, FAST, adaptor=base, validation=validation, progress=False
+    )
+    plain = train_supervised(
+        corpus,
+        *train,
+        (32, 384),
+        replace(config, refit=False),
+        FAST,
+        adaptor=base,
+        validation=validation,
+        progress=False,
+    )
+    steps = refitted.metadata["metrics"]["best_step"]
+    assert steps > 0 and refitted.metadata["training"]["refit"] == {"steps": steps, "queries": len(vectors)}
+    assert plain.metadata["training"]["refit"] is None
+    assert refitted.fingerprint() != plain.fingerprint()  # trained again, on more queries
 
 
 def test_bad_inputs_fail_before_any_work(slice_vectors):
