@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -92,6 +93,32 @@ class MatryoshkaAdaptor(nn.Module):
             digest.update(name.encode())
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return digest.hexdigest()
+
+    @torch.no_grad()
+    def widened(self, hidden_dim: int) -> MatryoshkaAdaptor:
+        """A copy whose MLP has `hidden_dim` hidden units per layer and computes the same `f`.
+
+        Old units keep their weights; new units get fresh (seeded by the caller's torch RNG) incoming
+        weights and zero weight into every old unit and the output, so training can use them from here.
+        """
+        if hidden_dim < self.config.hidden_dim:
+            raise InputError(f"cannot narrow the hidden width {self.config.hidden_dim} to {hidden_dim}")
+        wider = MatryoshkaAdaptor(
+            replace(self.config, hidden_dim=hidden_dim),
+            self.rotation.detach().cpu() if self.config.rotation else None,
+        ).to(self.device)
+        old_layers = [m for m in self.mlp if isinstance(m, nn.Linear)]
+        new_layers = [m for m in wider.mlp if isinstance(m, nn.Linear)]
+        for position, (old, new) in enumerate(zip(old_layers, new_layers)):
+            if position == len(new_layers) - 1:  # the output layer starts at zero: no fresh weights
+                new.weight.zero_()
+                new.bias.zero_()
+            rows, columns = old.weight.shape
+            new.weight[:rows, :columns] = old.weight
+            new.weight[:rows, columns:] = 0.0
+            new.bias[:rows] = old.bias
+        wider.metadata = copy.deepcopy(self.metadata)
+        return wider
 
     def rotate(self, embeddings: torch.Tensor) -> torch.Tensor:
         """`z`: the input the residual is added to `(batch, dim)`."""

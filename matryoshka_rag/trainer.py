@@ -79,13 +79,16 @@ class SupervisedConfig:
     model's top results that are not relevant) and random corpus negatives; `"softmax"` (default) is a
     graded cross-entropy over the whole corpus (or positives + negatives when the corpus exceeds
     `max_candidates`). Either is added to `regularization` x the unsupervised objective on a corpus batch.
+    The stage starts from the stage-one adaptor, widened to `hidden_dim` hidden units when that is wider
+    (the same `f`: new units start with zero outgoing weights; see BENCHMARKS.md for what it changed).
     """
 
     objective: Literal["softmax", "pairwise"] = "softmax"
-    regularization: float = 0.5
+    regularization: float = 1.0
     temperature: float = 0.05
-    batch_size: int = 64
-    lr: float = 5e-4
+    batch_size: int = 256
+    lr: float = 1e-3
+    hidden_dim: int = 0  # > stage one's width: the MLP is widened to this many hidden units first (same f)
     max_steps: int = 1500
     eval_every: int = 50
     patience: int = 5
@@ -607,7 +610,8 @@ def train_supervised(
     started = time.perf_counter()
     if adaptor is None:
         adaptor = train_unsupervised(corpus, dims, unsupervised, base_model, str(resolved), progress=progress)
-    start = copy.deepcopy(adaptor).to(resolved)
+    torch.manual_seed(config.seed)  # the widened MLP's fresh weights
+    start = adaptor.widened(max(config.hidden_dim, adaptor.config.hidden_dim)).to(resolved)
     adaptor = copy.deepcopy(start)
     stage_one = adaptor.metadata
     corpus_t = torch.from_numpy(corpus).to(resolved)

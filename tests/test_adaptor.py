@@ -29,6 +29,26 @@ def test_rotation_start_keeps_full_dim_cosines(scifact_vectors):
     assert variances[0] == pytest.approx(variances.max())
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_widened_computes_the_same_function_and_trains_the_new_units(scifact_vectors, num_layers):
+    corpus = torch.from_numpy(scifact_vectors[:64])
+    config = AdaptorConfig(base_dim=384, dims=(32, 384), num_layers=num_layers, hidden_dim=96, rotation=True)
+    adaptor = MatryoshkaAdaptor(config, pca_rotation(scifact_vectors[:500]))
+    torch.manual_seed(0)
+    for parameter in adaptor.mlp.parameters():  # a trained adaptor: no zero weights anywhere
+        parameter.data.normal_(0, 0.05)
+    wider = adaptor.widened(256)
+    assert wider.config.hidden_dim == 256 and wider.config.rotation
+    assert torch.allclose(wider(corpus), adaptor(corpus), atol=1e-6)
+    wider(corpus)[:, :32].pow(2).sum().backward()
+    first, last = wider.mlp[0], wider.mlp[-1]
+    assert last.weight.grad[:, 96:].abs().sum() > 0  # the new units are trained from the first step
+    assert torch.equal(wider.widened(256)(corpus), wider(corpus))  # same width: a copy
+    with pytest.raises(InputError, match="cannot narrow the hidden width 256 to 64"):
+        wider.widened(64)
+    assert first.weight.shape == (256, 384)
+
+
 def test_transform_cuts_and_normalises(scifact_vectors):
     adaptor = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(32, 64, 384)))
     out = adaptor.transform(scifact_vectors[:10], dim=32)

@@ -85,11 +85,12 @@ def test_supervised_stage_improves_validation_ndcg(scifact, scifact_embeddings, 
 
 
 def test_supervised_refit_adds_the_validation_queries(scifact, scifact_embeddings):
-    """With a given validation split, the refit trains on training + validation queries, from stage one."""
+    """With a given validation split, the refit trains on training + validation queries, from stage one
+    (widened to `hidden_dim`)."""
     corpus, queries = scifact_embeddings
     vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
     base = train_unsupervised(corpus, (32, 384), FAST, progress=False)
-    config = SupervisedConfig(max_steps=20, eval_every=10, batch_size=32)
+    config = SupervisedConfig(max_steps=20, eval_every=10, batch_size=32, hidden_dim=512)
     kept, held = slice(0, 600), slice(600, None)
     train = (vectors[kept], relevance[kept])
     validation = (vectors[held], relevance[held])
@@ -109,6 +110,7 @@ def test_supervised_refit_adds_the_validation_queries(scifact, scifact_embedding
     steps = refitted.metadata["metrics"]["best_step"]
     assert steps > 0 and refitted.metadata["training"]["refit"] == {"steps": steps, "queries": len(vectors)}
     assert plain.metadata["training"]["refit"] is None
+    assert refitted.config.hidden_dim == plain.config.hidden_dim == 512  # widened from stage one's 384
     assert refitted.fingerprint() != plain.fingerprint()  # trained again, on more queries
 
 
