@@ -26,7 +26,8 @@ def settings_with(overrides: list[str]) -> EvalSettings:
         key, value = item.split("=", 1)
         section, name = key.split(".")
         config = getattr(settings, section)
-        typed = type(getattr(config, name))(value)
+        default = getattr(config, name)
+        typed = value.lower() in ("1", "true", "yes") if isinstance(default, bool) else type(default)(value)
         setattr(settings, section, dataclasses.replace(config, **{name: typed}))
     return settings
 

@@ -234,6 +234,7 @@ def _worker(corpus: Path, out: Path) -> None:
         torch.save(
             _step(vectors, _config(objective, size), context), out / f"{objective}-{size}-{context.rank}.pt"
         )
+    dist.barrier()  # no rank tears the group down while another still talks to it
     dist.destroy_process_group()
 
 
@@ -243,7 +244,8 @@ def ddp_steps(tmp_path_factory) -> Path:
     from .conftest import EMBEDDINGS_DIR
 
     out = tmp_path_factory.mktemp("ddp")
-    np.save(out / "corpus.npy", np.load(EMBEDDINGS_DIR / "scifact" / "corpus.npy", mmap_mode="r")[:300])
+    # more rows than dims: the PCA start is then unique, so the ranks (1 thread) and this process agree
+    np.save(out / "corpus.npy", np.load(EMBEDDINGS_DIR / "scifact" / "corpus.npy", mmap_mode="r")[:1000])
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     command += [__file__, str(out / "corpus.npy"), str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
