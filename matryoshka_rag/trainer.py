@@ -124,18 +124,17 @@ def _adapt_all(adaptor: MatryoshkaAdaptor, embeddings: torch.Tensor, batch_size:
 def _optimise(
     adaptor: MatryoshkaAdaptor,
     loss_at: Callable[[int], torch.Tensor],
-    score: Callable[[], float],
+    score: Callable[[], float] | None,
     config: UnsupervisedConfig | SupervisedConfig,
     checkpoint_dir: Path | None,
     progress: bool,
     description: str,
     main_process: bool = True,
-    keep_best: bool = True,
 ) -> dict:
     """Adam (`config.lr`) on the adaptor's MLP; evaluates `score` (higher is better) every `config.eval_every`
     steps, keeps the best weights, stops after `config.patience` evaluations without gain or at
-    `config.max_steps`; `keep_best=False` keeps the last weights instead. Returns the history. Only the
-    `main_process` writes checkpoints.
+    `config.max_steps`; `score=None` runs all `config.max_steps` and keeps the last weights. Returns the
+    history. Only the `main_process` writes checkpoints.
 
     No host-device synchronisation between evaluations: the running loss stays on the device."""
     lr, max_steps, eval_every, patience = config.lr, config.max_steps, config.eval_every, config.patience
@@ -150,7 +149,7 @@ def _optimise(
         state = {key: saved[key] for key in ("step", "best_score", "best_state", "stale", "history")}
     else:
         with torch.no_grad():
-            initial = score()
+            initial = score() if score is not None else None
         state = {
             "step": 0,
             "best_score": initial,
@@ -175,16 +174,19 @@ def _optimise(
         if state["step"] % eval_every == 0 or state["step"] == max_steps:
             adaptor.eval()
             with torch.no_grad():
-                current = score()
+                current = score() if score is not None else None
             mean_loss = (running / since_eval).item()
             running.zero_()
             since_eval = 0
             state["history"].append({"step": state["step"], "loss": mean_loss, "score": current})
-            bar.set_postfix(loss=f"{mean_loss:.4f}", score=f"{current:.4f}")
-            if current > state["best_score"] + 1e-5:
-                state.update(best_score=current, best_state=copy.deepcopy(adaptor.state_dict()), stale=0)
-            else:
-                state["stale"] += 1
+            postfix = {"loss": f"{mean_loss:.4f}"}
+            if current is not None:
+                postfix["score"] = f"{current:.4f}"
+                if current > state["best_score"] + 1e-5:
+                    state.update(best_score=current, best_state=copy.deepcopy(adaptor.state_dict()), stale=0)
+                else:
+                    state["stale"] += 1
+            bar.set_postfix(**postfix)
             if checkpoint is not None and main_process:
                 checkpoint_dir.mkdir(parents=True, exist_ok=True)
                 torch.save(
@@ -193,7 +195,7 @@ def _optimise(
                 )
                 os.replace(checkpoint.with_suffix(".tmp"), checkpoint)
     bar.close()
-    if keep_best:
+    if score is not None:
         adaptor.load_state_dict(state["best_state"])
     adaptor.eval()
     best_step = max(
@@ -638,16 +640,14 @@ def train_supervised(
             adaptor = copy.deepcopy(start)
             all_t = torch.from_numpy(all_queries).to(resolved)
             ranking = _SupervisedObjective(corpus_t, all_t, all_relevance, config, dims)
-            fixed = replace(config, max_steps=refit_steps, patience=refit_steps + 1)
             _optimise(
                 adaptor,
                 loss_at,
-                lambda: 0.0,
-                fixed,
+                None,
+                replace(config, max_steps=refit_steps),
                 checkpoints / "refit" if checkpoints else None,
                 progress,
                 "supervised refit",
-                keep_best=False,
             )
     finally:
         regulariser.corpus.close()
