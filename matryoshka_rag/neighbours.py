@@ -4,13 +4,16 @@ per-row kNN table of training (exact, or approximate with faiss for large corpor
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import faiss
 
 
 @torch.no_grad()
@@ -130,6 +133,22 @@ def exact_knn_rows(
     return best.cpu().numpy()
 
 
+def hnsw_index(vectors: Vectors) -> faiss.IndexHNSWFlat:
+    """The faiss HNSW graph (M=32, efConstruction=80, inner product) over unit vectors `(n, dim)`, added in
+    chunks of 65,536 rows (a memmap is read a chunk at a time)."""
+    try:
+        import faiss
+    except ImportError as error:  # pragma: no cover - a declared dependency
+        raise InputError("method='faiss' needs the faiss-cpu package: pip install faiss-cpu") from error
+    n, dim = vectors.shape
+    chunk, host = 1 << 16, torch.device("cpu")
+    index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 80
+    for start in range(0, n, chunk):
+        index.add(_rows_on(vectors, slice(start, start + chunk), host).numpy())
+    return index
+
+
 def _faiss_knn_rows(vectors: Vectors, k: int, query_rows: np.ndarray, ef_search: int) -> np.ndarray:
     """Approximate k nearest other rows `(m, k)` int64 with a faiss HNSW graph over the unit vectors.
 
@@ -140,17 +159,8 @@ def _faiss_knn_rows(vectors: Vectors, k: int, query_rows: np.ndarray, ef_search:
     a multi-threaded build is not guaranteed to be deterministic (two 2-thread builds agreed exactly in
     our runs). Rows with fewer than k + 1 results fall back to exact search.
     """
-    try:
-        import faiss
-    except ImportError as error:  # pragma: no cover - a declared dependency
-        raise InputError("method='faiss' needs the faiss-cpu package: pip install faiss-cpu") from error
-    n, dim = vectors.shape
-    chunk = 1 << 16
-    host = torch.device("cpu")
-    index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 80
-    for start in range(0, n, chunk):
-        index.add(_rows_on(vectors, slice(start, start + chunk), host).numpy())
+    chunk, host = 1 << 16, torch.device("cpu")
+    index = hnsw_index(vectors)
     index.hnsw.efSearch = max(ef_search, k + 1)
     out = np.empty((len(query_rows), k), dtype=np.int64)
     for start in range(0, len(query_rows), chunk):
