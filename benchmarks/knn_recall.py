@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/knn_recall.py runs/train_scale_2m/corpus_2000000_noise1.npy --ef 64,128,256,512
 
-Builds the graph `neighbours.knn_table` builds (`neighbours.hnsw_index`: M=32, efConstruction 80) over a `(n, dim)` `.npy` corpus (e.g.
-one written by `train_scale.py`), then for each efSearch searches `--sample` rows and compares their 10 nearest
-other rows with exact search; the whole-table search time is extrapolated from the sample's.
+Builds the graph `neighbours.knn_table` builds (`neighbours.hnsw_index`: M=32, efConstruction 80) over a
+`(n, dim)` `.npy` corpus (e.g. one written by `train_scale.py`), then for each efSearch searches `--sample`
+rows and compares their 10 nearest other rows with exact search; the whole-table search time is extrapolated
+from the sample's.
 """
 
 from __future__ import annotations

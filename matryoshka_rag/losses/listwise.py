@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..similarity import cosine_matrix, cosine_rows
+from ._candidates import in_batch_candidates
 
 _MASKED = -1e4  # cosine logit for an anchor against itself: softmax weight exactly 0
 
@@ -15,16 +16,12 @@ _MASKED = -1e4  # cosine logit for an anchor against itself: softmax weight exac
 def _candidate_logits(
     anchors: torch.Tensor,
     neighbours: torch.Tensor,
+    candidates: torch.Tensor,
+    self_mask: torch.Tensor,
     temperature: float,
-    candidates: torch.Tensor | None = None,
-    offset: int = 0,
 ) -> torch.Tensor:
-    """Cosines of each anchor `(batch, d)` to the in-batch candidates `(total, d)` but itself (anchor i is
-    candidate `offset + i`; default: the anchors, offset 0) and to its own neighbours: `(batch, total + k)`."""
-    if candidates is None:
-        candidates, offset = anchors, 0
-    positions = torch.arange(anchors.shape[0], device=anchors.device) + offset
-    self_mask = torch.arange(candidates.shape[0], device=anchors.device)[None, :] == positions[:, None]
+    """Cosines of each anchor `(batch, d)` to the in-batch candidates `(total, d)` but itself (`self_mask`
+    `(batch, total)`) and to its own neighbours `(batch, k, d)`: `(batch, total + k)`."""
     in_batch = cosine_matrix(anchors, candidates).masked_fill(self_mask, _MASKED)
     return torch.cat([in_batch, cosine_rows(anchors, neighbours)], dim=1) / temperature
 
@@ -62,23 +59,16 @@ def listwise_distillation_loss(
         candidates_adapted: `f` of `candidates_base` `(total, out_dim)`; given iff `candidates_base` is.
         offset: row of the first anchor in the candidates.
     """
-    if (candidates_base is None) != (candidates_adapted is None):
-        raise ValueError("candidates_base and candidates_adapted must be given together")
-    if candidates_base is not None and not (
-        candidates_base.shape[0] == candidates_adapted.shape[0] >= offset + base.shape[0] and offset >= 0
-    ):
-        raise ValueError(
-            f"candidates ({candidates_base.shape[0]}, {candidates_adapted.shape[0]} rows) must hold the "
-            f"{base.shape[0]} anchors at rows {offset}.."
-        )
+    candidates_base, candidates_adapted, self_mask = in_batch_candidates(
+        base, adapted, candidates_base, candidates_adapted, offset
+    )
     target = F.log_softmax(
-        _candidate_logits(base, base_neighbours, temperature, candidates_base, offset), dim=1
+        _candidate_logits(base, base_neighbours, candidates_base, self_mask, temperature), dim=1
     )
     total = base.new_zeros(())
     for m in dims:
-        candidates = None if candidates_adapted is None else candidates_adapted[:, :m]
         logits = _candidate_logits(
-            adapted[:, :m], adapted_neighbours[:, :, :m], temperature, candidates, offset
+            adapted[:, :m], adapted_neighbours[:, :, :m], candidates_adapted[:, :m], self_mask, temperature
         )
         total = total + F.kl_div(F.log_softmax(logits, dim=1), target, log_target=True, reduction="batchmean")
     return total

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 
 from ..similarity import cosine_matrix
+from ._candidates import in_batch_candidates
 
 
 def pairwise_similarity_loss(
@@ -39,20 +40,11 @@ def pairwise_similarity_loss(
         candidates_adapted: `f` of `candidates_base` `(total, out_dim)`; given iff `candidates_base` is.
         offset: row of the first anchor in the candidates.
     """
-    if (candidates_base is None) != (candidates_adapted is None):
-        raise ValueError("candidates_base and candidates_adapted must be given together")
-    if candidates_base is None:
-        candidates_base, candidates_adapted, offset = base, adapted, 0
-    batch, total = base.shape[0], candidates_base.shape[0]
-    if not (total == candidates_adapted.shape[0] >= offset + batch and offset >= 0):
-        raise ValueError(
-            f"candidates ({total}, {candidates_adapted.shape[0]} rows) must hold the {batch} anchors at "
-            f"rows {offset}.."
-        )
+    candidates_base, candidates_adapted, self_mask = in_batch_candidates(
+        base, adapted, candidates_base, candidates_adapted, offset
+    )
     target = cosine_matrix(base, candidates_base)
-    positions = torch.arange(batch, device=base.device) + offset
-    self_mask = torch.arange(total, device=base.device)[None, :] == positions[:, None]
-    pairs = batch * (total - 1)
+    pairs = self_mask.shape[0] * (self_mask.shape[1] - 1)
     total_loss = base.new_zeros(())
     for m in dims:
         cosines = cosine_matrix(adapted[:, :m], candidates_adapted[:, :m])
