@@ -114,6 +114,39 @@ def test_supervised_refit_adds_the_validation_queries(scifact, scifact_embedding
     assert refitted.fingerprint() != plain.fingerprint()  # trained again, on more queries
 
 
+def test_validation_picks_the_softmax_temperature(scifact, scifact_embeddings):
+    """Each temperature is trained; the adaptor returned is the run with the best validation score, the
+    same weights as training with that temperature alone."""
+    corpus, queries = scifact_embeddings
+    vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
+    base = train_unsupervised(corpus, (32, 384), FAST, progress=False)
+    config = SupervisedConfig(
+        temperature=(0.05, 0.5), max_steps=20, eval_every=10, batch_size=32, refit=False
+    )
+    picked = train_supervised(
+        corpus, vectors, relevance, (32, 384), config, FAST, adaptor=base, progress=False
+    )
+    metrics = picked.metadata["metrics"]
+    scores = metrics["validation_ndcg@10_by_temperature"]
+    assert set(scores) == {"0.05", "0.5"} and scores["0.05"] != scores["0.5"]
+    chosen = max(scores, key=scores.get)
+    assert metrics["validation_ndcg@10"] == scores[chosen]
+    assert picked.metadata["training"]["supervised"]["temperature"] == float(chosen)
+    alone = train_supervised(
+        corpus,
+        vectors,
+        relevance,
+        (32, 384),
+        replace(config, temperature=float(chosen)),
+        FAST,
+        adaptor=base,
+        progress=False,
+    )
+    assert alone.fingerprint() == picked.fingerprint()
+    with pytest.raises(InputError, match="temperature must be > 0"):
+        train_supervised(corpus, vectors, relevance, (32, 384), replace(config, temperature=(0.05, 0.0)))
+
+
 def test_bad_inputs_fail_before_any_work(slice_vectors):
     nan = slice_vectors[:100].copy()
     nan[7, 0] = np.nan
