@@ -20,14 +20,20 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def settings_with(overrides: list[str]) -> EvalSettings:
-    """`EvalSettings` with `section.field=value` overrides (value typed like the default)."""
+    """`EvalSettings` with `section.field=value` overrides (value typed like the default; a tuple's items
+    comma-separated)."""
     settings = EvalSettings()
     for item in overrides:
         key, value = item.split("=", 1)
         section, name = key.split(".")
         config = getattr(settings, section)
         default = getattr(config, name)
-        typed = value.lower() in ("1", "true", "yes") if isinstance(default, bool) else type(default)(value)
+        if isinstance(default, bool):
+            typed = value.lower() in ("1", "true", "yes")
+        elif isinstance(default, tuple):  # e.g. supervised.temperature=0.05,0.07
+            typed = tuple(float(part) for part in value.split(","))
+        else:
+            typed = type(default)(value)
         setattr(settings, section, dataclasses.replace(config, **{name: typed}))
     return settings
 

@@ -16,8 +16,10 @@ _EXPORTS = {
     "InputError": "errors",
     "graded_softmax_loss": "losses",
     "listwise_distillation_loss": "losses",
+    "multi_positive_softmax_loss": "losses",
     "pairwise_rank_loss": "losses",
     "pairwise_similarity_loss": "losses",
+    "prefix_self_distillation_loss": "losses",
     "reconstruction_loss": "losses",
     "topk_similarity_loss": "losses",
     "CorruptAdaptorError": "persistence",
@@ -53,8 +55,10 @@ if TYPE_CHECKING:
     from .losses import (
         graded_softmax_loss,
         listwise_distillation_loss,
+        multi_positive_softmax_loss,
         pairwise_rank_loss,
         pairwise_similarity_loss,
+        prefix_self_distillation_loss,
         reconstruction_loss,
         topk_similarity_loss,
     )

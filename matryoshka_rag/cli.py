@@ -49,9 +49,9 @@ def _add_objectives(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ranking",
-        choices=("softmax", "pairwise"),
-        default="softmax",
-        help="supervised ranking loss (pairwise: the paper's L_rank)",
+        choices=("multi-positive", "softmax", "pairwise"),
+        default="multi-positive",
+        help="supervised ranking loss (pairwise: the paper's L_rank; softmax: one graded cross-entropy)",
     )
 
 

@@ -230,6 +230,7 @@ def evaluate(
         "ndcg@10": {},
         "recall@100": {},
         "train_seconds": {},
+        "train_metrics": {},
         "device": str(resolve_device(settings.device)),
         "cpu": platform.processor() or platform.machine(),
     }
@@ -243,6 +244,9 @@ def evaluate(
             else time.perf_counter() - started
         )
         results["train_seconds"][method] = round(seconds, 2)
+        if method in TRAINED:  # early-stopping scores, steps, the temperature search (not the history)
+            metrics = trainer.adaptors[method].metadata["metrics"]
+            results["train_metrics"][method] = {k: v for k, v in metrics.items() if k != "history"}
         scores = score_dims(dataset, transform(corpus), transform(queries), test_qrels, dims)
         for metric, by_dim in scores.items():
             results[metric][method] = {str(m): round(v, 4) for m, v in by_dim.items()}

@@ -30,8 +30,10 @@ from .errors import InputError
 from .losses import (
     graded_softmax_loss,
     listwise_distillation_loss,
+    multi_positive_softmax_loss,
     pairwise_rank_loss,
     pairwise_similarity_loss,
+    prefix_self_distillation_loss,
     reconstruction_loss,
     topk_similarity_loss,
 )
@@ -76,18 +78,23 @@ class SupervisedConfig:
     """Settings of the supervised stage, which starts from an unsupervised adaptor.
 
     `objective="pairwise"` is the paper's `L_rank` over each query's positives, hard negatives (the base
-    model's top results that are not relevant) and random corpus negatives; `"softmax"` (default) is a
-    graded cross-entropy over the whole corpus (or positives + negatives when the corpus exceeds
-    `max_candidates`). Either is added to `regularization` x the unsupervised objective on a corpus batch.
+    model's top results that are not relevant) and random corpus negatives. The softmax objectives rank
+    the whole corpus (or positives + negatives when it exceeds `max_candidates`): `"multi-positive"`
+    (default) gives each relevant document its own softmax against the non-relevant candidates,
+    `"softmax"` is one graded cross-entropy whose target mass the relevant documents share. With them,
+    `self_distillation` x the prefix self-distillation loss (the full adapted vector teaches its
+    prefixes its ranking) is added; the pairwise objective stays the paper's. Every objective is added to
+    `regularization` x the unsupervised objective on a corpus batch.
     Several softmax `temperature`s are each trained (early-stopped on validation) and the best validation
     score wins: 0.05 suits SciFact (about one relevant document per query), 0.1 NFCorpus (dozens, graded).
     The stage starts from the stage-one adaptor, widened to `hidden_dim` hidden units when that is wider
     (the same `f`: new units start with zero outgoing weights; see BENCHMARKS.md for what it changed).
     """
 
-    objective: Literal["softmax", "pairwise"] = "softmax"
+    objective: Literal["multi-positive", "softmax", "pairwise"] = "multi-positive"
+    self_distillation: float = 1.0
     regularization: float = 1.0
-    temperature: float | tuple[float, ...] = (0.05, 0.1)  # several: validation picks one
+    temperature: float | tuple[float, ...] = (0.05, 0.07)  # several: validation picks one
     batch_size: int = 256
     lr: float = 1e-3
     hidden_dim: int = 0  # > stage one's width: the MLP is widened to this many hidden units first (same f)
@@ -486,17 +493,17 @@ class _SupervisedObjective:
         config = self.config
         batch = _batch(len(self.queries), config.batch_size, config.seed, step).tolist()
         adapted_queries = adaptor(self.queries[batch])
-        if config.objective == "softmax":
+        if config.objective != "pairwise":
             return self._softmax(adaptor, adapted_queries, batch, self._generator(step))
         return self._pairwise(adaptor, adapted_queries, batch, self._generator(step))
 
     def _softmax(self, adaptor, adapted_queries, batch, generator) -> torch.Tensor:
-        n = len(self.corpus)
-        if n <= self.config.max_candidates:
+        config, n = self.config, len(self.corpus)
+        if n <= config.max_candidates:
             candidates = torch.arange(n)
         else:
             chosen = {d for q in batch for d in (*self.relevance[q], *self.hard[q])}
-            extra = torch.randperm(n, generator=generator)[: max(self.config.max_candidates - len(chosen), 0)]
+            extra = torch.randperm(n, generator=generator)[: max(config.max_candidates - len(chosen), 0)]
             candidates = torch.tensor(sorted(chosen.union(extra.tolist())))
         position = {int(d): i for i, d in enumerate(candidates.tolist())}
         grades = torch.zeros((len(batch), len(candidates)), device=self.corpus.device)
@@ -504,7 +511,14 @@ class _SupervisedObjective:
             for doc, grade in self.relevance[q].items():
                 grades[row, position[doc]] = float(grade)
         documents = _adapt_all(adaptor, self.corpus[candidates.to(self.corpus.device)])
-        return graded_softmax_loss(adapted_queries, documents, grades, self.dims, self.config.temperature)
+        rank = multi_positive_softmax_loss if config.objective == "multi-positive" else graded_softmax_loss
+        loss = rank(adapted_queries, documents, grades, self.dims, config.temperature)
+        if config.self_distillation:
+            distilled = prefix_self_distillation_loss(
+                adapted_queries, documents, self.dims, config.temperature
+            )
+            loss = loss + config.self_distillation * distilled
+        return loss
 
     def _pairwise(self, adaptor, adapted_queries, batch, generator) -> torch.Tensor:
         config, n = self.config, len(self.corpus)
@@ -572,8 +586,15 @@ def _check_relevance(
     return cleaned
 
 
+_OBJECTIVES = ("multi-positive", "softmax", "pairwise")
+
+
 def _temperatures(config: SupervisedConfig) -> tuple[float, ...]:
-    """The softmax temperatures to try (one for the pairwise objective, which has none)."""
+    """Check the config; the softmax temperatures to try (one for the pairwise objective, which has none)."""
+    if config.objective not in _OBJECTIVES:
+        raise InputError(f"objective must be one of {_OBJECTIVES}, got {config.objective!r}")
+    if config.self_distillation < 0:
+        raise InputError(f"self_distillation must be >= 0, got {config.self_distillation}")
     given = config.temperature
     temperatures = tuple(float(t) for t in ((given,) if isinstance(given, (int, float)) else given))
     if not temperatures or min(temperatures) <= 0:

@@ -87,6 +87,8 @@ def test_eval_end_to_end_beats_truncation_at_32(scifact_slice, cache, tmp_path):
         "device",
     }
     assert results["base_dim"] == 384 and results["model"] == "all-MiniLM-L6-v2"
+    assert set(results["train_metrics"]) == {"unsupervised"}  # the trained methods' early-stopping record
+    assert results["train_metrics"]["unsupervised"]["best_step"] > 0
     ndcg = results["ndcg@10"]
     assert ndcg["unsupervised"]["32"] > ndcg["truncate"]["32"] + 0.02
     assert ndcg["truncate"]["384"] > 0.5  # the real model on real relevant documents

@@ -8,11 +8,14 @@ import torch
 from matryoshka_rag.losses import (
     graded_softmax_loss,
     listwise_distillation_loss,
+    multi_positive_softmax_loss,
     pairwise_rank_loss,
     pairwise_similarity_loss,
+    prefix_self_distillation_loss,
     reconstruction_loss,
     topk_similarity_loss,
 )
+from matryoshka_rag.similarity import cosine_matrix
 
 DIMS = (2, 3, 6)
 
@@ -99,11 +102,18 @@ def test_rank_loss_matches_paper_sum():
     assert pairwise_rank_loss(queries, docs, grades, mask, DIMS).item() == pytest.approx(expected / pairs)
 
 
-def test_graded_softmax_loss_matches_loop():
+@pytest.fixture
+def graded():
+    """Two queries, five candidate documents, graded relevance (query 0: three relevant, query 1: one)."""
     generator = torch.Generator().manual_seed(2)
     queries = torch.randn(2, 6, generator=generator, dtype=torch.float64)
     docs = torch.randn(5, 6, generator=generator, dtype=torch.float64)
-    grades = torch.tensor([[2.0, 1.0, 0, 0, 0], [0, 0, 0, 1.0, 0]], dtype=torch.float64)
+    grades = torch.tensor([[2.0, 1.0, 0, 0, 1.0], [0, 0, 0, 1.0, 0]], dtype=torch.float64)
+    return queries, docs, grades
+
+
+def test_graded_softmax_loss_matches_loop(graded):
+    queries, docs, grades = graded
     t = 0.05
     expected = 0.0
     for m in DIMS:
@@ -113,6 +123,77 @@ def test_graded_softmax_loss_matches_loop():
             total = float(grades[i].sum())
             expected -= sum(float(grades[i, j]) / total * (logits[j] - log_z) for j in range(5)) / 2
     assert graded_softmax_loss(queries, docs, grades, DIMS, t).item() == pytest.approx(expected)
+
+
+def test_multi_positive_softmax_loss_matches_loop(graded):
+    queries, docs, grades = graded
+    t = 0.1
+    expected = 0.0
+    for m in DIMS:
+        for i in range(2):
+            logits = [cos(queries[i, :m], docs[j, :m]) / t for j in range(5)]
+            negatives = sum(math.exp(logits[j]) for j in range(5) if grades[i, j] == 0)
+            total = float(grades[i].sum())
+            for p in range(5):
+                if grades[i, p] > 0:
+                    probability = math.exp(logits[p]) / (math.exp(logits[p]) + negatives)
+                    expected -= float(grades[i, p]) / total * math.log(probability) / 2
+    assert multi_positive_softmax_loss(queries, docs, grades, DIMS, t).item() == pytest.approx(expected)
+
+
+def test_multi_positive_softmax_is_the_graded_softmax_with_one_positive():
+    generator = torch.Generator().manual_seed(4)
+    queries = torch.randn(3, 6, generator=generator, dtype=torch.float64)
+    docs = torch.randn(7, 6, generator=generator, dtype=torch.float64)
+    grades = torch.zeros(3, 7, dtype=torch.float64)
+    grades[0, 2], grades[1, 5], grades[2, 0] = 1.0, 2.0, 1.0
+    one = multi_positive_softmax_loss(queries, docs, grades, DIMS, 0.05).item()
+    assert one == pytest.approx(graded_softmax_loss(queries, docs, grades, DIMS, 0.05).item())
+    grades[0, 3] = 1.0  # a second positive: no longer counted as a negative of the first
+    assert multi_positive_softmax_loss(queries, docs, grades, DIMS, 0.05).item() != pytest.approx(
+        graded_softmax_loss(queries, docs, grades, DIMS, 0.05).item()
+    )
+
+
+def test_prefix_self_distillation_loss_matches_loop():
+    generator = torch.Generator().manual_seed(5)
+    queries = torch.randn(2, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    docs = torch.randn(4, 6, generator=generator, dtype=torch.float64)
+    t = 0.1
+
+    def distribution(i, m):
+        logits = [cos(queries[i, :m].detach(), docs[j, :m]) / t for j in range(4)]
+        z = sum(math.exp(v) for v in logits)
+        return [math.exp(v) / z for v in logits]
+
+    expected = 0.0
+    for m in DIMS[:-1]:  # the full dim (6) teaches and adds nothing
+        for i in range(2):
+            teacher, student = distribution(i, 6), distribution(i, m)
+            expected += sum(p * math.log(p / q) for p, q in zip(teacher, student)) / 2
+    loss = prefix_self_distillation_loss(queries, docs, DIMS, t)
+    assert loss.item() == pytest.approx(expected)
+    # the teacher is detached: the gradient is the students' alone
+    loss.backward()
+    student = queries.detach().clone().requires_grad_(True)
+
+    def log_probs(q, m):
+        return torch.log_softmax(cosine_matrix(q[:, :m], docs[:, :m]) / t, dim=1)
+
+    teacher = log_probs(queries.detach(), 6)
+    students = [log_probs(student, m) for m in DIMS[:-1]]
+    sum((teacher.exp() * (teacher - s)).sum() / 2 for s in students).backward()
+    assert torch.allclose(queries.grad, student.grad)
+
+
+def test_prefix_self_distillation_is_zero_when_prefixes_hold_everything():
+    generator = torch.Generator().manual_seed(6)
+    queries, docs = torch.zeros(3, 6, dtype=torch.float64), torch.zeros(5, 6, dtype=torch.float64)
+    queries[:, :2] = torch.randn(3, 2, generator=generator, dtype=torch.float64)
+    docs[:, :2] = torch.randn(5, 2, generator=generator, dtype=torch.float64)
+    assert prefix_self_distillation_loss(queries, docs, DIMS, 0.05).item() == pytest.approx(0.0, abs=1e-12)
+    queries[:, 4] = 1.0  # the full vectors now rank differently from their 2- and 3-dim prefixes
+    assert prefix_self_distillation_loss(queries, docs, DIMS, 0.05).item() > 1e-3
 
 
 def test_listwise_loss_matches_loop(tiny):

@@ -64,7 +64,7 @@ def test_paper_objective_trains_from_identity(slice_vectors):
     assert history[-1]["score"] > history[0]["score"]  # held-out paper loss went down
 
 
-@pytest.mark.parametrize("objective", ["softmax", "pairwise"])
+@pytest.mark.parametrize("objective", ["multi-positive", "softmax", "pairwise"])
 def test_supervised_stage_improves_validation_ndcg(scifact, scifact_embeddings, objective):
     corpus, queries = scifact_embeddings
     train = labelled_queries(scifact, queries, scifact.qrels("train"))
@@ -167,3 +167,8 @@ def test_bad_inputs_fail_before_any_work(slice_vectors):
         train_supervised(slice_vectors, slice_vectors[:2], [{0: 1}, {}], (32, 384))
     with pytest.raises(InputError, match="outside the corpus"):
         train_supervised(slice_vectors, slice_vectors[:2], [{0: 1}, {5000: 1}], (32, 384))
+    labelled = (slice_vectors, slice_vectors[:2], [{0: 1}, {1: 1}], (32, 384))
+    with pytest.raises(InputError, match="objective must be one of .* got 'softmx'"):
+        train_supervised(*labelled, SupervisedConfig(objective="softmx"))
+    with pytest.raises(InputError, match="self_distillation must be >= 0, got -1"):
+        train_supervised(*labelled, SupervisedConfig(self_distillation=-1.0))

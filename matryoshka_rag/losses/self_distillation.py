@@ -1,0 +1,38 @@
+"""Prefix self-distillation: each prefix ranks a query's candidates like the full adapted vector does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..similarity import cosine_matrix
+
+
+def prefix_self_distillation_loss(
+    queries: torch.Tensor,
+    documents: torch.Tensor,
+    dims: Sequence[int],
+    temperature: float = 0.05,
+) -> torch.Tensor:
+    """`sum_{m < out_dim} mean_i KL(softmax(cos(f(q_i), f(D)) / t) || softmax(cos(f(q_i)[:m], f(D)[:m]) / t))`.
+
+    The teacher is the full adapted vector, detached: the prefixes learn its whole ranking of the
+    candidates, a dense target that carries what the supervised full-dim ranking learnt beyond the
+    sparse relevance labels. Dims equal to the full dim add nothing and are skipped.
+
+    Args:
+        queries: adapted queries `(queries, out_dim)`.
+        documents: adapted candidate documents shared by all queries `(docs, out_dim)`.
+        dims: Matryoshka dims `m`.
+        temperature: softmax temperature on cosines (teacher and prefixes).
+    """
+    teacher = F.log_softmax(cosine_matrix(queries, documents).detach() / temperature, dim=1)
+    total = queries.new_zeros(())
+    for m in dims:
+        if m < queries.shape[1]:
+            logits = cosine_matrix(queries[:, :m], documents[:, :m]) / temperature
+            student = F.log_softmax(logits, dim=1)
+            total = total + F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+    return total
