@@ -86,7 +86,8 @@ class SupervisedConfig:
     prefixes its ranking) is added; the pairwise objective stays the paper's. Every objective is added to
     `regularization` x the unsupervised objective on a corpus batch.
     Several softmax `temperature`s are each trained (early-stopped on validation) and the best validation
-    score wins: 0.05 suits SciFact (about one relevant document per query), 0.1 NFCorpus (dozens, graded).
+    score wins (the graded softmax wants 0.1 on NFCorpus's dozens of graded positives and 0.05 on SciFact's
+    one; the multi-positive softmax 0.05-0.07 on both, see BENCHMARKS.md).
     The stage starts from the stage-one adaptor, widened to `hidden_dim` hidden units when that is wider
     (the same `f`: new units start with zero outgoing weights; see BENCHMARKS.md for what it changed).
     """
