@@ -635,6 +635,8 @@ def train_supervised(
     queries = check_vectors(queries, corpus.shape[1], what="query embeddings")
     relevance = _check_relevance(queries, relevance, len(corpus), "training qrels")
     temperatures = _temperatures(config)
+    if config.objective == "pairwise":  # the paper's L_rank as it is: recorded without self-distillation
+        config = replace(config, self_distillation=0.0)
     if validation is None:
         train_rows, val_rows = split_validation(len(queries), config.validation_fraction, config.seed)
         validation = (queries[val_rows], [relevance[i] for i in val_rows])

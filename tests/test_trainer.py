@@ -79,6 +79,7 @@ def test_supervised_stage_improves_validation_ndcg(scifact, scifact_embeddings, 
     metrics, training = adaptor.metadata["metrics"], adaptor.metadata["training"]
     assert metrics["validation_ndcg@10"] > history[0]["score"]
     assert training["mode"] == "supervised"
+    assert training["supervised"]["self_distillation"] == (0.0 if objective == "pairwise" else 1.0)
     # The held-out split chose the step count; the adaptor returned was trained again on every query.
     assert training["refit"] == {"steps": metrics["best_step"], "queries": len(train[0])}
     assert metrics["best_step"] > 0
