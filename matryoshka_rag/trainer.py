@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -73,6 +73,9 @@ class UnsupervisedConfig:
     seed: int = 0
 
 
+SupervisedObjective = Literal["multi-positive", "softmax", "pairwise"]
+
+
 @dataclass(frozen=True)
 class SupervisedConfig:
     """Settings of the supervised stage, which starts from an unsupervised adaptor.
@@ -92,7 +95,7 @@ class SupervisedConfig:
     (the same `f`: new units start with zero outgoing weights; see BENCHMARKS.md for what it changed).
     """
 
-    objective: Literal["multi-positive", "softmax", "pairwise"] = "multi-positive"
+    objective: SupervisedObjective = "multi-positive"
     self_distillation: float = 1.0
     regularization: float = 1.0
     temperature: float | tuple[float, ...] = (0.05, 0.07)  # several: validation picks one
@@ -587,20 +590,21 @@ def _check_relevance(
     return cleaned
 
 
-_OBJECTIVES = ("multi-positive", "softmax", "pairwise")
-
-
-def _temperatures(config: SupervisedConfig) -> tuple[float, ...]:
-    """Check the config; the softmax temperatures to try (one for the pairwise objective, which has none)."""
-    if config.objective not in _OBJECTIVES:
-        raise InputError(f"objective must be one of {_OBJECTIVES}, got {config.objective!r}")
+def _checked(config: SupervisedConfig) -> tuple[SupervisedConfig, tuple[float, ...]]:
+    """Check the config; return it as trained (the pairwise objective is the paper's `L_rank` alone: no
+    self-distillation term) and the softmax temperatures to try (one for the pairwise objective)."""
+    objectives = get_args(SupervisedObjective)
+    if config.objective not in objectives:
+        raise InputError(f"objective must be one of {objectives}, got {config.objective!r}")
     if config.self_distillation < 0:
         raise InputError(f"self_distillation must be >= 0, got {config.self_distillation}")
     given = config.temperature
     temperatures = tuple(float(t) for t in ((given,) if isinstance(given, (int, float)) else given))
     if not temperatures or min(temperatures) <= 0:
         raise InputError(f"temperature must be > 0 (one value or several), got {given!r}")
-    return temperatures[:1] if config.objective == "pairwise" else temperatures
+    if config.objective == "pairwise":
+        return replace(config, self_distillation=0.0), temperatures[:1]
+    return config, temperatures
 
 
 def train_supervised(
@@ -634,9 +638,7 @@ def train_supervised(
     corpus, dims = _prepare(corpus, dims, "corpus embeddings")
     queries = check_vectors(queries, corpus.shape[1], what="query embeddings")
     relevance = _check_relevance(queries, relevance, len(corpus), "training qrels")
-    temperatures = _temperatures(config)
-    if config.objective == "pairwise":  # the paper's L_rank as it is: recorded without self-distillation
-        config = replace(config, self_distillation=0.0)
+    config, temperatures = _checked(config)
     if validation is None:
         train_rows, val_rows = split_validation(len(queries), config.validation_fraction, config.seed)
         validation = (queries[val_rows], [relevance[i] for i in val_rows])
