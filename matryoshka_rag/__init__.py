@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "AdaptorConfig": "adaptor",
+    "AdaptorConfig": "adaptor_format",
     "MatryoshkaAdaptor": "adaptor",
     "AdaptorMismatchError": "errors",
     "InputError": "errors",
@@ -48,7 +48,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .adaptor import AdaptorConfig, MatryoshkaAdaptor
+    from .adaptor import MatryoshkaAdaptor
+    from .adaptor_format import AdaptorConfig
     from .cache import EmbeddingCache
     from .errors import AdaptorMismatchError, InputError
     from .evaluation import evaluate

@@ -3,57 +3,19 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import AdaptorMismatchError, InputError
-from .validation import check_dims, check_vectors
+from .adaptor_format import AdaptorConfig, fingerprint
+from .errors import InputError
+from .validation import check_vectors
 
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+__all__ = ["ACTIVATIONS", "AdaptorConfig", "MatryoshkaAdaptor"]
 
-
-@dataclass(frozen=True)
-class AdaptorConfig:
-    """What defines an adaptor's shape and what it was trained for.
-
-    Attributes:
-        base_dim: dim of the base embeddings it takes and returns.
-        dims: Matryoshka dims it was trained to keep, increasing, the last usually `base_dim`.
-        base_model: name of the base embedding model it was trained on.
-        hidden_dim: width of the MLP's hidden layers.
-        num_layers: number of hidden layers of the MLP.
-        activation: one of `ACTIVATIONS`.
-        rotation: whether inputs are first multiplied by a fixed orthogonal matrix (the corpus's PCA axes).
-    """
-
-    base_dim: int
-    dims: tuple[int, ...]
-    base_model: str = "unknown"
-    hidden_dim: int = 0
-    num_layers: int = 1
-    activation: str = "gelu"
-    rotation: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dims", check_dims(self.dims, self.base_dim))
-        if self.hidden_dim <= 0:
-            object.__setattr__(self, "hidden_dim", self.base_dim)
-        if self.activation not in ACTIVATIONS:
-            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        if self.num_layers < 1:
-            raise InputError(f"num_layers must be >= 1, got {self.num_layers}")
-
-    def to_dict(self) -> dict:
-        return {key: (list(value) if key == "dims" else value) for key, value in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> AdaptorConfig:
-        return cls(**{**data, "dims": tuple(data["dims"])})
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}  # keys: adaptor_format.Activation
 
 
 class MatryoshkaAdaptor(nn.Module):
@@ -88,11 +50,14 @@ class MatryoshkaAdaptor(nn.Module):
 
     def fingerprint(self) -> str:
         """sha256 of the config and every weight: two adaptors agree iff their fingerprints do."""
-        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
-        for name, tensor in sorted(self.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return digest.hexdigest()
+        return fingerprint(self.config, self.numpy_state())
+
+    def numpy_state(self) -> dict[str, np.ndarray]:
+        """Every weight and buffer as a float32 numpy array, by state-dict name."""
+        return {
+            name: tensor.detach().to("cpu", torch.float32).contiguous().numpy()
+            for name, tensor in self.state_dict().items()
+        }
 
     @torch.no_grad()
     def widened(self, hidden_dim: int) -> MatryoshkaAdaptor:
@@ -135,15 +100,7 @@ class MatryoshkaAdaptor(nn.Module):
 
     def check_base(self, base_dim: int, base_model: str | None = None) -> None:
         """Raise `AdaptorMismatchError` naming both sides if the base model or its dim differ."""
-        if base_dim != self.config.base_dim:
-            raise AdaptorMismatchError(
-                f"adaptor was trained for base dim {self.config.base_dim} ({self.config.base_model}), "
-                f"got vectors of dim {base_dim}" + (f" from {base_model}" if base_model else "")
-            )
-        if base_model is not None and base_model != self.config.base_model:
-            raise AdaptorMismatchError(
-                f"adaptor was trained for base model {self.config.base_model!r}, got {base_model!r}"
-            )
+        self.config.check_base(base_dim, base_model)
 
     @torch.no_grad()
     def transform(

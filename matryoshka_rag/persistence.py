@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -10,33 +9,23 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from .adaptor import AdaptorConfig, MatryoshkaAdaptor
+from .adaptor import MatryoshkaAdaptor
+from .adaptor_format import (
+    CONFIG,
+    FORMAT,
+    FORMAT_VERSION,
+    WEIGHTS,
+    CorruptAdaptorError,
+    is_adaptor_dir,
+    read_adaptor_files,
+    read_config,
+    sha256_file,
+)
 from .errors import InputError
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-FORMAT = "matryoshka-rag-adaptor"
-FORMAT_VERSION = 1
-
-
-class CorruptAdaptorError(InputError):
-    """An adaptor folder whose files are missing, unreadable, or do not match their checksums."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def is_adaptor_dir(path: str | Path) -> bool:
-    path = Path(path)
-    return (path / CONFIG).is_file() or (path / WEIGHTS).is_file()
+__all__ = ["CorruptAdaptorError", "is_adaptor_dir", "load_adaptor", "read_config", "save_adaptor"]
 
 
 def save_adaptor(adaptor: MatryoshkaAdaptor, path: str | Path, overwrite: bool = False) -> Path:
@@ -62,7 +51,7 @@ def save_adaptor(adaptor: MatryoshkaAdaptor, path: str | Path, overwrite: bool =
             "format_version": FORMAT_VERSION,
             "config": adaptor.config.to_dict(),
             "fingerprint": adaptor.fingerprint(),
-            "weights_sha256": _sha256(staging / WEIGHTS),
+            "weights_sha256": sha256_file(staging / WEIGHTS),
             **adaptor.metadata,
         }
         (staging / CONFIG).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -79,54 +68,16 @@ def save_adaptor(adaptor: MatryoshkaAdaptor, path: str | Path, overwrite: bool =
     return path
 
 
-def read_config(path: str | Path) -> dict:
-    """The parsed `config.json` of an adaptor folder (not checked against the weights)."""
-    config_path = Path(path) / CONFIG
-    if not config_path.is_file():
-        raise CorruptAdaptorError(f"{path} is not an adaptor folder: {CONFIG} is missing")
-    try:
-        document = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CorruptAdaptorError(f"{config_path} is corrupt: not valid JSON ({error})") from error
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise CorruptAdaptorError(f"{config_path} is not a {FORMAT} config")
-    if document.get("format_version") != FORMAT_VERSION:
-        raise CorruptAdaptorError(
-            f"{config_path} has format_version {document.get('format_version')}, this version reads {FORMAT_VERSION}"
-        )
-    return document
-
-
 def load_adaptor(path: str | Path, device: str | torch.device = "cpu") -> MatryoshkaAdaptor:
     """Load an adaptor folder written by `save_adaptor`, checking both checksums.
 
     Raises `CorruptAdaptorError` if a file is missing or unreadable, the weights' sha256 differs from the
-    one recorded, or the weights and config do not hash to the recorded fingerprint (tampering).
+    one recorded, or the weights and config do not hash to the recorded fingerprint (tampering); see
+    `adaptor_format.read_adaptor_files`.
     """
-    path = Path(path)
-    document = read_config(path)
-    weights_path = path / WEIGHTS
-    if not weights_path.is_file():
-        raise CorruptAdaptorError(f"{path} is incomplete: {WEIGHTS} is missing")
-    if _sha256(weights_path) != document.get("weights_sha256"):
-        raise CorruptAdaptorError(
-            f"{weights_path} does not match the sha256 in {CONFIG}: corrupt or tampered"
-        )
-    try:
-        config = AdaptorConfig.from_dict(document["config"])
-        state = load_file(str(weights_path))
-    except (KeyError, TypeError, SafetensorError) as error:
-        raise CorruptAdaptorError(f"{path} is corrupt: {error}") from error
+    config, tensors, metadata = read_adaptor_files(path)
+    state = {name: torch.from_numpy(tensor) for name, tensor in tensors.items()}
     adaptor = MatryoshkaAdaptor(config, rotation=state.get("rotation"))
-    expected = {name: tuple(t.shape) for name, t in adaptor.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state.items()}
-    if expected != found:
-        raise CorruptAdaptorError(f"{weights_path} holds tensors {found}, the config implies {expected}")
     adaptor.load_state_dict(state)
-    if adaptor.fingerprint() != document.get("fingerprint"):
-        raise CorruptAdaptorError(
-            f"{path}: config and weights do not match the recorded fingerprint: tampered"
-        )
-    reserved = {"format", "format_version", "config", "fingerprint", "weights_sha256"}
-    adaptor.metadata = {key: value for key, value in document.items() if key not in reserved}
+    adaptor.metadata = metadata
     return adaptor.to(device)

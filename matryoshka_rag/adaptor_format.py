@@ -1,0 +1,181 @@
+"""An adaptor's config and its folder format (`config.json` + `model.safetensors`), without torch.
+
+Reading an adaptor folder checks the weights' sha256 and the fingerprint of config + weights; both the
+torch module (`persistence.load_adaptor`) and the numpy forward (`adaptor_numpy.NumpyAdaptor`) read through
+`read_adaptor_files`, so a folder is accepted or refused by one set of checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
+
+from .errors import AdaptorMismatchError, InputError
+from .validation import check_dims
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+FORMAT = "matryoshka-rag-adaptor"
+FORMAT_VERSION = 1
+# Keys of config.json that describe the files; every other key is the adaptor's metadata.
+RESERVED_KEYS = frozenset({"format", "format_version", "config", "fingerprint", "weights_sha256"})
+
+Activation = Literal["gelu", "relu", "tanh"]
+
+
+class CorruptAdaptorError(InputError):
+    """An adaptor folder whose files are missing, unreadable, or do not match their checksums."""
+
+
+@dataclass(frozen=True)
+class AdaptorConfig:
+    """What defines an adaptor's shape and what it was trained for.
+
+    Attributes:
+        base_dim: dim of the base embeddings it takes and returns.
+        dims: Matryoshka dims it was trained to keep, increasing, the last usually `base_dim`.
+        base_model: name of the base embedding model it was trained on.
+        hidden_dim: width of the MLP's hidden layers.
+        num_layers: number of hidden layers of the MLP.
+        activation: one of `Activation`.
+        rotation: whether inputs are first multiplied by a fixed orthogonal matrix (the corpus's PCA axes).
+    """
+
+    base_dim: int
+    dims: tuple[int, ...]
+    base_model: str = "unknown"
+    hidden_dim: int = 0
+    num_layers: int = 1
+    activation: Activation = "gelu"
+    rotation: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", check_dims(self.dims, self.base_dim))
+        if self.hidden_dim <= 0:
+            object.__setattr__(self, "hidden_dim", self.base_dim)
+        if self.activation not in get_args(Activation):
+            raise InputError(f"activation must be one of {get_args(Activation)}, got {self.activation!r}")
+        if self.num_layers < 1:
+            raise InputError(f"num_layers must be >= 1, got {self.num_layers}")
+
+    def to_dict(self) -> dict:
+        return {key: (list(value) if key == "dims" else value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AdaptorConfig:
+        return cls(**{**data, "dims": tuple(data["dims"])})
+
+    def check_base(self, base_dim: int, base_model: str | None = None) -> None:
+        """Raise `AdaptorMismatchError` naming both sides if the base model or its dim differ."""
+        if base_dim != self.base_dim:
+            raise AdaptorMismatchError(
+                f"adaptor was trained for base dim {self.base_dim} ({self.base_model}), "
+                f"got vectors of dim {base_dim}" + (f" from {base_model}" if base_model else "")
+            )
+        if base_model is not None and base_model != self.base_model:
+            raise AdaptorMismatchError(
+                f"adaptor was trained for base model {self.base_model!r}, got {base_model!r}"
+            )
+
+
+def fingerprint(config: AdaptorConfig, tensors: Mapping[str, np.ndarray]) -> str:
+    """sha256 of the config and every weight (as float32, by sorted name): equal iff the adaptors are."""
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(tensors[name], dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_adaptor_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / CONFIG).is_file() or (path / WEIGHTS).is_file()
+
+
+def read_config(path: str | Path) -> dict:
+    """The parsed `config.json` of an adaptor folder (not checked against the weights)."""
+    config_path = Path(path) / CONFIG
+    if not config_path.is_file():
+        raise CorruptAdaptorError(f"{path} is not an adaptor folder: {CONFIG} is missing")
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptAdaptorError(f"{config_path} is corrupt: not valid JSON ({error})") from error
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise CorruptAdaptorError(f"{config_path} is not a {FORMAT} config")
+    version = document.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise InputError(
+            f"{config_path} was written in a newer format (version {version}) than this matryoshka-rag "
+            f"reads (version {FORMAT_VERSION}): upgrade matryoshka-rag"
+        )
+    if version != FORMAT_VERSION:
+        raise CorruptAdaptorError(
+            f"{config_path} has format_version {version!r}, this version reads {FORMAT_VERSION}"
+        )
+    return document
+
+
+def expected_shapes(config: AdaptorConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor an adaptor of `config` holds (`mlp.<i>` indexes the torch Sequential)."""
+    shapes: dict[str, tuple[int, ...]] = (
+        {"rotation": (config.base_dim, config.base_dim)} if config.rotation else {}
+    )
+    width = config.base_dim
+    for layer in range(config.num_layers):
+        shapes[f"mlp.{2 * layer}.weight"] = (config.hidden_dim, width)
+        shapes[f"mlp.{2 * layer}.bias"] = (config.hidden_dim,)
+        width = config.hidden_dim
+    shapes[f"mlp.{2 * config.num_layers}.weight"] = (config.base_dim, width)
+    shapes[f"mlp.{2 * config.num_layers}.bias"] = (config.base_dim,)
+    return shapes
+
+
+def read_adaptor_files(path: str | Path) -> tuple[AdaptorConfig, dict[str, np.ndarray], dict]:
+    """Config, weights (name -> float32 array) and metadata of an adaptor folder, every checksum checked.
+
+    Raises `CorruptAdaptorError` if a file is missing or unreadable, the weights' sha256 differs from the
+    one recorded, the tensors do not fit the config, or config and weights do not hash to the recorded
+    fingerprint (tampering); `InputError` ("newer format") for a folder written by a later version.
+    """
+    path = Path(path)
+    document = read_config(path)
+    weights_path = path / WEIGHTS
+    if not weights_path.is_file():
+        raise CorruptAdaptorError(f"{path} is incomplete: {WEIGHTS} is missing")
+    if sha256_file(weights_path) != document.get("weights_sha256"):
+        raise CorruptAdaptorError(
+            f"{weights_path} does not match the sha256 in {CONFIG}: corrupt or tampered"
+        )
+    try:
+        config = AdaptorConfig.from_dict(document["config"])
+        tensors = load_file(str(weights_path))
+    except (KeyError, TypeError, SafetensorError) as error:
+        raise CorruptAdaptorError(f"{path} is corrupt: {error}") from error
+    expected = expected_shapes(config)
+    found = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+    if expected != found:
+        raise CorruptAdaptorError(f"{weights_path} holds tensors {found}, the config implies {expected}")
+    tensors = {name: np.ascontiguousarray(tensor, dtype=np.float32) for name, tensor in tensors.items()}
+    if fingerprint(config, tensors) != document.get("fingerprint"):
+        raise CorruptAdaptorError(
+            f"{path}: config and weights do not match the recorded fingerprint: tampered"
+        )
+    metadata = {key: value for key, value in document.items() if key not in RESERVED_KEYS}
+    return config, tensors, metadata
