@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import get_args
 
 from .cli_index import add_index_arguments
+from .training_options import SupervisedObjective, UnsupervisedObjective
 
 DEFAULT_DIMS = "16,32,64,128,256,384"
 
@@ -43,13 +45,13 @@ def _settings(args: argparse.Namespace):
 def _add_objectives(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--objective",
-        choices=("listwise", "paper"),
+        choices=get_args(UnsupervisedObjective),
         default="listwise",
         help="unsupervised objective (paper: L_topk + L_pair + L_rec)",
     )
     parser.add_argument(
         "--ranking",
-        choices=("multi-positive", "softmax", "pairwise"),
+        choices=get_args(SupervisedObjective),
         default="multi-positive",
         help="supervised ranking loss (pairwise: the paper's L_rank; softmax: one graded cross-entropy)",
     )

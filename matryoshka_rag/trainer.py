@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
@@ -41,6 +41,15 @@ from .metrics import ndcg_at_k
 from .neighbours import check_corpus_size, exact_search
 from .pca import pca_rotation
 from .streaming import HostCorpus
+from .training_options import (
+    Start,
+    SupervisedObjective,
+    UnsupervisedObjective,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+)
 from .validation import check_dims, check_rows, check_vectors, default_dims, open_corpus
 
 Relevance = Sequence[Mapping[int, float]]  # per query: corpus row -> grade
@@ -56,8 +65,8 @@ class UnsupervisedConfig:
     corpus's PCA rotation (the paper starts from the identity).
     """
 
-    objective: Literal["listwise", "paper"] = "listwise"
-    start: Literal["pca", "identity"] = "pca"
+    objective: UnsupervisedObjective = "listwise"
+    start: Start = "pca"
     k: int = 10
     alpha: float = 1.0
     beta: float = 1.0
@@ -72,8 +81,19 @@ class UnsupervisedConfig:
     num_layers: int = 1
     seed: int = 0
 
-
-SupervisedObjective = Literal["multi-positive", "softmax", "pairwise"]
+    def __post_init__(self) -> None:
+        """Raise `InputError` naming the first field outside its allowed values."""
+        check_choice("objective", self.objective, UnsupervisedObjective)
+        check_choice("start", self.start, Start)
+        for name, minimum in (("k", 1), ("batch_size", 1), ("max_steps", 1), ("eval_every", 1)):
+            check_int(name, getattr(self, name), minimum)
+        for name, minimum in (("patience", 1), ("holdout", 0), ("hidden_dim", 0), ("num_layers", 1)):
+            check_int(name, getattr(self, name), minimum)
+        check_int("seed", self.seed, 0)
+        check_number("alpha", self.alpha, 0, open_low=False)
+        check_number("beta", self.beta, 0, open_low=False)
+        check_number("temperature", self.temperature, 0)
+        check_number("lr", self.lr, 0)
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,30 @@ class SupervisedConfig:
     validation_fraction: float = 0.15
     refit: bool = True  # after validation chose the step count, train again on training + validation queries
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Raise `InputError` naming the first field outside its allowed values; a list of temperatures
+        becomes a tuple."""
+        check_choice("objective", self.objective, SupervisedObjective)
+        check_number("self_distillation", self.self_distillation, 0, open_low=False)
+        check_number("regularization", self.regularization, 0, open_low=False)
+        temperatures = self.temperature
+        if isinstance(temperatures, list | tuple):
+            if not temperatures:
+                raise InputError("temperature must be one number > 0 or several; got none")
+            object.__setattr__(self, "temperature", tuple(temperatures))
+        for temperature in temperatures if isinstance(temperatures, list | tuple) else (temperatures,):
+            check_number("temperature", temperature, 0)
+        check_number("lr", self.lr, 0)
+        for name, minimum in (("batch_size", 1), ("hidden_dim", 0), ("max_steps", 1), ("eval_every", 1)):
+            check_int(name, getattr(self, name), minimum)
+        for name, minimum in (("patience", 1), ("hard_negatives", 0), ("random_negatives", 0)):
+            check_int(name, getattr(self, name), minimum)
+        check_int("max_positives", self.max_positives, 1)
+        check_int("max_candidates", self.max_candidates, 1)
+        check_int("seed", self.seed, 0)
+        check_number("validation_fraction", self.validation_fraction, 0, 1)
+        check_bool("refit", self.refit)
 
 
 def _batch(n_items: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
@@ -590,18 +634,12 @@ def _check_relevance(
     return cleaned
 
 
-def _checked(config: SupervisedConfig) -> tuple[SupervisedConfig, tuple[float, ...]]:
-    """Check the config; return it as trained (the pairwise objective is the paper's `L_rank` alone: no
-    self-distillation term) and the softmax temperatures to try (one for the pairwise objective)."""
-    objectives = get_args(SupervisedObjective)
-    if config.objective not in objectives:
-        raise InputError(f"objective must be one of {objectives}, got {config.objective!r}")
-    if config.self_distillation < 0:
-        raise InputError(f"self_distillation must be >= 0, got {config.self_distillation}")
+def _as_trained(config: SupervisedConfig) -> tuple[SupervisedConfig, tuple[float, ...]]:
+    """The config as trained (the pairwise objective is the paper's `L_rank` alone: no self-distillation
+    term) and the softmax temperatures to try (one for the pairwise objective); the config checked its
+    fields when it was made."""
     given = config.temperature
-    temperatures = tuple(float(t) for t in ((given,) if isinstance(given, (int, float)) else given))
-    if not temperatures or min(temperatures) <= 0:
-        raise InputError(f"temperature must be > 0 (one value or several), got {given!r}")
+    temperatures = tuple(float(t) for t in (given if isinstance(given, tuple) else (given,)))
     if config.objective == "pairwise":
         return replace(config, self_distillation=0.0), temperatures[:1]
     return config, temperatures
@@ -638,7 +676,7 @@ def train_supervised(
     corpus, dims = _prepare(corpus, dims, "corpus embeddings")
     queries = check_vectors(queries, corpus.shape[1], what="query embeddings")
     relevance = _check_relevance(queries, relevance, len(corpus), "training qrels")
-    config, temperatures = _checked(config)
+    config, temperatures = _as_trained(config)
     if validation is None:
         train_rows, val_rows = split_validation(len(queries), config.validation_fraction, config.seed)
         validation = (queries[val_rows], [relevance[i] for i in val_rows])

@@ -144,7 +144,7 @@ def test_validation_picks_the_softmax_temperature(scifact, scifact_embeddings):
         progress=False,
     )
     assert alone.fingerprint() == picked.fingerprint()
-    with pytest.raises(InputError, match="temperature must be > 0"):
+    with pytest.raises(InputError, match="temperature must be a finite number > 0; got 0.0"):
         train_supervised(corpus, vectors, relevance, (32, 384), replace(config, temperature=(0.05, 0.0)))
 
 
@@ -171,5 +171,5 @@ def test_bad_inputs_fail_before_any_work(slice_vectors):
     labelled = (slice_vectors, slice_vectors[:2], [{0: 1}, {1: 1}], (32, 384))
     with pytest.raises(InputError, match="objective must be one of .* got 'softmx'"):
         train_supervised(*labelled, SupervisedConfig(objective="softmx"))
-    with pytest.raises(InputError, match="self_distillation must be >= 0, got -1"):
+    with pytest.raises(InputError, match="self_distillation must be a finite number >= 0; got -1.0"):
         train_supervised(*labelled, SupervisedConfig(self_distillation=-1.0))

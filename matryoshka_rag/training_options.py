@@ -1,0 +1,42 @@
+"""The allowed values of the training settings, and checks naming the field (torch-free: the CLI reads it)."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any, Literal, get_args
+
+from .errors import InputError
+
+UnsupervisedObjective = Literal["listwise", "paper"]
+Start = Literal["pca", "identity"]
+SupervisedObjective = Literal["multi-positive", "softmax", "pairwise"]
+
+
+def check_choice(field: str, value: Any, allowed: Any) -> None:
+    """Raise `InputError` unless `value` is one of the Literal `allowed`'s values."""
+    choices = get_args(allowed)
+    if value not in choices:
+        raise InputError(f"{field} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def check_int(field: str, value: Any, minimum: int) -> None:
+    """Raise `InputError` unless `value` is an integer (not a bool) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise InputError(f"{field} must be an integer >= {minimum}; got {value!r}")
+
+
+def check_number(field: str, value: Any, low: float, high: float = math.inf, open_low: bool = True) -> None:
+    """Raise `InputError` unless `value` is a finite number in `(low, high)` (`[low, high)` when not
+    `open_low`)."""
+    number = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or value < low or (open_low and value == low) or value >= high:
+        above = f"{'>' if open_low else '>='} {low:g}"
+        bound = above if high == math.inf else f"{above} and < {high:g}"
+        raise InputError(f"{field} must be a finite number {bound}; got {value!r}")
+
+
+def check_bool(field: str, value: Any) -> None:
+    """Raise `InputError` unless `value` is True or False."""
+    if not isinstance(value, bool):
+        raise InputError(f"{field} must be True or False; got {value!r}")
