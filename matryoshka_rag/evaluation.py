@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write_bytes, atomic_write_text
 from .beir import BeirDataset, load_beir, load_precomputed
 from .errors import InputError
 from .metrics import mean_metric
@@ -272,7 +273,10 @@ def markdown_table(results: dict, metric: str = "ndcg@10") -> str:
 
 
 def write_report(results: dict, out_dir: str | Path) -> Path:
-    """Write `results.json`, `results.md` and `ndcg.png` (nDCG@10 against dim) to `out_dir`."""
+    """Write `results.json`, `results.md` and `ndcg.png` (nDCG@10 against dim) to `out_dir`, each atomically
+    (a crash leaves a file's old version or its new one, never a torn one)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,9 +284,9 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(
-        markdown_table(results) + "\n\n" + markdown_table(results, "recall@100") + "\n"
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(
+        out / "results.md", markdown_table(results) + "\n\n" + markdown_table(results, "recall@100") + "\n"
     )
     figure, axis = plt.subplots(figsize=(6, 4))
     for method, by_dim in results["ndcg@10"].items():
@@ -295,6 +299,8 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(out / "ndcg.png", dpi=120)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=120)
     plt.close(figure)
+    atomic_write_bytes(out / "ndcg.png", image.getvalue())
     return out
