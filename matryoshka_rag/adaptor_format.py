@@ -1,4 +1,4 @@
-"""An adaptor's config and its folder format (`config.json` + `model.safetensors`), without torch.
+"""An adaptor's config and its folder format (`config.json` + the weights file it names), without torch.
 
 Reading an adaptor folder checks the weights' sha256 and the fingerprint of config + weights; both the
 torch module (`persistence.load_adaptor`) and the numpy forward (`adaptor_numpy.NumpyAdaptor`) read through
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,12 +22,18 @@ from safetensors.numpy import load_file
 from .errors import AdaptorMismatchError, InputError
 from .validation import check_dims
 
-WEIGHTS = "model.safetensors"
+WEIGHTS = "model.safetensors"  # format 1's weights file
 CONFIG = "config.json"
 FORMAT = "matryoshka-rag-adaptor"
-FORMAT_VERSION = 1
+# 2: config.json names the weights file (`weights_file`, named by its sha256), so a replacement writes the
+# new weights beside the old ones and switches by replacing config.json alone; 1: always `WEIGHTS`.
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
+WEIGHTS_FILE = re.compile(r"model\.[0-9a-f]{16}\.safetensors")
 # Keys of config.json that describe the files; every other key is the adaptor's metadata.
-RESERVED_KEYS = frozenset({"format", "format_version", "config", "fingerprint", "weights_sha256"})
+RESERVED_KEYS = frozenset(
+    {"format", "format_version", "config", "fingerprint", "weights_sha256", "weights_file"}
+)
 
 Activation = Literal["gelu", "relu", "tanh"]
 
@@ -104,8 +111,27 @@ def sha256_file(path: Path) -> str:
 
 
 def is_adaptor_dir(path: str | Path) -> bool:
-    path = Path(path)
-    return (path / CONFIG).is_file() or (path / WEIGHTS).is_file()
+    """Whether `path` is a folder whose `config.json` is an adaptor's (of any version; not checked further)."""
+    try:
+        document = json.loads((Path(path) / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and document.get("format") == FORMAT
+
+
+def weights_file_name(sha256: str) -> str:
+    """The name of a weights file with this sha256 (format 2)."""
+    return f"model.{sha256[:16]}.safetensors"
+
+
+def weights_file(document: dict, config_path: Path) -> str:
+    """The name of the weights file that a checked `config.json` document names."""
+    if document["format_version"] == 1:
+        return WEIGHTS
+    name = document.get("weights_file")
+    if not isinstance(name, str) or not WEIGHTS_FILE.fullmatch(name):
+        raise CorruptAdaptorError(f"{config_path} names no valid weights file: weights_file is {name!r}")
+    return name
 
 
 def read_config(path: str | Path) -> dict:
@@ -125,9 +151,9 @@ def read_config(path: str | Path) -> dict:
             f"{config_path} was written in a newer format (version {version}) than this matryoshka-rag "
             f"reads (version {FORMAT_VERSION}): upgrade matryoshka-rag"
         )
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS or isinstance(version, bool):
         raise CorruptAdaptorError(
-            f"{config_path} has format_version {version!r}, this version reads {FORMAT_VERSION}"
+            f"{config_path} has format_version {version!r}, this version reads {READ_VERSIONS}"
         )
     return document
 
@@ -156,9 +182,9 @@ def read_adaptor_files(path: str | Path) -> tuple[AdaptorConfig, dict[str, np.nd
     """
     path = Path(path)
     document = read_config(path)
-    weights_path = path / WEIGHTS
+    weights_path = path / weights_file(document, path / CONFIG)
     if not weights_path.is_file():
-        raise CorruptAdaptorError(f"{path} is incomplete: {WEIGHTS} is missing")
+        raise CorruptAdaptorError(f"{path} is incomplete: {weights_path.name} is missing")
     if sha256_file(weights_path) != document.get("weights_sha256"):
         raise CorruptAdaptorError(
             f"{weights_path} does not match the sha256 in {CONFIG}: corrupt or tampered"

@@ -1,4 +1,5 @@
-"""Atomic, durable file writes: a reader sees the old file or the new one, never a mix, even after a crash."""
+"""Atomic, durable file writes (a reader sees the old file or the new one, never a mix, even after a
+crash), and the check that a folder path can be written, made before any work."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
+
+from .errors import InputError
+
+
+def check_folder_path(path: str | Path) -> None:
+    """Raise `InputError` if `path`, or the nearest of its parents that exists, is not a folder."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{existing} is a file, not a folder: give a folder path")
 
 
 def fsync_dir(folder: str | Path) -> None:

@@ -58,16 +58,16 @@ def _add_objectives(parser: argparse.ArgumentParser) -> None:
 
 
 def train_command(args: argparse.Namespace) -> None:
+    from .adaptor_folder import check_destination
     from .beir import BeirDataset, load_precomputed, read_corpus, read_qrels, read_queries
     from .errors import InputError
     from .evaluation import MethodTrainer, labelled_queries, load_vectors
-    from .persistence import is_adaptor_dir, save_adaptor
+    from .persistence import save_adaptor
     from .validation import parse_dims
 
     dims = parse_dims(args.dims)
     out = Path(args.out)
-    if out.exists() and is_adaptor_dir(out) and not args.overwrite:
-        raise InputError(f"{out} already holds an adaptor; pass --overwrite to replace it")
+    check_destination(out, args.overwrite, "--overwrite")
     if bool(args.queries) != bool(args.qrels):
         raise InputError("--queries and --qrels go together (supervised training needs both)")
     corpus_ids, corpus_texts = read_corpus(args.corpus)
@@ -94,9 +94,11 @@ def train_command(args: argparse.Namespace) -> None:
 
 
 def eval_command(args: argparse.Namespace) -> None:
+    from .atomic import check_folder_path
     from .evaluation import evaluate, markdown_table, write_report
     from .validation import parse_dims
 
+    check_folder_path(args.out)
     results = evaluate(
         args.dataset,
         args.model,

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_write_bytes, atomic_write_text
+from .adaptor_folder import check_destination
+from .atomic import atomic_write_bytes, atomic_write_text, check_folder_path
 from .beir import BeirDataset, load_beir, load_precomputed
 from .errors import InputError
 from .metrics import mean_metric
@@ -210,6 +211,9 @@ def evaluate(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    if adaptors_dir is not None:  # refused before any work, not after it
+        for method in TRAINED:
+            check_destination(Path(adaptors_dir) / method, overwrite=True)
     dataset = load_beir(dataset_dir)
     corpus, queries = load_vectors(dataset, model, embeddings_dir, cache_path, settings.progress)
     dims = check_dims(dims, corpus.shape[1])
@@ -283,6 +287,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
+    check_folder_path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .adaptor import MatryoshkaAdaptor
+from .adaptor_folder import check_destination
 from .errors import InputError
 from .persistence import save_adaptor
 from .providers import CallableProvider, _check_texts, canonical_model_name, embed_texts
@@ -97,13 +98,13 @@ def fit_from_texts(
         base_model: the base model's name, recorded (canonical) in the adaptor.
         unsupervised, supervised: stage configs; ``settings`` (e.g. ``max_steps=30``) override fields of
             each config that has them.
-        overwrite: replace an existing adaptor folder at ``path`` (checked before any embedding).
+        overwrite: replace an existing adaptor folder at ``path``; a file or a folder holding anything else
+            is refused whatever it says (checked before any embedding).
 
     Returns the trained adaptor, already saved.
     """
     path = Path(path)
-    if not overwrite and path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise InputError(f"{path} already exists and is not empty: pass overwrite=True to replace it")
+    check_destination(path, overwrite)
     unsupervised, supervised = training_configs(unsupervised, supervised, **settings)
     name = canonical_model_name(base_model) if base_model and base_model.strip() else "unknown"
     corpus = _check_texts(texts)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from matryoshka_rag import AdaptorConfig, MatryoshkaAdaptor, save_adaptor
+from matryoshka_rag.adaptor_format import FORMAT_VERSION
 from matryoshka_rag.adaptor_numpy import NumpyAdaptor, as_numpy_adaptor, erf
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
 
@@ -85,7 +86,7 @@ def test_a_later_format_version_says_newer_format_not_tampered(tmp_path):
 
     folder = save_adaptor(_trained_like(AdaptorConfig(384, (64, 384))), tmp_path / "adaptor")
     document = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**document, "format_version": 2}))
+    (folder / "config.json").write_text(json.dumps({**document, "format_version": FORMAT_VERSION + 1}))
     with pytest.raises(InputError, match="newer format") as caught:
         NumpyAdaptor.from_folder(folder)
     assert "tampered" not in str(caught.value)

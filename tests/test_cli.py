@@ -110,12 +110,25 @@ def test_train_writes_adaptor_and_refuses_to_overwrite(scifact_slice, cache, tmp
     assert main(args) == 0
     adaptor = load_adaptor(out)
     assert adaptor.config.dims == (32, 384) and adaptor.metadata["training"]["mode"] == "unsupervised"
-    before = (out / "model.safetensors").read_bytes()
+    before = adaptor.fingerprint()
     assert main(args) == 2
     assert "already holds an adaptor; pass --overwrite" in capsys.readouterr().err
-    assert (out / "model.safetensors").read_bytes() == before
+    assert load_adaptor(out).fingerprint() == before
     assert main([*args, "--overwrite", "--seed", "1"]) == 0
-    assert (out / "model.safetensors").read_bytes() != before
+    assert load_adaptor(out).fingerprint() != before
+
+
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+def test_train_refuses_a_folder_of_other_files_before_embedding(scifact_slice, tmp_path, capsys, overwrite):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("keep me")
+    fresh_cache = tmp_path / "embeddings.sqlite"
+    assert main(train_args(scifact_slice, project, str(fresh_cache), *overwrite)) == 2
+    assert f"{project} is a folder with other files in it, not an adaptor" in capsys.readouterr().err
+    assert not fresh_cache.exists()  # refused before the corpus was embedded, let alone trained on
+    assert [p.name for p in project.iterdir()] == ["notes.txt"]
+    assert (project / "notes.txt").read_text() == "keep me"
 
 
 def test_train_supervised_from_files(scifact_slice, cache, tmp_path):
@@ -160,3 +173,20 @@ def test_cli_reports_bad_input_cleanly(scifact_slice, tmp_path, capsys):
         == 2
     )
     assert "--queries and --qrels go together" in capsys.readouterr().err
+
+
+def test_eval_refuses_unwritable_outputs_before_any_work(tmp_path, capsys):
+    """`--out` a file, or `--save-adaptors` over a folder of other files: refused before the dataset is read
+    (the dataset path does not exist, so a later check would report that instead)."""
+    missing = str(tmp_path / "no-dataset")
+    report = tmp_path / "report.txt"
+    report.write_text("an older report")
+    assert main(["eval", "--dataset", missing, "--out", str(report)]) == 2
+    assert f"{report} is a file, not a folder" in capsys.readouterr().err
+    assert report.read_text() == "an older report"
+    out = tmp_path / "report"
+    (out / "adaptors" / "unsupervised").mkdir(parents=True)
+    (out / "adaptors" / "unsupervised" / "notes.txt").write_text("keep me")
+    assert main(["eval", "--dataset", missing, "--out", str(out), "--save-adaptors"]) == 2
+    assert "unsupervised is a folder with other files in it" in capsys.readouterr().err
+    assert (out / "adaptors" / "unsupervised" / "notes.txt").read_text() == "keep me"
