@@ -77,3 +77,24 @@ def small_adaptor_dir(tmp_path_factory, scifact_vectors) -> Path:
         scifact_vectors[:400], (32, 64, 384), config, base_model="all-MiniLM-L6-v2", progress=False
     )
     return save_adaptor(adaptor, tmp_path_factory.mktemp("adaptor") / "adaptor")
+
+
+@pytest.fixture(scope="session")
+def chroma_server_session(tmp_path_factory):
+    """One real `chroma run` server for the session's framework vector-store tests, stopped at the end."""
+    from tests.chroma_server import ChromaServer
+
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "db").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_embedding_adaptor():
+    """Adaptor for langchain-tests' `DeterministicFakeEmbedding` (6 dims, dims (3, 6)): a few unsupervised
+    steps on 300 fixed random vectors; the standard suites need its base dim, not its quality."""
+    from matryoshka_rag import UnsupervisedConfig, train_unsupervised
+
+    vectors = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
+    config = UnsupervisedConfig(max_steps=10, eval_every=5, holdout=50, batch_size=64)
+    return train_unsupervised(vectors, (3, 6), config, base_model="DeterministicFakeEmbedding", progress=False)

@@ -8,43 +8,12 @@ from typing import Any
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
-from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilters
+from llama_index.core.vector_stores.types import MetadataFilters
 
-from matryoshka_rag.errors import InputError
+from llama_index.vector_stores.matryoshka_rag.filters import to_chroma_where
 from matryoshka_rag.retriever import MatryoshkaStore
 
 __all__ = ["MatryoshkaRetriever", "to_chroma_where"]
-
-_OPERATORS = {
-    FilterOperator.EQ: "$eq",
-    FilterOperator.NE: "$ne",
-    FilterOperator.GT: "$gt",
-    FilterOperator.GTE: "$gte",
-    FilterOperator.LT: "$lt",
-    FilterOperator.LTE: "$lte",
-    FilterOperator.IN: "$in",
-    FilterOperator.NIN: "$nin",
-}
-
-
-def to_chroma_where(filters: MetadataFilters) -> dict[str, Any]:
-    """LlamaIndex ``MetadataFilters`` (nested, and/or) as a Chroma ``where`` dict."""
-    clauses = []
-    for item in filters.filters:
-        if isinstance(item, MetadataFilters):
-            clauses.append(to_chroma_where(item))
-        elif item.operator in _OPERATORS:
-            clauses.append({item.key: {_OPERATORS[item.operator]: item.value}})
-        else:
-            raise InputError(f"filter operator {item.operator!r} on {item.key!r} has no Chroma equivalent")
-    if not clauses:
-        raise InputError("empty MetadataFilters")
-    if len(clauses) == 1:
-        return clauses[0]
-    condition = filters.condition or FilterCondition.AND
-    if condition not in (FilterCondition.AND, FilterCondition.OR):
-        raise InputError(f"filter condition {condition!r} has no Chroma equivalent")
-    return {f"${condition.value}": clauses}
 
 
 class MatryoshkaRetriever(BaseRetriever):
