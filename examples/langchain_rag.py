@@ -1,11 +1,12 @@
-"""LangChain RAG over SciFact with 64-d Matryoshka-adapted embeddings in Chroma, fully offline.
+"""LangChain RAG over SciFact with a Matryoshka vector store on Chroma (64-d search, rerank), fully offline.
 
     python examples/langchain_rag.py                      # 300 documents, 3 SciFact questions
     python examples/langchain_rag.py --adaptor runs/demo/adaptors/unsupervised --docs all --question "..."
 
 Base embeddings: the bundled all-MiniLM-L6-v2 behind LangChain's ``CacheBackedEmbeddings`` (base vectors
-cached on disk under ``--runs``, so a re-run or another adaptor re-uses them); ``AdaptedEmbeddings`` maps them
-to ``--dim`` dims for ``langchain_chroma.Chroma``. The chain is LCEL: retriever | prompt | chat model. No LLM
+cached on disk under ``--runs``, so a re-run or another adaptor re-uses them). ``MatryoshkaVectorStore`` takes
+the place of ``langchain_chroma.Chroma`` (one line): it applies the adaptor, searches ``--dim`` dims and reranks
+at the full dim. The chain is LCEL: retriever | prompt | chat model. No LLM
 is reachable here, so the default chat model is an offline stand-in that returns the retrieved context with a
 note saying so; pass any LangChain chat model to ``main(chat_model=...)`` for real answers. Retrieval is real.
 """
@@ -16,8 +17,6 @@ import sys
 import uuid
 from typing import Any
 
-import chromadb
-from langchain_chroma import Chroma
 from langchain_classic.embeddings import CacheBackedEmbeddings
 from langchain_classic.storage import LocalFileStore
 from langchain_core.documents import Document
@@ -27,11 +26,9 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
-from scifact_demo import MODEL, chroma_configuration, parser, prepare, report, stand_in_answer
+from scifact_demo import MODEL, parser, prepare, report, stand_in_answer
 
-from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
-
-CHROMA_BATCH = 5000  # below Chroma's max batch (5461 per upsert)
+from langchain_matryoshka_rag import MatryoshkaVectorStore, ProviderEmbeddings
 
 
 class StandInChatModel(BaseChatModel):
@@ -64,17 +61,12 @@ def main(argv: list[str] | None = None, chat_model: BaseChatModel | None = None)
         query_embedding_cache=True,
         key_encoder="sha256",
     )
-    embeddings = AdaptedEmbeddings.from_pretrained(base=base, path=demo.adaptor, dim=args.dim)
-    store = Chroma(
-        collection_name=f"scifact-{args.dim}d-{uuid.uuid4().hex[:8]}",
-        embedding_function=embeddings,
-        client=chromadb.EphemeralClient(),
-        collection_configuration=chroma_configuration(),
+    # was: Chroma(collection_name=..., embedding_function=base, client=...)
+    store = MatryoshkaVectorStore(
+        f"scifact-{args.dim}d-{uuid.uuid4().hex[:8]}", base, adaptor=demo.adaptor, small_dim=args.dim
     )
-    print(f"indexing {len(demo.doc_ids)} documents at {embeddings.output_dim} dims ...")
-    for start in range(0, len(demo.doc_ids), CHROMA_BATCH):
-        end = start + CHROMA_BATCH
-        store.add_texts(demo.doc_texts[start:end], ids=demo.doc_ids[start:end])
+    print(f"indexing {len(demo.doc_ids)} documents, searched at {args.dim} dims ...")
+    store.add_texts(demo.doc_texts, ids=demo.doc_ids)
 
     prompt = ChatPromptTemplate.from_messages(
         [
@@ -95,7 +87,7 @@ def main(argv: list[str] | None = None, chat_model: BaseChatModel | None = None)
         out = chain.invoke(question)
         retrieved = [(d.id, d.page_content) for d in out["docs"]]
         results.append({"question": question, "retrieved": retrieved, "answer": out["answer"]})
-    store.delete_collection()
+    store.store.clear()
     report(demo, results)
     return results
 

@@ -1,13 +1,14 @@
-"""LlamaIndex RAG over SciFact with 64-d Matryoshka-adapted embeddings in Chroma, fully offline.
+"""LlamaIndex RAG over SciFact with a Matryoshka vector store on Chroma (64-d search, rerank), fully offline.
 
     python examples/llamaindex_rag.py                     # 300 documents, 3 SciFact questions
     python examples/llamaindex_rag.py --adaptor runs/demo/adaptors/unsupervised --docs all --question "..."
 
-``AdaptedEmbedding`` over the bundled all-MiniLM-L6-v2 embeds the documents in an ``IngestionPipeline`` that
-writes to a ``ChromaVectorStore``; the pipeline's ``IngestionCache`` (persisted under ``--runs``) keeps the
-embedded nodes, keyed by the texts and the embedding's ``to_dict()`` (base model, adaptor fingerprint, dim),
-so a re-run skips the base model and a changed adaptor re-embeds. A ``VectorStoreIndex`` on that store
-answers through a query engine. No LLM is reachable here, so the default LLM is an offline stand-in that
+The bundled all-MiniLM-L6-v2 embeds the documents in an ``IngestionPipeline`` that writes to a
+``MatryoshkaVectorStore`` (in the place of ``ChromaVectorStore``: one line), which applies the adaptor, searches
+``--dim`` dims and reranks at the full dim. The pipeline's ``IngestionCache`` (persisted under ``--runs``) keeps
+the embedded nodes, keyed by the texts and the embedding model, so a re-run skips the base model (the adaptor
+runs in the store, so another adaptor re-uses the cache). A ``VectorStoreIndex`` on that store answers through
+a query engine. No LLM is reachable here, so the default LLM is an offline stand-in that
 returns the prompt (retrieved context included) with a note saying so; pass any LlamaIndex LLM to
 ``main(llm=...)`` for real answers. Retrieval is real.
 """
@@ -18,15 +19,14 @@ import sys
 import uuid
 from typing import Any
 
-import chromadb
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.ingestion import IngestionCache, IngestionPipeline
 from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
 from llama_index.core.llms.callbacks import llm_completion_callback
-from llama_index.vector_stores.chroma import ChromaVectorStore
-from scifact_demo import MODEL, chroma_configuration, parser, prepare, report, stand_in_answer
+from scifact_demo import MODEL, parser, prepare, report, stand_in_answer
 
-from llama_index.embeddings.matryoshka_rag import AdaptedEmbedding, ProviderEmbedding
+from llama_index.embeddings.matryoshka_rag import ProviderEmbedding
+from llama_index.vector_stores.matryoshka_rag import MatryoshkaVectorStore
 
 
 class StandInLLM(CustomLLM):
@@ -51,18 +51,16 @@ def main(argv: list[str] | None = None, llm: Any = None) -> list[dict]:
     [(doc id, text)], "answer"}``."""
     args = parser(__doc__).parse_args(argv)
     demo = prepare(args)
-    embed_model = AdaptedEmbedding.from_pretrained(
-        base=ProviderEmbedding(MODEL), path=demo.adaptor, dim=args.dim
+    embed_model = ProviderEmbedding(MODEL)
+    # was: ChromaVectorStore(chroma_collection=client.create_collection(name, ...))
+    vector_store = MatryoshkaVectorStore(
+        demo.adaptor, f"scifact-{args.dim}d-{uuid.uuid4().hex[:8]}", small_dim=args.dim
     )
-    client = chromadb.EphemeralClient()
-    name = f"scifact-{args.dim}d-{uuid.uuid4().hex[:8]}"
-    collection = client.create_collection(name, embedding_function=None, configuration=chroma_configuration())
-    vector_store = ChromaVectorStore(chroma_collection=collection)
 
     cache_file = args.runs / "llamaindex-ingestion-cache.json"
     cache = IngestionCache.from_persist_path(str(cache_file)) if cache_file.is_file() else IngestionCache()
     pipeline = IngestionPipeline(transformations=[embed_model], vector_store=vector_store, cache=cache)
-    print(f"indexing {len(demo.doc_ids)} documents at {embed_model.output_dim} dims ...")
+    print(f"indexing {len(demo.doc_ids)} documents, searched at {args.dim} dims ...")
     pipeline.run(documents=[Document(text=t, id_=i) for i, t in zip(demo.doc_ids, demo.doc_texts)])
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cache.persist(str(cache_file))
@@ -74,7 +72,7 @@ def main(argv: list[str] | None = None, llm: Any = None) -> list[dict]:
         response = engine.query(question)
         retrieved = [(hit.node.node_id, hit.node.get_content()) for hit in response.source_nodes]
         results.append({"question": question, "retrieved": retrieved, "answer": str(response)})
-    client.delete_collection(name)
+    vector_store.clear()
     report(demo, results)
     return results
 

@@ -91,11 +91,6 @@ def prepare(args: argparse.Namespace) -> Demo:
     )
 
 
-def chroma_configuration() -> dict:
-    """Cosine HNSW settings with near-exact recall (FACTS: the defaults miss neighbours)."""
-    return {"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 400, "max_neighbors": 32}}
-
-
 def stand_in_answer(prompt: str) -> str:
     """What the offline stand-in model answers: a plain note, then the prompt it was given."""
     return f"{STAND_IN_NOTE}\n{prompt}"
