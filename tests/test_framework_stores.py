@@ -1,0 +1,57 @@
+"""Parity of the framework vector stores (issue 13) on a SciFact slice: nDCG@10 through LangChain's
+``as_retriever`` and a LlamaIndex ``VectorStoreIndex`` retriever over ``MatryoshkaVectorStore`` equals the core
+``MatryoshkaStore.query``'s within 0.001, for an unsupervised and a supervised adaptor.
+
+The comparison is ``benchmarks/framework_stores.py``'s own (the full test split is in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def supervised_adaptor_dir(tmp_path_factory, scifact, scifact_embeddings, small_adaptor_dir) -> Path:
+    """A supervised adaptor (a few steps on SciFact's train qrels, from the session's unsupervised one)."""
+    from matryoshka_rag import SupervisedConfig, load_adaptor, save_adaptor, train_supervised
+    from matryoshka_rag.evaluation import labelled_queries
+
+    docs, queries = scifact_embeddings
+    vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
+    config = SupervisedConfig(max_steps=20, eval_every=10, batch_size=32, max_candidates=6000)
+    adaptor = train_supervised(
+        docs, vectors, relevance, config=config, adaptor=load_adaptor(small_adaptor_dir), progress=False
+    )
+    assert adaptor.metadata["training"]["mode"] == "supervised"
+    return save_adaptor(adaptor, tmp_path_factory.mktemp("supervised") / "adaptor")
+
+
+def test_framework_stores_equal_the_core_store(
+    scifact, scifact_embeddings, small_adaptor_dir, supervised_adaptor_dir, tmp_path
+):
+    stores, quality = _load("framework_stores"), _load("framework_quality")
+    docs, queries = scifact_embeddings
+    part, part_docs, part_queries, qrels = quality.dataset_slice(
+        scifact, docs, queries, scifact.qrels("test"), n_queries=30, n_random=300
+    )
+    adaptors = {"unsupervised": small_adaptor_dir, "supervised": supervised_adaptor_dir}
+
+    rows = stores.compare(part, part_docs, part_queries, qrels, adaptors, folder=tmp_path)
+
+    assert [(r["adaptor"], r["path"].split()[0]) for r in rows] == [
+        (kind, path) for kind in adaptors for path in ("core", "LangChain", "LlamaIndex")
+    ]
+    for row in rows:
+        assert 0.3 < row["ndcg@10"] <= 1.0  # a meaningful score, not an empty run
+        assert abs(row["difference"]) <= stores.TOLERANCE and row["same_top10"] >= 0.95, row
