@@ -204,7 +204,7 @@ class MatryoshkaVectorStore(VectorStore):
             if isinstance(ids, str):
                 raise InputError("ids must be a list of strings, got one string")
             ids = list(dict.fromkeys(ids))
-            if not ids and where is None:
+            if not ids:
                 return
         self.store.delete(ids=ids, where=where)
 

@@ -182,12 +182,16 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
         self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
     ) -> None:
         """Remove nodes by id and/or filter; unknown ids are ignored."""
+        if delete_kwargs:
+            raise InputError(
+                f"unsupported arguments {sorted(delete_kwargs)}: delete_nodes takes node_ids, filters"
+            )
         where = to_chroma_where(filters) if filters is not None else None
         if node_ids is None and where is None:
             raise InputError("give node_ids or filters to delete; clear() removes every node")
-        if node_ids is not None and not node_ids and where is None:
+        if node_ids is not None and not node_ids:
             return
-        self._store.delete(ids=list(dict.fromkeys(node_ids)) if node_ids else None, where=where)
+        self._store.delete(ids=list(dict.fromkeys(node_ids)) if node_ids is not None else None, where=where)
 
     def clear(self) -> None:
         """Remove every node (the store and its adaptor stay)."""
