@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .adaptor import AdaptorConfig, MatryoshkaAdaptor
 from .distributed import LOCAL, Context, knn_table_shared, resolve_device, setup
-from .errors import InputError
+from .errors import AdaptorMismatchError, InputError
 from .losses import (
     graded_softmax_loss,
     listwise_distillation_loss,
@@ -40,6 +40,7 @@ from .losses import (
 from .metrics import ndcg_at_k
 from .neighbours import check_corpus_size, exact_search
 from .pca import pca_rotation
+from .run_identity import array_fingerprint, check_resume, relevance_fingerprint, run_identity
 from .streaming import HostCorpus
 from .training_options import (
     Start,
@@ -184,6 +185,7 @@ def _optimise(
     score: Callable[[], float] | None,
     config: UnsupervisedConfig | SupervisedConfig,
     checkpoint_dir: Path | None,
+    identity: dict,
     progress: bool,
     description: str,
     main_process: bool = True,
@@ -191,7 +193,8 @@ def _optimise(
     """Adam (`config.lr`) on the adaptor's MLP; evaluates `score` (higher is better) every `config.eval_every`
     steps, keeps the best weights, stops after `config.patience` evaluations without gain or at
     `config.max_steps`; `score=None` runs all `config.max_steps` and keeps the last weights. Returns the
-    history. Only the `main_process` writes checkpoints.
+    history. Only the `main_process` writes checkpoints; each records `identity` (`run_identity`), and one
+    recording another is refused with `InputError`.
 
     No host-device synchronisation between evaluations: the running loss stays on the device."""
     lr, max_steps, eval_every, patience = config.lr, config.max_steps, config.eval_every, config.patience
@@ -201,6 +204,7 @@ def _optimise(
     checkpoint = checkpoint_dir / "checkpoint.pt" if checkpoint_dir else None
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, map_location=adaptor.device, weights_only=True)
+        check_resume(checkpoint, saved.get("identity"), identity)
         adaptor.load_state_dict(saved["adaptor"])
         optimizer.load_state_dict(saved["optimizer"])
         state = {key: saved[key] for key in ("step", "best_score", "best_state", "stale", "history")}
@@ -247,7 +251,12 @@ def _optimise(
             if checkpoint is not None and main_process:
                 checkpoint_dir.mkdir(parents=True, exist_ok=True)
                 torch.save(
-                    {**state, "adaptor": adaptor.state_dict(), "optimizer": optimizer.state_dict()},
+                    {
+                        **state,
+                        "identity": identity,
+                        "adaptor": adaptor.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                    },
                     checkpoint.with_suffix(".tmp"),
                 )
                 os.replace(checkpoint.with_suffix(".tmp"), checkpoint)
@@ -424,11 +433,6 @@ def _new_adaptor(
     return MatryoshkaAdaptor(adaptor_config, pca_rotation(corpus) if config.start == "pca" else None)
 
 
-def _prepare(corpus: np.ndarray, dims: Sequence[int] | None, what: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    corpus = check_vectors(corpus, what=what)
-    return corpus, check_dims(dims or default_dims(corpus.shape[1]), corpus.shape[1])
-
-
 def train_unsupervised(
     corpus: np.ndarray | str | Path,
     dims: Sequence[int] | None = None,
@@ -482,6 +486,14 @@ def train_unsupervised(
             lambda: context.agree(objective.proxy(adaptor), resolved),
             config,
             Path(checkpoint_dir) if checkpoint_dir else None,
+            run_identity(
+                config,
+                stage="unsupervised",
+                corpus=array_fingerprint(corpus),
+                dims=dims,
+                base_model=base_model,
+                neighbours=neighbours,
+            ),
             progress and context.is_main,
             "unsupervised",
             main_process=context.is_main,
@@ -670,10 +682,21 @@ def train_supervised(
             the number of steps; then (`config.refit`) the adaptor is trained again from the stage-one
             adaptor on every labelled query (training and validation) for that many steps.
         unsupervised: settings of stage 1 and of the regulariser.
+        adaptor: a stage-one adaptor to start from; its base dim, dims (default: `dims`) and base model
+            (unless `base_model` is "unknown") must be the data's (`AdaptorMismatchError` otherwise).
 
     Returns the adaptor at its best validation nDCG@10 (mean over dims), over `config.temperature`s.
     """
-    corpus, dims = _prepare(corpus, dims, "corpus embeddings")
+    corpus = check_vectors(corpus, what="corpus embeddings")
+    if adaptor is not None:  # a given stage one must fit the data
+        adaptor.check_base(corpus.shape[1], None if base_model == "unknown" else base_model)
+        dims = dims or adaptor.config.dims
+    dims = check_dims(dims or default_dims(corpus.shape[1]), corpus.shape[1])
+    if adaptor is not None and adaptor.config.dims != dims:
+        raise AdaptorMismatchError(
+            f"the given adaptor was trained for dims {list(adaptor.config.dims)}, this training is for dims "
+            f"{list(dims)}"
+        )
     queries = check_vectors(queries, corpus.shape[1], what="query embeddings")
     relevance = _check_relevance(queries, relevance, len(corpus), "training qrels")
     config, temperatures = _as_trained(config)
@@ -700,6 +723,13 @@ def train_supervised(
         return ranking.loss(adaptor, step) + config.regularization * regulariser.loss_at(adaptor, step, 1)
 
     checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
+    inputs = {  # what the checkpoints belong to, besides the config
+        "unsupervised": unsupervised,
+        "corpus": array_fingerprint(corpus),
+        "dims": dims,
+        "base_model": base_model,
+        "start": start.fingerprint(),
+    }
     searched: dict[float, dict] = {}
     try:
         for temperature in temperatures:  # one run each; the best validation score wins
@@ -712,6 +742,14 @@ def train_supervised(
                 lambda run=adaptor: validation_ndcg(run, corpus_t, val_t, val_relevance, dims),
                 config,
                 checkpoints / f"temperature-{temperature}" if checkpoints and several else checkpoints,
+                run_identity(
+                    config,
+                    stage="supervised",
+                    **inputs,
+                    queries=array_fingerprint(queries),
+                    relevance=relevance_fingerprint(relevance),
+                    validation=[array_fingerprint(val_queries), relevance_fingerprint(val_relevance)],
+                ),
                 progress,
                 f"supervised, temperature {temperature}" if several else "supervised",
             ) | {"adaptor": adaptor}
@@ -731,6 +769,13 @@ def train_supervised(
                 None,
                 replace(config, max_steps=refit_steps),
                 checkpoints / "refit" if checkpoints else None,
+                run_identity(
+                    config,
+                    stage="supervised refit",
+                    **inputs,
+                    queries=array_fingerprint(all_queries),
+                    relevance=relevance_fingerprint(all_relevance),
+                ),
                 progress,
                 "supervised refit",
             )

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from matryoshka_rag import (
+    AdaptorConfig,
+    AdaptorMismatchError,
     InputError,
+    MatryoshkaAdaptor,
     SupervisedConfig,
     UnsupervisedConfig,
     train_supervised,
@@ -173,3 +176,20 @@ def test_bad_inputs_fail_before_any_work(slice_vectors):
         train_supervised(*labelled, SupervisedConfig(objective="softmx"))
     with pytest.raises(InputError, match="self_distillation must be a finite number >= 0; got -1.0"):
         train_supervised(*labelled, SupervisedConfig(self_distillation=-1.0))
+
+
+def test_a_given_stage_one_adaptor_must_fit_the_data(slice_vectors):
+    """`train_supervised(adaptor=...)`: base dim, dims and base model are checked against the data first."""
+    base = train_unsupervised(slice_vectors, (32, 384), FAST, base_model="all-MiniLM-L6-v2", progress=False)
+    labelled = (slice_vectors, slice_vectors[:2], [{0: 1}, {1: 1}])
+    with pytest.raises(
+        AdaptorMismatchError, match=r"trained for dims \[32, 384\], this training is for dims"
+    ):
+        train_supervised(*labelled, (64, 384), adaptor=base, progress=False)
+    with pytest.raises(
+        AdaptorMismatchError, match="trained for base model 'all-MiniLM-L6-v2', got 'bge-small'"
+    ):
+        train_supervised(*labelled, (32, 384), adaptor=base, base_model="bge-small", progress=False)
+    wider = MatryoshkaAdaptor(AdaptorConfig(base_dim=768, dims=(32, 768), base_model="all-mpnet-base-v2"))
+    with pytest.raises(AdaptorMismatchError, match="trained for base dim 768 .* got vectors of dim 384"):
+        train_supervised(*labelled, adaptor=wider, progress=False)
