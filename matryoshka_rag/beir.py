@@ -164,43 +164,68 @@ def _aligned(dir: Path, stem: str, ids_name: str, wanted: list[str]) -> np.ndarr
     return np.ascontiguousarray(vectors[index], dtype=np.float32)
 
 
+def _utf8_lines(file: Path, newline: str | None = None) -> Iterator[str]:
+    """The lines of a text file; `InputError` naming the file if it is not UTF-8."""
+    try:
+        with file.open(encoding="utf-8", newline=newline) as f:
+            yield from f
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start : error.start + 1].hex()
+        raise InputError(
+            f"{file} is not UTF-8 text (byte 0x{byte} cannot be decoded): save it as UTF-8"
+        ) from error
+
+
+def _check_unicode(record: dict, file: Path, line_no: int) -> None:
+    """`InputError` if a string of `record` holds a lone surrogate (a JSON escape such as \\ud800 alone)."""
+    for key, value in record.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                bad = error.object[error.start : error.end]
+                raise InputError(
+                    f"{file}, line {line_no}: {key!r} holds a lone surrogate {bad!r}, not valid Unicode text"
+                ) from error
+
+
 def _read_jsonl(file: Path) -> Iterator[dict]:
     """Yield the objects of a JSON-lines file with ``_id`` as str; blank lines are skipped."""
     seen: dict[str, int] = {}
-    with file.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{file}, line {line_no}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict) or record.get("_id") in (None, ""):
-                raise InputError(f"{file}, line {line_no}: expected a JSON object with an '_id'")
-            record_id = record["_id"] = str(record["_id"])
-            if record_id in seen:
-                raise InputError(
-                    f"{file}, line {line_no}: duplicate id {record_id!r} (first on line {seen[record_id]})"
-                )
-            seen[record_id] = line_no
-            yield record
+    for line_no, line in enumerate(_utf8_lines(file), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{file}, line {line_no}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict) or record.get("_id") in (None, ""):
+            raise InputError(f"{file}, line {line_no}: expected a JSON object with an '_id'")
+        _check_unicode(record, file, line_no)
+        record_id = record["_id"] = str(record["_id"])
+        if record_id in seen:
+            raise InputError(
+                f"{file}, line {line_no}: duplicate id {record_id!r} (first on line {seen[record_id]})"
+            )
+        seen[record_id] = line_no
+        yield record
 
 
 def _read_qrels(file: Path) -> Iterator[tuple[str, str, int]]:
     """Yield (query id, doc id, grade) rows of a qrels TSV; the header row is skipped, CRLF or LF alike."""
-    with file.open(encoding="utf-8", newline="") as f:
-        for line_no, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
-            row = [cell.strip() for cell in row]
-            if not any(row):
+    rows = csv.reader(_utf8_lines(file, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    for line_no, row in enumerate(rows, start=1):
+        row = [cell.strip() for cell in row]
+        if not any(row):
+            continue
+        if len(row) != 3:
+            raise InputError(f"{file}, line {line_no}: expected 3 tab-separated columns, got {len(row)}")
+        grade = _parse_grade(row[2])
+        if grade is None:
+            if line_no == 1:  # header: query-id, corpus-id, score
                 continue
-            if len(row) != 3:
-                raise InputError(f"{file}, line {line_no}: expected 3 tab-separated columns, got {len(row)}")
-            grade = _parse_grade(row[2])
-            if grade is None:
-                if line_no == 1:  # header: query-id, corpus-id, score
-                    continue
-                raise InputError(f"{file}, line {line_no}: score {row[2]!r} is not an integer")
-            yield row[0], row[1], grade
+            raise InputError(f"{file}, line {line_no}: score {row[2]!r} is not an integer")
+        yield row[0], row[1], grade
 
 
 def _parse_grade(cell: str) -> int | None:

@@ -28,8 +28,15 @@ def default_cache_path() -> Path:
 
 
 def cache_key(model_name: str, text: str) -> bytes:
-    """32-byte sha256 digest of ``model_name + "\\0" + text``."""
-    return hashlib.sha256(f"{model_name}\0{text}".encode()).digest()
+    """32-byte sha256 digest of ``model_name + "\\0" + text`` (UTF-8); `InputError` for a text that is not
+    valid Unicode (a lone surrogate)."""
+    try:
+        return hashlib.sha256(f"{model_name}\0{text}".encode()).digest()
+    except UnicodeEncodeError as error:
+        bad = error.object[error.start : error.end]
+        raise InputError(
+            f"text {text[:60]!r} holds a lone surrogate {bad!r}, not valid Unicode text: it cannot be embedded"
+        ) from error
 
 
 class EmbeddingCache:

@@ -59,38 +59,65 @@ def _add_objectives(parser: argparse.ArgumentParser) -> None:
 
 def train_command(args: argparse.Namespace) -> None:
     from .adaptor_folder import check_destination
-    from .beir import BeirDataset, load_precomputed, read_corpus, read_qrels, read_queries
+    from .beir import BeirDataset, load_precomputed, read_corpus, read_queries
     from .errors import InputError
     from .evaluation import MethodTrainer, labelled_queries, load_vectors
     from .persistence import save_adaptor
     from .validation import parse_dims
 
     dims = parse_dims(args.dims)
+    settings = _settings(args)
     out = Path(args.out)
     check_destination(out, args.overwrite, "--overwrite")
     if bool(args.queries) != bool(args.qrels):
         raise InputError("--queries and --qrels go together (supervised training needs both)")
+    if args.dev_qrels and not args.qrels:
+        raise InputError(
+            "--dev-qrels is the supervised stage's validation split: it needs --queries and --qrels"
+        )
     corpus_ids, corpus_texts = read_corpus(args.corpus)
     query_ids, query_texts = read_queries(args.queries) if args.queries else ([], [])
-    dataset = BeirDataset(Path(args.corpus).parent.name, corpus_ids, corpus_texts, query_ids, query_texts)
+    known = set(query_ids), set(corpus_ids)
+    qrels = _positive_qrels(args.qrels, *known) if args.qrels else None
+    dev_qrels = _positive_qrels(args.dev_qrels, *known) if args.dev_qrels else None
+    # only the queries with a grade > 0 are embedded (an unlabelled one may be blank)
+    labelled = {
+        q for found in (qrels, dev_qrels) if found for q, judged in found.items() if max(judged.values()) > 0
+    }
+    keep = [i for i, q in enumerate(query_ids) if q in labelled]
+    blank = [query_ids[i] for i in keep if not query_texts[i].strip()]
+    if blank:
+        raise InputError(
+            f"{args.queries}: {len(blank)} labelled query(ies) have a blank text, first {blank[0]!r}"
+        )
+    dataset = BeirDataset(
+        Path(args.corpus).parent.name,
+        corpus_ids,
+        corpus_texts,
+        [query_ids[i] for i in keep],
+        [query_texts[i] for i in keep],
+    )
     if args.embeddings:
         corpus, queries = load_precomputed(Path(args.embeddings), dataset)
     else:
         corpus, queries = load_vectors(dataset, args.model, None, args.cache)
-    train = validation = None
-    if args.qrels:
-        known = set(query_ids), set(corpus_ids)
-        train = labelled_queries(dataset, queries, read_qrels(args.qrels, *known))
-        if train is None:
-            raise InputError(
-                f"{args.qrels} holds no judgement with a grade > 0 for these queries and documents"
-            )
-        if args.dev_qrels:
-            validation = labelled_queries(dataset, queries, read_qrels(args.dev_qrels, *known))
-    trainer = MethodTrainer(corpus, dims, _settings(args), args.model, train, validation)
+    train = labelled_queries(dataset, queries, qrels) if qrels else None
+    validation = labelled_queries(dataset, queries, dev_qrels) if dev_qrels else None
+    trainer = MethodTrainer(corpus, dims, settings, args.model, train, validation)
     adaptor = trainer.adaptor("supervised" if args.qrels else "unsupervised")
     save_adaptor(adaptor, out, overwrite=args.overwrite)
     print(f"saved adaptor to {out} ({adaptor.metadata['training']['seconds']:.0f} s of training)")
+
+
+def _positive_qrels(path: str, known_queries: set[str], known_docs: set[str]) -> dict[str, dict[str, int]]:
+    """The judgements of a qrels file; `InputError` if none has a grade > 0 for these queries and documents."""
+    from .beir import read_qrels
+    from .errors import InputError
+
+    qrels = read_qrels(path, known_queries, known_docs)
+    if not any(grade > 0 for judged in qrels.values() for grade in judged.values()):
+        raise InputError(f"{path} holds no judgement with a grade > 0 for these queries and documents")
+    return qrels
 
 
 def eval_command(args: argparse.Namespace) -> None:

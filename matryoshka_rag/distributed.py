@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -191,8 +192,9 @@ def knn_table_shared(
     return context.gather_rows(table, n, device), info
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Train an unsupervised adaptor on a `.npy` corpus with every rank of a torchrun launch."""
+def main(argv: list[str] | None = None) -> int:
+    """Train an unsupervised adaptor on a `.npy` corpus with every rank of a torchrun launch; bad input is one
+    line on stderr and exit status 2."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -206,17 +208,30 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        _train(args)
+    except InputError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .adaptor_folder import check_destination
     from .fit import training_configs
     from .persistence import save_adaptor
     from .trainer import train_unsupervised
     from .validation import parse_dims
 
+    check_destination(args.out, args.overwrite, "--overwrite")
     defaults = training_configs()[0]
     settings = {}
     for item in args.set:
-        key, _, value = item.partition("=")
-        settings[key] = type(getattr(defaults, key))(value) if hasattr(defaults, key) else value
-    config = training_configs(**settings)[0]  # unknown names raise InputError
+        key, equals, text = item.partition("=")
+        if not equals:
+            raise InputError(f"--set {item!r}: expected field=value, e.g. max_steps=200")
+        settings[key] = _typed(key, text, getattr(defaults, key, None))
+    config = training_configs(**settings)[0]  # unknown names and values outside the allowed ones raise
     dims = parse_dims(args.dims) if args.dims else None
     adaptor = train_unsupervised(args.corpus, dims, config, args.base_model, args.device, progress=False)
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -228,5 +243,20 @@ def main(argv: list[str] | None = None) -> None:
         dist.destroy_process_group()
 
 
+def _typed(key: str, text: str, default: object) -> object:
+    """`--set key=text` as the type of the field's default (text when the field is unknown or a string)."""
+    if isinstance(default, bool):
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise InputError(f"--set {key}={text}: expected true or false")
+    if isinstance(default, int | float):
+        try:
+            return type(default)(text)
+        except ValueError:
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise InputError(f"--set {key}={text}: expected {kind}") from None
+    return text
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

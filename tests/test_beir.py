@@ -120,6 +120,29 @@ def test_malformed_json_names_file_and_line(tmp_path: Path) -> None:
         load_beir(root)
 
 
+def test_files_that_are_not_utf8_name_the_file(tmp_path: Path) -> None:
+    root = _write_dataset(
+        tmp_path / "latin1", DOCS, QUERIES, {"test": "query-id\tcorpus-id\tscore\nq0\td0\t1\n"}
+    )
+    (root / "corpus.jsonl").write_bytes('{"_id": "d0", "text": "caf\u00e9 au lait"}\n'.encode("latin-1"))
+    with pytest.raises(InputError, match=r"corpus\.jsonl is not UTF-8 text \(byte 0xe9 cannot be decoded\)"):
+        load_beir(root)
+    _write_dataset(tmp_path / "utf16", DOCS, QUERIES)
+    dataset = load_beir(tmp_path / "utf16")
+    qrels = Path(dataset.path) / "qrels" / "test.tsv"
+    qrels.write_bytes("query-id\tcorpus-id\tscore\nq0\td0\t1\n".encode("utf-16"))
+    with pytest.raises(InputError, match=r"test\.tsv is not UTF-8 text"):
+        dataset.qrels("test")
+
+
+def test_a_lone_surrogate_names_the_line_and_field(tmp_path: Path) -> None:
+    root = _write_dataset(tmp_path / "surrogate", DOCS, QUERIES)
+    with (root / "queries.jsonl").open("a") as file:
+        file.write('{"_id": "q9", "text": "vitamin D \\ud800 and tuberculosis"}\n')  # valid JSON, not Unicode
+    with pytest.raises(InputError, match=r"queries\.jsonl, line 3: 'text' holds a lone surrogate '\\ud800'"):
+        load_beir(root)
+
+
 @pytest.mark.parametrize(
     "docs,queries,match",
     [

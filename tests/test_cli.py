@@ -131,17 +131,77 @@ def test_train_refuses_a_folder_of_other_files_before_embedding(scifact_slice, t
     assert (project / "notes.txt").read_text() == "keep me"
 
 
-def test_train_supervised_from_files(scifact_slice, cache, tmp_path):
+def test_train_supervised_from_files_with_an_unlabelled_blank_query(scifact_slice, cache, tmp_path):
+    """Only the labelled queries are embedded: a blank query that no qrels line names does not abort."""
     out = tmp_path / "supervised"
-    labels = [
-        "--queries",
-        str(scifact_slice / "queries.jsonl"),
-        "--qrels",
-        str(scifact_slice / "qrels" / "train.tsv"),
-    ]
+    queries = tmp_path / "queries.jsonl"
+    blank = json.dumps({"_id": "unlabelled", "text": "  "}) + "\n"
+    queries.write_text((scifact_slice / "queries.jsonl").read_text() + blank)
+    labels = ["--queries", str(queries), "--qrels", str(scifact_slice / "qrels" / "train.tsv")]
     assert main(train_args(scifact_slice, out, cache, *labels, "--ranking", "pairwise")) == 0
     training = load_adaptor(out).metadata["training"]
     assert training["mode"] == "supervised" and training["supervised"]["objective"] == "pairwise"
+
+
+def test_train_bad_files_are_one_line_and_exit_2_before_any_embedding(scifact_slice, tmp_path, capsys):
+    corpus, queries = scifact_slice / "corpus.jsonl", scifact_slice / "queries.jsonl"
+    train_qrels = scifact_slice / "qrels" / "train.tsv"
+    first_labelled = train_qrels.read_text().splitlines()[1].split("\t")[0]
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(queries.read_bytes() + '{"_id": "x", "text": "caf\u00e9"}\n'.encode("latin-1"))
+    surrogate = tmp_path / "corpus.jsonl"
+    surrogate.write_text(corpus.read_text() + '{"_id": "x", "title": "", "text": "D \\ud800"}\n')
+    no_positive = tmp_path / "dev.tsv"
+    no_positive.write_text(
+        "query-id\tcorpus-id\tscore\n" + train_qrels.read_text().splitlines()[1][:-1] + "0\n"
+    )
+    blank_labelled = tmp_path / "blank.jsonl"
+    records = [json.loads(line) for line in queries.read_text().splitlines()]
+    blank_labelled.write_text(
+        "".join(json.dumps({**r, "text": ""} if r["_id"] == first_labelled else r) + "\n" for r in records)
+    )
+    a_file = tmp_path / "adaptor.txt"
+    a_file.write_text("not a folder")
+    labels = ["--queries", str(queries), "--qrels", str(train_qrels)]
+    cache = tmp_path / "embeddings.sqlite"
+    out = str(tmp_path / "adaptor")
+    cases = [
+        (
+            ["--corpus", str(corpus), "--out", out, "--queries", str(latin1), "--qrels", str(train_qrels)],
+            "latin1.jsonl is not UTF-8 text (byte 0xe9 cannot be decoded)",
+        ),
+        (
+            ["--corpus", str(surrogate), "--out", out],
+            f"line {len(corpus.read_text().splitlines()) + 1}: 'text' holds a lone surrogate '\\ud800'",
+        ),
+        (
+            ["--corpus", str(corpus), "--out", out, *labels, "--dev-qrels", str(no_positive)],
+            "dev.tsv holds no judgement with a grade > 0",
+        ),
+        (
+            [
+                "--corpus",
+                str(corpus),
+                "--out",
+                out,
+                "--queries",
+                str(blank_labelled),
+                "--qrels",
+                str(train_qrels),
+            ],
+            f"1 labelled query(ies) have a blank text, first {first_labelled!r}",
+        ),
+        (
+            ["--corpus", str(corpus), "--out", str(a_file), "--overwrite"],
+            "adaptor.txt is a file, not a folder",
+        ),
+    ]
+    for args, message in cases:
+        assert main(["train", *args, "--cache", str(cache)]) == 2, message
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not cache.exists()  # every case was refused before anything was embedded
+    assert a_file.read_text() == "not a folder"
 
 
 def test_cli_reports_bad_input_cleanly(scifact_slice, tmp_path, capsys):

@@ -281,3 +281,23 @@ def test_data_parallel_gradient_is_the_single_process_gradient(ddp_steps, object
 
 if __name__ == "__main__":
     _worker(Path(sys.argv[1]), Path(sys.argv[2]))
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("objective=listwse", "objective must be one of 'listwise', 'paper'; got 'listwse'"),
+        ("batch_size=abc", "--set batch_size=abc: expected an integer"),
+        ("batch_size=0", "batch_size must be an integer >= 1; got 0"),
+        ("temperature=-1", "temperature must be a finite number > 0; got -1.0"),
+        ("max_steps", "--set 'max_steps': expected field=value"),
+    ],
+)
+def test_entry_point_refuses_bad_settings_in_one_line(tmp_path, capsys, setting, message):
+    """Checked before the corpus is opened (it does not exist, so a later check would report that)."""
+    from matryoshka_rag.distributed import main
+
+    assert main([str(tmp_path / "corpus.npy"), str(tmp_path / "adaptor"), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "adaptor").exists()

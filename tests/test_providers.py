@@ -193,3 +193,9 @@ def test_canonical_model_name(minilm: SentenceTransformerProvider, tmp_path: Pat
     (tmp_path / "my-model").mkdir()
     assert canonical_model_name(str(tmp_path / "my-model")) == "my-model"
     assert canonical_model_name(" BAAI/bge-small-en-v1.5 ") == "BAAI/bge-small-en-v1.5"
+
+
+def test_a_text_with_a_lone_surrogate_is_an_input_error_not_a_crash(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "embeddings.sqlite")
+    with cache, pytest.raises(InputError, match=r"holds a lone surrogate '\\udc80', not valid Unicode text"):
+        cache.get_many("all-MiniLM-L6-v2", ["vitamin D", "bytes decoded with surrogateescape \udc80"])
