@@ -41,7 +41,6 @@ class NumpyAdaptor:
 
     Attributes:
         config: the `AdaptorConfig`.
-        fingerprint: the same sha256 as `MatryoshkaAdaptor.fingerprint()` of these weights.
         metadata: training settings and metrics recorded beside the weights.
     """
 
@@ -49,7 +48,7 @@ class NumpyAdaptor:
         self, config: AdaptorConfig, tensors: Mapping[str, np.ndarray], metadata: dict | None = None
     ) -> None:
         self.config = config
-        self.fingerprint = fingerprint(config, tensors)
+        self._fingerprint = fingerprint(config, tensors)
         self.metadata = dict(metadata or {})
         self._rotation = tensors.get("rotation") if config.rotation else None
         self._layers = [
@@ -71,6 +70,10 @@ class NumpyAdaptor:
     def from_module(cls, adaptor: Any) -> NumpyAdaptor:
         """The numpy twin of a `MatryoshkaAdaptor` (torch) object."""
         return cls(adaptor.config, adaptor.numpy_state(), adaptor.metadata)
+
+    def fingerprint(self) -> str:
+        """The same sha256 as `MatryoshkaAdaptor.fingerprint()` of these weights."""
+        return self._fingerprint
 
     def check_base(self, base_dim: int, base_model: str | None = None) -> None:
         """Raise `AdaptorMismatchError` naming both sides if the base model or its dim differ."""

@@ -1,20 +1,23 @@
-"""Matryoshka retrieval on Chroma: search small adapted prefixes, rerank exactly at a larger dim, fall back.
+"""Matryoshka retrieval on Chroma: search a small adapted prefix, rerank exactly at a larger dim.
 
-Layout: two Chroma collections sharing ids, both HNSW with the same space:
+Layout (one searched collection, the rerank vectors beside it):
 
-- ``<name>__d<small>`` holds the adapted vectors cut to ``small_dim`` (renormalised) and the metadata (for
-  ``where`` filters). It is the one searched first.
-- ``<name>__d<large>`` holds the large vectors, the metadata and the documents. It serves the exact rerank of
-  the shortlist and, through its own HNSW index, the fallback search. At the full dim the large vectors are
-  by default the base vectors themselves (normalised): the rerank then reproduces the base model's own
-  ranking, whereas adapted 384-d vectors moved nDCG@10 by +1.3% (SciFact) and -1.3% (NFCorpus), see
-  BENCHMARKS.md. Below the full dim they are the adapted vectors cut to ``large_dim``.
+- ``<name>__d<small>`` holds the adapted vectors cut to ``small_dim`` (renormalised, HNSW), the documents and
+  the metadata (for ``where`` filters). It is the only thing searched.
+- The rerank vectors (``large_dim``) live outside HNSW: with an embedded `PersistentClient` in a float16 file
+  beside the database (`rerank_vectors.FileVectors`, read only for the shortlist), through a server in a
+  second collection ``<name>__d<large>`` read by id (`rerank_vectors.CollectionVectors`). They are the
+  adapted vectors when the adaptor was trained with labels (or below the full dim), else the base vectors.
 
-A record is written to the large collection first, then to the small one, always with ``upsert``: a record
-is searchable only once both are written, and re-sending a batch after any failure never duplicates.
-Both collections record the adaptor's fingerprint (and folder), the base model, the dims, which large vectors
-they hold and the space; opening them with anything else raises :class:`AdaptorMismatchError` and leaves them
-untouched.
+A query searches ``shortlist_factor * k`` candidates at the small dim, reranks them exactly (numpy) at the
+large dim and widens the shortlist (x4, up to ``max_shortlist_factor * k``) while
+`shortlist.shortlist_is_conclusive` says a record outside it could still enter the top k.
+
+Writes put the rerank vectors first (fsynced), then the searched records that point at them, with
+``upsert``: a record is findable only once wholly written, and re-sending a batch never duplicates. The
+searched collection records the adaptor's fingerprint (and folder), the base model, the dims, the rerank
+vectors' kind and home and the space; opening it with anything else raises `AdaptorMismatchError` and leaves
+it untouched. Querying imports no torch: the adaptor runs as numpy (`adaptor_numpy.NumpyAdaptor`).
 """
 
 from __future__ import annotations
@@ -22,29 +25,28 @@ from __future__ import annotations
 import math
 import os
 import re
+import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-import chromadb
-import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.errors import InvalidArgumentError, NotFoundError
+from chromadb.errors import NotFoundError
 
-from .adaptor import MatryoshkaAdaptor
+from .adaptor_numpy import NumpyAdaptor, as_numpy_adaptor
+from .chroma_client import ChromaUnavailableError, chroma_errors, connect, location, persist_directory
 from .errors import AdaptorMismatchError, InputError
-from .persistence import load_adaptor
 from .providers import CallableProvider, EmbeddingProvider, canonical_model_name, embed_texts
+from .rerank_vectors import RESERVED_PREFIX, CollectionVectors, FileVectors, RerankHome
+from .shortlist import shortlist_is_conclusive
 
 __all__ = [
     "DEFAULT_HNSW",
-    "STAGE_FALLBACK",
     "STAGE_FUNNEL",
+    "STAGE_WIDENED",
     "ChromaUnavailableError",
     "Hit",
     "MatryoshkaStore",
@@ -52,37 +54,32 @@ __all__ = [
     "connect",
 ]
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 DEFAULT_HNSW = {"ef_construction": 200, "ef_search": 400, "max_neighbors": 32}  # defaults give low recall
-SPACES = ("cosine", "ip", "l2")
 STAGE_FUNNEL = "small+rerank"
-STAGE_FALLBACK = "fallback"
-# Shortlists up to this size are reranked by get() + numpy (~3 ms per 100 vectors, embedded), longer ones by
-# Chroma's own `query(ids=shortlist)`, an HNSW search restricted to the shortlist: slow while the shortlist is
-# below ef_search=400 (it exhausts the graph: ~14 ms), fast above (~4 ms for 800). Both gave the exact order.
-NUMPY_RERANK_MAX = 300
+STAGE_WIDENED = "widened"
+WIDEN_STEP = 4
 _INT64 = (-(2**63), 2**63 - 1)
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$")
-_LAYOUT_KEYS = ("small_dim", "large_dim", "large_vectors", "space", "base_model", "adaptor_fingerprint")
+_LAYOUT_KEYS = (
+    "small_dim",
+    "large_dim",
+    "large_vectors",
+    "rerank_home",
+    "space",
+    "base_model",
+    "adaptor_fingerprint",
+)
 
-Fallback = Literal["auto", "never", "always"]
+Space = Literal["cosine", "ip", "l2"]
 LargeVectors = Literal["auto", "base", "adapted"]
-
-
-class ChromaUnavailableError(InputError):
-    """The Chroma server (or database folder) named in the message cannot be reached."""
-
-    def __init__(self, message: str, location: str) -> None:
-        super().__init__(message)
-        self.location = location
 
 
 @dataclass(frozen=True)
 class Hit:
     """One result: ``score`` is the cosine at the large dim (hits are ordered by it), ``scores`` the cosine
-    at each dim (``{small_dim: ..., large_dim: ...}``, of the vectors stored at that dim), ``stage`` how it
-    was found: ``"small+rerank"`` (small-dim shortlist reranked at the large dim) or ``"fallback"``
-    (large-dim search)."""
+    at each dim (``{small_dim: ..., large_dim: ...}``), ``stage`` how it was found: ``"small+rerank"`` (in
+    the first small-dim shortlist) or ``"widened"`` (only in a widened one)."""
 
     id: str
     score: float
@@ -90,48 +87,6 @@ class Hit:
     stage: str
     document: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _location(client: ClientAPI) -> str:
-    """The URL of an HTTP client's server, or the folder of a persistent client."""
-    settings = client.get_settings()
-    if settings.chroma_server_host:
-        scheme = "https" if settings.chroma_server_ssl_enabled else "http"
-        return f"{scheme}://{settings.chroma_server_host}:{settings.chroma_server_http_port}"
-    return str(settings.persist_directory) if settings.is_persistent else "in-memory Chroma"
-
-
-@contextmanager
-def _chroma_errors(location: str, action: str) -> Iterator[None]:
-    """Turn Chroma's connection and validation errors into ours, naming `location` and `action`."""
-    try:
-        yield
-    except httpx.TransportError as error:
-        raise ChromaUnavailableError(
-            f"cannot reach the Chroma server at {location} while {action}: {error}", location
-        ) from error
-    except (InvalidArgumentError, ValueError) as error:
-        if "Could not connect" in str(error):
-            raise ChromaUnavailableError(
-                f"cannot reach the Chroma server at {location} while {action}: is it running?", location
-            ) from error
-        raise InputError(f"Chroma at {location} rejected {action}: {error}") from error
-
-
-def connect(path: str | os.PathLike | None = None, host: str | None = None, port: int = 8000) -> ClientAPI:
-    """`chromadb.PersistentClient(path)`, or `chromadb.HttpClient(host, port)` when `host` is given.
-
-    Raises `ChromaUnavailableError` naming the URL when the server does not answer.
-    """
-    if (path is None) == (host is None):
-        raise InputError("give either a database folder (path) or a server (host and port), not both")
-    if host is not None:
-        url = f"http://{host}:{port}"
-        with _chroma_errors(url, "connecting"):
-            return chromadb.HttpClient(host=host, port=int(port))
-    folder = Path(path).expanduser()
-    with _chroma_errors(str(folder), "opening the database"):
-        return chromadb.PersistentClient(path=str(folder))
 
 
 def _check_ids(ids: Sequence[str]) -> list[str]:
@@ -199,9 +154,15 @@ def check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, ids: l
         clean = {}
         for key, value in metadata.items():
             where = f"metadata of id {record_id!r}, key {key!r}"
-            if not isinstance(key, str) or not key or key[0] in "#$" or key.startswith("chroma:"):
+            if (
+                not isinstance(key, str)
+                or not key
+                or key[0] in "#$"
+                or key.startswith(("chroma:", RESERVED_PREFIX))
+            ):
                 raise InputError(
-                    f"{where}: keys must be non-empty strings not starting with '#', '$' or 'chroma:'"
+                    f"{where}: keys must be non-empty strings not starting with '#', '$', 'chroma:' or "
+                    f"{RESERVED_PREFIX!r} (the store's own)"
                 )
             clean[key] = _metadata_value(value, where)
         checked.append(clean)
@@ -216,41 +177,61 @@ def _as_provider(provider: EmbeddingProvider | Callable | None) -> EmbeddingProv
     return CallableProvider(provider, name=getattr(provider, "__name__", type(provider).__name__))
 
 
-def _similarities(distances: Sequence[float], space: str) -> list[float]:
-    """Chroma distances of unit vectors as cosines (l2 is squared: d = 2 - 2 cos; cosine and ip: 1 - cos)."""
-    scale = 0.5 if space == "l2" else 1.0
-    return [1.0 - scale * float(d) for d in distances]
+def _as_provider(provider: EmbeddingProvider | Callable | None) -> EmbeddingProvider | None:
+    if provider is None or isinstance(provider, EmbeddingProvider):
+        return provider
+    if not callable(provider):
+        raise InputError(f"provider must map a list of texts to vectors, got {type(provider).__name__}")
+    return CallableProvider(provider, name=getattr(provider, "__name__", type(provider).__name__))
+
+
+def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A record's metadata without the store's own keys."""
+    return {key: value for key, value in (metadata or {}).items() if not key.startswith(RESERVED_PREFIX)}
+
+
+def _checked_choice(value: Any, allowed: Any, what: str) -> Any:
+    if value not in get_args(allowed):
+        raise InputError(f"{what} must be one of {get_args(allowed)}, got {value!r}")
+    return value
+
+
+def trained_with_labels(adaptor: NumpyAdaptor) -> bool:
+    """Whether the adaptor's recorded training used relevance labels (the supervised stage)."""
+    training = adaptor.metadata.get("training")
+    return isinstance(training, Mapping) and training.get("mode") == "supervised"
 
 
 class MatryoshkaStore:
-    """A Matryoshka collection pair in Chroma: `add`/`upsert`/`delete` base vectors or texts, `query` -> hits.
+    """A Matryoshka store in Chroma: `upsert`/`delete`/`get` base vectors or texts, `query` -> hits.
 
     Args:
-        name: collection name; the collections are ``<name>__d<small_dim>`` and ``<name>__d<large_dim>``.
-        adaptor: a `MatryoshkaAdaptor`, the folder of a saved one (recorded, so it is found on reopening),
-            or None to load the folder recorded in an existing collection (fingerprint checked).
+        name: store name; the searched collection is ``<name>__d<small_dim>``.
+        adaptor: a `MatryoshkaAdaptor` or `NumpyAdaptor`, the folder of a saved one (recorded, so it is found
+            on reopening), or None to load the folder recorded in an existing store (fingerprint checked).
         client: a chromadb client; else ``connect(path)`` or ``connect(host=host, port=port)``.
-        small_dim, large_dim: dims searched / reranked (default 64 and the base dim for a new collection,
-            the recorded ones for an existing collection).
-        large_vectors: what the large collection holds: "base" (the base vectors, only at the full dim),
-            "adapted" (adapted vectors cut to `large_dim`) or "auto" (base at the full dim, else adapted).
+        small_dim, large_dim: dims searched / reranked (default 64 and the base dim for a new store, the
+            recorded ones for an existing store).
+        large_vectors: the rerank vectors: "adapted" (adapted vectors cut to `large_dim`), "base" (the base
+            vectors, full dim only) or "auto": adapted when the adaptor was trained with labels or
+            `large_dim` is below the base dim, else base. Recorded in the store.
+        rerank_home: where rerank vectors live: "file" (float16 file beside an embedded database),
+            "collection" (a second collection; works through a server) or "auto" (file when the client is
+            a `PersistentClient`, else collection). Recorded in the store.
         provider: texts -> base vectors `(n, base_dim)` (an `EmbeddingProvider` or any callable), needed
             to add texts without embeddings and to query with text.
-        space: HNSW space of both collections: "cosine" (default for a new collection), "ip" or "l2"
-            (vectors are unit-norm, so all three rank alike; scores are always reported as cosines).
-        shortlist_factor: the small-dim search returns `shortlist_factor * k` candidates (default 40: the
-            smallest factor giving recall@10 >= 0.99 against exact full-dim search on SciFact and NFCorpus,
-            see BENCHMARKS.md; 10 gave recall 0.97, nDCG@10 within 0.3%, and was up to 2x faster at 50k).
-        fallback: "auto" searches the large collection directly when the funnel is inconclusive (the best
-            reranked cosine is below `min_score`, or fewer than k candidates pass `where`); "never"; "always".
-        min_score: the large-dim cosine under which "auto" falls back.
-        hnsw: HNSW settings of new collections (default `DEFAULT_HNSW`).
+        space: HNSW space of the searched collection: "cosine" (default), "ip" or "l2" (vectors are
+            unit-norm, so all three rank alike; scores are always cosines).
+        shortlist_factor: the first shortlist holds `shortlist_factor * k` candidates.
+        max_shortlist_factor: the shortlist widens (x4) up to `max_shortlist_factor * k` candidates while
+            `shortlist_is_conclusive` is false; equal to `shortlist_factor` turns widening off.
+        hnsw: HNSW settings of a new searched collection (default `DEFAULT_HNSW`).
     """
 
     def __init__(
         self,
         name: str,
-        adaptor: MatryoshkaAdaptor | str | os.PathLike | None = None,
+        adaptor: Any = None,
         *,
         client: ClientAPI | None = None,
         path: str | os.PathLike | None = None,
@@ -259,11 +240,11 @@ class MatryoshkaStore:
         small_dim: int | None = None,
         large_dim: int | None = None,
         large_vectors: LargeVectors | None = None,
+        rerank_home: RerankHome | None = None,
         provider: EmbeddingProvider | Callable[[list[str]], Any] | None = None,
-        space: str | None = None,
-        shortlist_factor: int = 40,
-        fallback: Fallback = "auto",
-        min_score: float = 0.2,
+        space: Space | None = None,
+        shortlist_factor: int = 20,
+        max_shortlist_factor: int = 160,
         hnsw: Mapping[str, int] | None = None,
     ) -> None:
         if not isinstance(name, str) or len(name) < 3 or not _NAME.match(name):
@@ -271,42 +252,45 @@ class MatryoshkaStore:
                 f"collection name {name!r}: use 3+ characters from [a-zA-Z0-9._-], starting and ending "
                 "with a letter or digit"
             )
-        if fallback not in ("auto", "never", "always"):
-            raise InputError(f"fallback must be 'auto', 'never' or 'always', got {fallback!r}")
-        if int(shortlist_factor) < 1:
-            raise InputError(f"shortlist_factor must be >= 1, got {shortlist_factor}")
+        if not 1 <= int(shortlist_factor) <= int(max_shortlist_factor):
+            raise InputError(
+                f"need 1 <= shortlist_factor <= max_shortlist_factor, got {shortlist_factor} and {max_shortlist_factor}"
+            )
         if client is None:
             client = connect(path=path, host=host, port=port)
         elif path is not None or host is not None:
             raise InputError("give a client, or a path, or a host, not several")
         self.name, self.client = name, client
-        self.location = _location(client)
-        self.shortlist_factor = int(shortlist_factor)
-        self.fallback, self.min_score = fallback, float(min_score)
+        self.location = location(client)
+        self.shortlist_factor, self.max_shortlist_factor = int(shortlist_factor), int(max_shortlist_factor)
         existing = self._existing_layout()
-        self.space = space or existing.get("space") or "cosine"
-        if self.space not in SPACES:
-            raise InputError(f"space must be one of {SPACES}, got {self.space!r}")
+        self.space = _checked_choice(space or existing.get("space") or "cosine", Space, "space")
         self.adaptor, self.adaptor_path = self._resolve_adaptor(adaptor, existing)
         base_dim = self.adaptor.config.base_dim
+        for label, dim in (("small_dim", small_dim), ("large_dim", large_dim)):
+            if dim is not None and (
+                isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim <= 0
+            ):
+                raise InputError(f"{label} must be a positive integer, got {dim!r}")
         self.small_dim = int(small_dim or existing.get("small_dim") or min(64, base_dim))
         self.large_dim = int(large_dim or existing.get("large_dim") or base_dim)
         if not 0 < self.small_dim < self.large_dim <= base_dim:
             raise InputError(
                 f"need 0 < small_dim < large_dim <= base dim {base_dim}, got {self.small_dim} and {self.large_dim}"
             )
-        same_large = existing.get("large_dim") == self.large_dim
-        self.large_vectors = (
-            large_vectors or (existing.get("large_vectors") if same_large else None) or "auto"
+        self.large_vectors = self._resolve_large_vectors(large_vectors, existing)
+        folder = persist_directory(client)
+        home = _checked_choice(
+            rerank_home or existing.get("rerank_home") or "auto", RerankHome, "rerank_home"
         )
-        if self.large_vectors == "auto":
-            self.large_vectors = "base" if self.large_dim == base_dim else "adapted"
-        if self.large_vectors not in ("base", "adapted"):
-            raise InputError(f"large_vectors must be 'auto', 'base' or 'adapted', got {self.large_vectors!r}")
-        if self.large_vectors == "base" and self.large_dim != base_dim:
+        if home == "auto":
+            home = "file" if folder is not None else "collection"
+        if home == "file" and folder is None:
             raise InputError(
-                f"large_vectors='base' needs large_dim = the base dim {base_dim}, got {self.large_dim}"
+                f"store {name!r} keeps its rerank vectors in a file beside an embedded database: open it with "
+                f"path= (a PersistentClient), not through {self.location}"
             )
+        self.rerank_home = home
         if self.small_dim not in self.adaptor.config.dims:
             warnings.warn(
                 f"small_dim {self.small_dim} is not one of the adaptor's trained dims {self.adaptor.config.dims}",
@@ -318,6 +302,7 @@ class MatryoshkaStore:
             "small_dim": self.small_dim,
             "large_dim": self.large_dim,
             "large_vectors": self.large_vectors,
+            "rerank_home": self.rerank_home,
             "space": self.space,
             "base_model": self.adaptor.config.base_model,
             "base_dim": base_dim,
@@ -327,49 +312,53 @@ class MatryoshkaStore:
         if existing:
             self._check_layout(existing)
         configuration = {"hnsw": {"space": self.space, **(dict(hnsw) if hnsw else DEFAULT_HNSW)}}
-        self.small = self._open(self.small_dim, "small", configuration)
-        self.large = self._open(self.large_dim, "large", configuration)
+        self.small = self._open(self.small_dim, "search", configuration)
+        if self.rerank_home == "file":
+            self.vectors: FileVectors | CollectionVectors = FileVectors(
+                folder / "matryoshka_rag", name, self.large_dim, client, self.small, self.location
+            )
+        else:
+            self.vectors = CollectionVectors(
+                self._open(self.large_dim, "rerank", configuration), self.location
+            )
         with self._errors("asking the batch size"):
             self.batch_size = int(client.get_max_batch_size())
 
     # -- opening -----------------------------------------------------------------------------------
 
     def _errors(self, action: str):
-        return _chroma_errors(self.location, action)
+        return chroma_errors(self.location, action)
 
     def collection_name(self, dim: int) -> str:
         return f"{self.name}__d{dim}"
 
     def _existing_layout(self) -> dict[str, Any]:
-        """Recorded layout of an existing pair named `<name>__d<dim>` (any dims), or {} when none exists."""
+        """Recorded layout of the existing store's searched collection, or {} when none exists."""
         pattern = re.compile(re.escape(self.name) + r"__d(\d+)")
         with self._errors(f"listing collections for {self.name!r}"):
             found = [c for c in self.client.list_collections() if pattern.fullmatch(c.name)]
-        if not found:
-            return {}
         for collection in found:
             metadata = collection.metadata or {}
             if metadata.get("matryoshka_rag_layout") != LAYOUT_VERSION:
                 raise InputError(
                     f"collection {collection.name!r} at {self.location} was not made by this version of "
-                    f"matryoshka-rag (layout {metadata.get('matryoshka_rag_layout')!r}); choose another name"
+                    f"matryoshka-rag (layout {metadata.get('matryoshka_rag_layout')!r}, this version writes "
+                    f"{LAYOUT_VERSION}): index into another name"
                 )
-        recorded = [dict(c.metadata) for c in found]
-        for other in recorded[1:]:
-            differing = [key for key in _LAYOUT_KEYS if other.get(key) != recorded[0].get(key)]
-            if differing:
-                names = ", ".join(c.name for c in found)
-                raise AdaptorMismatchError(f"collections {names} disagree on {differing}: remove one of them")
-        return recorded[0]
+        searched = [dict(c.metadata) for c in found if c.metadata.get("role") == "search"]
+        if len(searched) > 1:
+            names = ", ".join(c.name for c in found)
+            raise AdaptorMismatchError(
+                f"collections {names} are each a searched collection: remove one of them"
+            )
+        return searched[0] if searched else {}
 
-    def _resolve_adaptor(
-        self, adaptor: MatryoshkaAdaptor | str | os.PathLike | None, existing: dict[str, Any]
-    ) -> tuple[MatryoshkaAdaptor, str | None]:
-        if isinstance(adaptor, MatryoshkaAdaptor):
-            return adaptor, None
+    def _resolve_adaptor(self, adaptor: Any, existing: dict[str, Any]) -> tuple[NumpyAdaptor, str | None]:
         if adaptor is not None:
-            folder = Path(adaptor).expanduser().resolve()
-            return load_adaptor(folder), str(folder)
+            if isinstance(adaptor, str | os.PathLike):
+                folder = os.path.realpath(os.path.expanduser(adaptor))
+                return as_numpy_adaptor(folder), folder
+            return as_numpy_adaptor(adaptor), None
         if not existing:
             raise InputError(f"collection {self.name!r} does not exist at {self.location}: give an adaptor")
         folder = existing.get("adaptor_path") or ""
@@ -378,11 +367,29 @@ class MatryoshkaStore:
                 f"collection {self.name!r} was built with an adaptor object whose folder was not recorded "
                 f"(fingerprint {existing.get('adaptor_fingerprint')}): pass that adaptor"
             )
-        if not Path(folder).is_dir():
+        if not os.path.isdir(folder):
             raise InputError(
                 f"collection {self.name!r} was built with the adaptor at {folder}, which is gone"
             )
-        return load_adaptor(folder), folder
+        return as_numpy_adaptor(folder), folder
+
+    def _resolve_large_vectors(self, requested: LargeVectors | None, existing: dict[str, Any]) -> str:
+        """ "base" or "adapted": the requested kind, else the recorded one (same large dim), else "auto"'s."""
+        same_large = existing.get("large_dim") == self.large_dim
+        kind = _checked_choice(
+            requested or (existing.get("large_vectors") if same_large else None) or "auto",
+            LargeVectors,
+            "large_vectors",
+        )
+        full = self.large_dim == self.adaptor.config.base_dim
+        if kind == "auto":
+            kind = "base" if full and not trained_with_labels(self.adaptor) else "adapted"
+        if kind == "base" and not full:
+            raise InputError(
+                f"large_vectors='base' needs large_dim = the base dim {self.adaptor.config.base_dim}, "
+                f"got {self.large_dim}"
+            )
+        return kind
 
     @property
     def provider(self) -> EmbeddingProvider | None:
@@ -426,11 +433,11 @@ class MatryoshkaStore:
             try:
                 collection = self.client.get_collection(name, embedding_function=None)
             except NotFoundError:
+                metadata = {**self.layout, "role": role}
+                if role == "search":
+                    metadata["store_id"] = uuid.uuid4().hex
                 collection = self.client.create_collection(
-                    name,
-                    metadata={**self.layout, "role": role},
-                    configuration=configuration,
-                    embedding_function=None,
+                    name, metadata=metadata, configuration=configuration, embedding_function=None
                 )
         found_space = ((collection.configuration_json or {}).get("hnsw") or {}).get("space", self.space)
         if found_space != self.space:
@@ -440,24 +447,37 @@ class MatryoshkaStore:
             )
         return collection
 
-    # -- writing -----------------------------------------------------------------------------------
+    # -- vectors -----------------------------------------------------------------------------------
 
     def _vectors(self, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Base vectors `(n, base_dim)` -> unit-norm small `(n, small_dim)` and large `(n, large_dim)`."""
-        adapted = self.adaptor.transform(base, dim=self.large_dim)  # checks dim, NaN, zero rows
+        """Base vectors `(n, base_dim)` -> unit-norm small `(n, small_dim)` and rerank `(n, large_dim)`."""
+        adapted = self.adaptor.transform(base, dim=self.large_dim, normalize=False)  # checks dim, NaN, zeros
         small = adapted[:, : self.small_dim]
         norms = np.linalg.norm(small, axis=1, keepdims=True)
         if not norms.all():
             raise InputError(f"row {int(np.argmin(norms))} adapts to an all-zero {self.small_dim}-dim prefix")
-        if self.large_vectors == "base":
-            base = np.asarray(base, dtype=np.float32)
-            adapted = base / np.linalg.norm(base, axis=1, keepdims=True)
-        return np.ascontiguousarray(small / norms), adapted
+        large = np.asarray(base, dtype=np.float32) if self.large_vectors == "base" else adapted
+        large = large / np.linalg.norm(large, axis=1, keepdims=True)
+        return np.ascontiguousarray(small / norms), np.ascontiguousarray(large, dtype=np.float32)
+
+    def rerank_query(self, query: str | np.ndarray | Sequence[float]) -> np.ndarray:
+        """A query text or base vector `(base_dim,)` in the rerank space: unit-norm `(large_dim,)`."""
+        return self._vectors(self._query_vector(query))[1][0]
+
+    def rerank_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored unit-norm rerank vectors `(large_dim,)` of the `ids` that exist, by id."""
+        ids = _check_ids(ids)
+        with self._errors("reading records"):
+            found = self.small.get(ids=ids, include=["metadatas"])
+        vectors = self.vectors.read(found["ids"], found["metadatas"])
+        return dict(zip(found["ids"], _unit(vectors)))
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         if self.provider is None:
             raise InputError("this store has no embedding provider: pass provider=, or give base vectors")
         return embed_texts(self.provider, texts, progress=False)
+
+    # -- writing -----------------------------------------------------------------------------------
 
     def upsert(
         self,
@@ -475,7 +495,7 @@ class MatryoshkaStore:
             metadatas: n dicts (or None) of str/int/float/bool/None/list values (see `check_metadatas`).
 
         The whole batch is checked (and embedded) before anything is written; it is then written in chunks
-        of the client's max batch size, large collection first. Re-sending a batch never duplicates.
+        of the client's max batch size, rerank vectors first. Re-sending a batch never duplicates.
         """
         ids = _check_ids(ids)
         if texts is not None:
@@ -487,9 +507,7 @@ class MatryoshkaStore:
             if texts is None:
                 raise InputError("give texts or embeddings (base vectors) for the ids")
             embeddings = self._embed(texts)
-        base = (
-            np.asarray(embeddings, dtype=np.float32) if not isinstance(embeddings, np.ndarray) else embeddings
-        )
+        base = np.asarray(embeddings, dtype=np.float32)
         if base.ndim != 2 or base.shape[0] != len(ids):
             raise InputError(
                 f"embeddings must be ({len(ids)}, {self.adaptor.config.base_dim}), got {base.shape}"
@@ -497,44 +515,82 @@ class MatryoshkaStore:
         small, large = self._vectors(base)
         for start in range(0, len(ids), self.batch_size):
             part = slice(start, start + self.batch_size)
-            meta = checked[part] if checked is not None else None
-            with self._errors(
-                f"writing ids {ids[start]!r}..{ids[min(start + self.batch_size, len(ids)) - 1]!r}"
-            ):
-                self.large.upsert(
-                    ids=ids[part],
-                    embeddings=large[part],
-                    metadatas=meta,
-                    documents=texts[part] if texts else None,
-                )
-                self.small.upsert(ids=ids[part], embeddings=small[part], metadatas=meta)
+            last = ids[min(start + self.batch_size, len(ids)) - 1]
+            with self.vectors.writing():
+                pointers = self.vectors.write(ids[part], large[part])
+                meta = checked[part] if checked is not None else [None] * len(ids[part])
+                if pointers is not None:
+                    meta = [{**(m or {}), **p} for m, p in zip(meta, pointers)]
+                with self._errors(f"writing ids {ids[start]!r}..{last!r}"):
+                    self.small.upsert(
+                        ids=ids[part],
+                        embeddings=small[part],
+                        metadatas=meta if any(m is not None for m in meta) else None,
+                        documents=texts[part] if texts else None,
+                    )
+                self.vectors.acknowledge()
         return len(ids)
 
     # Adding an id again (e.g. re-sending a batch after a failure) replaces it: `add` is `upsert`.
     add = upsert
 
-    def delete(self, ids: Sequence[str]) -> None:
-        """Remove `ids` (unknown ids are ignored): from the small collection first, so none stays findable."""
-        ids = _check_ids(ids)
-        for start in range(0, len(ids), self.batch_size):
-            part = ids[start : start + self.batch_size]
-            with self._errors(f"deleting ids {part[0]!r}.."):
-                self.small.delete(ids=part)
-                self.large.delete(ids=part)
+    def _ids_where(self, where: Mapping[str, Any]) -> list[str]:
+        with self._errors(f"finding records where {dict(where)}"):
+            return self.small.get(where=dict(where), include=[])["ids"]
+
+    def delete(self, ids: Sequence[str] | None = None, where: Mapping[str, Any] | None = None) -> None:
+        """Remove records by id and/or `where` filter (unknown ids are ignored): unsearchable first."""
+        if ids is None and where is None:
+            raise InputError("give ids or a where filter to delete (clear() removes everything)")
+        chosen = _check_ids(ids) if ids is not None else []
+        if where is not None:
+            matched = set(self._ids_where(where))
+            chosen = [i for i in chosen if i in matched] if ids is not None else sorted(matched)
+        for start in range(0, len(chosen), self.batch_size):
+            part = chosen[start : start + self.batch_size]
+            with self.vectors.writing():
+                with self._errors(f"deleting ids {part[0]!r}.."):
+                    self.small.delete(ids=part)
+                self.vectors.remove(part)
+
+    def clear(self) -> None:
+        """Remove every record (the store and its layout stay), then reclaim the rerank rows."""
+        with self._errors("listing records"):
+            ids = self.small.get(include=[])["ids"]
+        if ids:
+            self.delete(ids)
+        self.compact()
+
+    def compact(self) -> int:
+        """Reclaim rerank rows of deleted or replaced records; returns how many rows were freed."""
+        return self.vectors.compact(self.batch_size)
+
+    # -- reading -----------------------------------------------------------------------------------
 
     def count(self) -> int:
-        """Number of searchable records (those in the small collection)."""
+        """Number of searchable records."""
         with self._errors("counting"):
             return self.small.count()
 
-    def get(self, ids: Sequence[str]) -> dict[str, tuple[str | None, dict[str, Any]]]:
-        """Stored `(document, metadata)` by id, for the `ids` that exist."""
-        ids = _check_ids(ids)
+    def get(
+        self,
+        ids: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> dict[str, tuple[str | None, dict[str, Any]]]:
+        """Stored `(document, metadata)` by id: of `ids` (those that exist), filtered by `where`, at most
+        `limit` (all records when neither ids nor where is given)."""
         with self._errors("reading records"):
-            found = self.large.get(ids=ids, include=["documents", "metadatas"])
+            found = self.small.get(
+                ids=_check_ids(ids) if ids is not None else None,
+                where=dict(where) if where else None,
+                limit=limit,
+                include=["documents", "metadatas"],
+            )
+        metadatas = found["metadatas"] or [None] * len(found["ids"])
         return {
-            record_id: (document, metadata or {})
-            for record_id, document, metadata in zip(found["ids"], found["documents"], found["metadatas"])
+            record_id: (document, _user_metadata(metadata))
+            for record_id, document, metadata in zip(found["ids"], found["documents"], metadatas)
         }
 
     # -- querying ----------------------------------------------------------------------------------
@@ -552,86 +608,72 @@ class MatryoshkaStore:
             raise InputError(f"query must be a text or one base vector, got an array of shape {vector.shape}")
         return vector
 
-    def _search(
-        self, collection: Collection, vector: np.ndarray, n: int, where: Mapping | None, ids: list[str] | None
-    ) -> tuple[list[str], list[float]]:
-        with self._errors(f"searching {collection.name!r}"):
-            found = collection.query(
-                query_embeddings=[vector], n_results=n, where=where or None, ids=ids, include=["distances"]
+    def _shortlist(
+        self, vector: np.ndarray, n: int, where: Mapping | None
+    ) -> tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]]:
+        """The small-dim search: ids, cosines `(m,)` and metadatas of up to `n` records."""
+        with self._errors(f"searching {self.small.name!r}"):
+            found = self.small.query(
+                query_embeddings=[vector],
+                n_results=n,
+                where=dict(where) if where else None,
+                include=["distances", "metadatas"],
             )
-        return found["ids"][0], _similarities(found["distances"][0], self.space)
-
-    def _exact(self, collection: Collection, vector: np.ndarray, ids: list[str]) -> dict[str, float]:
-        """Exact cosines of `vector` with the stored vectors of `ids` (get() + numpy), by id."""
-        with self._errors(f"reading vectors from {collection.name!r}"):
-            found = collection.get(ids=ids, include=["embeddings"])
-        if not found["ids"]:
-            return {}
-        stored = np.asarray(found["embeddings"], dtype=np.float64)
-        cosines = stored @ vector / (np.linalg.norm(stored, axis=1) * np.linalg.norm(vector))
-        return dict(zip(found["ids"], cosines.tolist()))
-
-    def _rerank(self, vector: np.ndarray, shortlist: list[str], k: int) -> tuple[list[str], list[float]]:
-        """Top k of `shortlist` by large-dim cosine: numpy for short lists, Chroma's `ids=` search otherwise."""
-        if len(shortlist) > NUMPY_RERANK_MAX:
-            return self._search(self.large, vector, k, None, shortlist)
-        scores = self._exact(self.large, vector, shortlist)
-        best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
-        return best, [scores[i] for i in best]
+        distances = np.asarray(found["distances"][0], dtype=np.float64)
+        cosines = 1.0 - (0.5 if self.space == "l2" else 1.0) * distances  # unit vectors: l2 is squared
+        return found["ids"][0], cosines, found["metadatas"][0]
 
     def query(
         self, query: str | np.ndarray | Sequence[float], k: int = 10, where: Mapping[str, Any] | None = None
     ) -> list[Hit]:
         """The k best records for a query text or base vector `(base_dim,)`, optionally `where`-filtered.
 
-        Small-dim HNSW search for `shortlist_factor * k` candidates -> rerank by large-dim cosine -> top
-        k; with `fallback="auto"` a large-dim HNSW search replaces it when the funnel is inconclusive. With
-        a filter fewer than k hits may come back; k above the number of records raises `InputError`.
+        Small-dim search for `shortlist_factor * k` candidates -> exact rerank at the large dim -> widen
+        (x4, up to `max_shortlist_factor * k`) until `shortlist_is_conclusive` -> top k. Fewer than k
+        records (in the store, or passing `where`) give fewer hits.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
             raise InputError(f"k must be a positive integer, got {k!r}")
         k = int(k)
         small_query, large_query = (v[0] for v in self._vectors(self._query_vector(query)))
-        if self.fallback == "always":
-            return self._fallback(small_query, large_query, k, where)
-        shortlist, small_scores = self._search(
-            self.small, small_query, k * self.shortlist_factor, where, None
-        )
-        if len(shortlist) < k:
-            self._check_k(k)
-        ids, large_scores = self._rerank(large_query, shortlist, k) if shortlist else ([], [])
-        inconclusive = len(ids) < k or (bool(large_scores) and large_scores[0] < self.min_score)
-        if self.fallback == "auto" and inconclusive:
-            return self._fallback(small_query, large_query, k, where)
-        small_of = dict(zip(shortlist, small_scores))
-        return self._hits(ids, large_scores, [small_of[i] for i in ids], STAGE_FUNNEL)
+        n, first = k * self.shortlist_factor, None
+        while True:
+            ids, small_scores, metadatas = self._shortlist(small_query, n, where)
+            first = set(ids) if first is None else first
+            large_scores = (_unit(self.vectors.read(ids, metadatas)) @ large_query).astype(np.float64)
+            cap = k * self.max_shortlist_factor
+            if len(ids) < n or n >= cap or shortlist_is_conclusive(small_scores, large_scores, k):
+                break
+            n = min(n * WIDEN_STEP, cap)
+        best = sorted(range(len(ids)), key=lambda i: (-large_scores[i], ids[i]))[:k]
+        top = [ids[i] for i in best]
+        documents = self._documents(top)
+        return [
+            Hit(
+                ids[i],
+                float(large_scores[i]),
+                {self.small_dim: float(small_scores[i]), self.large_dim: float(large_scores[i])},
+                STAGE_FUNNEL if ids[i] in first else STAGE_WIDENED,
+                documents.get(ids[i]),
+                _user_metadata(metadatas[i]),
+            )
+            for i in best
+        ]
 
-    def _check_k(self, k: int) -> None:
-        total = self.count()
-        if k > total:
-            raise InputError(f"k={k} is above the number of records in {self.name!r} ({total})")
-
-    def _fallback(
-        self, small_query: np.ndarray, large_query: np.ndarray, k: int, where: Mapping | None
-    ) -> list[Hit]:
-        ids, large_scores = self._search(self.large, large_query, k, where, None)
-        if len(ids) < k:
-            self._check_k(k)
-        small_of = self._exact(self.small, small_query, ids) if ids else {}
-        return self._hits(ids, large_scores, [small_of.get(i, float("nan")) for i in ids], STAGE_FALLBACK)
-
-    def _hits(self, ids: list[str], large: list[float], small: list[float], stage: str) -> list[Hit]:
-        records = self.get(ids) if ids else {}
-        hits = []
-        for i, large_score, small_score in zip(ids, large, small):
-            document, metadata = records.get(i, (None, {}))
-            scores = {self.small_dim: small_score, self.large_dim: large_score}
-            hits.append(Hit(i, large_score, scores, stage, document, metadata))
-        return hits
+    def _documents(self, ids: list[str]) -> dict[str, str | None]:
+        if not ids:
+            return {}
+        with self._errors("reading documents"):
+            found = self.small.get(ids=ids, include=["documents"])
+        return dict(zip(found["ids"], found["documents"]))
 
     def __repr__(self) -> str:
         return (
             f"MatryoshkaStore({self.name!r} at {self.location}, dims {self.small_dim}->{self.large_dim} "
-            f"({self.large_vectors}), "
-            f"space={self.space!r}, fallback={self.fallback!r})"
+            f"({self.large_vectors} vectors in a {self.rerank_home}), space={self.space!r})"
         )
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows `(n, d)` scaled to unit norm (float16 storage rounds them slightly off it)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

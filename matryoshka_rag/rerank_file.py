@@ -1,0 +1,167 @@
+"""An append-only file of float16 rerank vectors beside a Chroma database, read row by row for a shortlist.
+
+Layout: a 64-byte header (magic, format version, dim, the owning store's id), then rows of `dim` float16
+values followed by an 8-byte key of the record id (blake2b), so a row read for an id is checked to be that
+id's. Rows are only appended (and fsynced) or cut from the end; `read` memory-maps the file, so a query
+touches only the pages of its shortlist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["RerankFile", "RerankFileError", "id_keys"]
+
+MAGIC = b"MRAGRRK\x00"
+VERSION = 1
+HEADER_SIZE = 64
+_HEADER = struct.Struct("<8sII16s")  # magic, version, dim, store id
+
+
+class RerankFileError(InputError):
+    """A rerank file that is missing, truncated, or belongs to another store."""
+
+
+def id_keys(ids: Sequence[str]) -> np.ndarray:
+    """`(n,)` uint64 keys of record ids (blake2b, 8 bytes), stored beside each row to check it."""
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
+            )
+            for i in ids
+        ],
+        dtype=np.uint64,
+    )
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class RerankFile:
+    """Rows `(dim,)` float16 + id key, appended durably; `read(rows, ids)` -> `(n, dim)` float32.
+
+    Args:
+        path: the file; created (header written and fsynced) when missing and `create` is true.
+        dim: the vectors' dim; an existing file of another dim is refused.
+        store_id: 32 hex digits naming the store that owns the file; a file of another store is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike, dim: int, store_id: str, create: bool = False) -> None:
+        self.path, self.dim, self.store_id = Path(path), int(dim), store_id
+        self.row_dtype = np.dtype([("vector", "<f2", (self.dim,)), ("key", "<u8")])
+        self._map: np.memmap | None = None
+        if not self.path.exists():
+            if not create:
+                raise RerankFileError(f"the rerank file {self.path} is missing: the store cannot rerank")
+            self._create()
+        self._check_header()
+
+    def _create(self) -> None:
+        header = _HEADER.pack(MAGIC, VERSION, self.dim, uuid.UUID(self.store_id).bytes).ljust(
+            HEADER_SIZE, b"\0"
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        with open(staging, "wb") as handle:
+            handle.write(header)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, self.path)
+        _fsync_folder(self.path.parent)
+
+    def _check_header(self) -> None:
+        with open(self.path, "rb") as handle:
+            raw = handle.read(HEADER_SIZE)
+        if len(raw) < HEADER_SIZE or raw[:8] != MAGIC:
+            raise RerankFileError(f"{self.path} is not a matryoshka-rag rerank file (bad header)")
+        _, version, dim, store = _HEADER.unpack(raw[: _HEADER.size])
+        if version != VERSION:
+            raise RerankFileError(
+                f"{self.path} has rerank file version {version}, this version reads {VERSION}"
+            )
+        if uuid.UUID(bytes=store).hex != self.store_id:
+            raise RerankFileError(
+                f"{self.path} belongs to another store (id {uuid.UUID(bytes=store).hex}, expected {self.store_id})"
+            )
+        if dim != self.dim:
+            raise RerankFileError(f"{self.path} holds {dim}-dim vectors, the store reranks at {self.dim}")
+
+    @property
+    def rows(self) -> int:
+        """Number of whole rows in the file (a row cut short by a crash does not count)."""
+        return (self.path.stat().st_size - HEADER_SIZE) // self.row_dtype.itemsize
+
+    def append(self, ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """Write `vectors` `(n, dim)` with the keys of `ids` after the last whole row; fsync before returning.
+
+        Returns the `(n,)` row numbers. A partial row left by a crash is overwritten.
+        """
+        if vectors.shape != (len(ids), self.dim):
+            raise InputError(f"rerank vectors must be ({len(ids)}, {self.dim}), got {vectors.shape}")
+        block = np.empty(len(ids), dtype=self.row_dtype)
+        block["vector"] = vectors
+        block["key"] = id_keys(ids)
+        start = self.rows
+        with open(self.path, "r+b") as handle:
+            handle.seek(HEADER_SIZE + start * self.row_dtype.itemsize)
+            handle.write(block.tobytes())
+            handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
+        return np.arange(start, start + len(ids), dtype=np.int64)
+
+    def truncate(self, rows: int) -> None:
+        """Cut the file to its first `rows` rows (never below), durably."""
+        if rows < self.rows:
+            self._map = None
+            with open(self.path, "r+b") as handle:
+                handle.truncate(HEADER_SIZE + rows * self.row_dtype.itemsize)
+                os.fsync(handle.fileno())
+
+    def _mapped(self, needed: int) -> np.memmap:
+        if self._map is None or len(self._map) < needed:
+            rows = self.rows
+            if rows < needed:
+                raise RerankFileError(
+                    f"the rerank file {self.path} is truncated: it holds {rows} rows, a record points at row "
+                    f"{needed - 1}"
+                )
+            self._map = np.memmap(
+                self.path, dtype=self.row_dtype, mode="r", offset=HEADER_SIZE, shape=(rows,)
+            )
+        return self._map
+
+    def read(self, rows: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """The vectors at `rows` `(n,)` as `(n, dim)` float32, each checked to be the row of its id."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        if rows.min() < 0:
+            raise RerankFileError(f"a record points at row {int(rows.min())} of {self.path}: corrupt pointer")
+        found = self._mapped(int(rows.max()) + 1)[rows]
+        wrong = np.flatnonzero(found["key"] != id_keys(ids))
+        if wrong.size:
+            raise RerankFileError(
+                f"row {int(rows[wrong[0]])} of {self.path} is not the vector of id {ids[wrong[0]]!r}: the file "
+                "was replaced by another one or is corrupt"
+            )
+        return found["vector"].astype(np.float32)
+
+    def read_all(self, start: int, stop: int) -> np.ndarray:
+        """Rows `start:stop` as a structured array (`vector`, `key`), for compaction."""
+        return np.array(self._mapped(stop)[start:stop])
