@@ -35,7 +35,7 @@ def check_destination(path: str | Path, overwrite: bool, flag: str = "overwrite=
         return
     if is_adaptor_dir(path):
         if not overwrite:
-            raise InputError(f"{path} already holds an adaptor; pass {flag} to replace it")
+            raise InputError(f"{path} already exists and holds an adaptor; pass {flag} to replace it")
     elif any(path.iterdir()):
         raise InputError(
             f"{path} is a folder with other files in it, not an adaptor: an adaptor is written only to a "

@@ -112,7 +112,7 @@ def test_train_writes_adaptor_and_refuses_to_overwrite(scifact_slice, cache, tmp
     assert adaptor.config.dims == (32, 384) and adaptor.metadata["training"]["mode"] == "unsupervised"
     before = adaptor.fingerprint()
     assert main(args) == 2
-    assert "already holds an adaptor; pass --overwrite" in capsys.readouterr().err
+    assert "already exists and holds an adaptor; pass --overwrite" in capsys.readouterr().err
     assert load_adaptor(out).fingerprint() == before
     assert main([*args, "--overwrite", "--seed", "1"]) == 0
     assert load_adaptor(out).fingerprint() != before

@@ -57,7 +57,7 @@ def test_refuses_to_overwrite_without_flag(trained, tmp_path):
     save_adaptor(trained, tmp_path / "adaptor")
     before = weights_of(tmp_path / "adaptor").read_bytes()
     other = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(384,)))
-    with pytest.raises(InputError, match="already holds an adaptor"):
+    with pytest.raises(InputError, match="already exists and holds an adaptor; pass overwrite=True"):
         save_adaptor(other, tmp_path / "adaptor")
     assert weights_of(tmp_path / "adaptor").read_bytes() == before
     save_adaptor(other, tmp_path / "adaptor", overwrite=True)
@@ -217,7 +217,7 @@ def test_a_format_1_folder_loads_and_is_replaced_whole(trained, tmp_path):
     loaded = load_adaptor(folder)
     assert loaded.fingerprint() == trained.fingerprint() and loaded.metadata == trained.metadata
     other = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(384,)))
-    with pytest.raises(InputError, match="already holds an adaptor"):
+    with pytest.raises(InputError, match="already exists and holds an adaptor; pass overwrite=True"):
         save_adaptor(other, folder)
     save_adaptor(other, folder, overwrite=True)
     assert load_adaptor(folder).fingerprint() == other.fingerprint()
