@@ -1,25 +1,29 @@
-"""Chroma retriever benchmark (issue 4): the Matryoshka funnel against a plain full-dim Chroma collection.
+"""Matryoshka store benchmark (issue 12): the store against one plain full-dim Chroma collection, side by side.
 
-    .venv/bin/python benchmarks/retriever.py --datasets scifact,nfcorpus --scale 50000 --layouts 20000
+    .venv/bin/python benchmarks/retriever.py --datasets scifact,nfcorpus \
+        --supervised scifact=runs/sup_scifact/adaptors/supervised
+    .venv/bin/python benchmarks/retriever.py --datasets '' --scale 50000,200000
 
-- Quality (`--datasets`): each BEIR corpus's precomputed all-MiniLM-L6-v2 vectors go into (a) a
-  `MatryoshkaStore` (64-d HNSW search, exact 384-d rerank, fallback) and (b) one plain 384-d Chroma collection
-  of the base vectors, same HNSW settings. nDCG@10 on the test queries, recall@10 against exact search,
-  latency, RSS, disk, ingest time, fallback rate. The adaptor is `--adaptors/<dataset>` if present, else
-  trained with the core trainer's defaults and saved there.
-- Scale (`--scale N`): N vectors = the real SciFact + NFCorpus vectors, then synthetic ones (a real vector
-  plus gaussian noise of std `--noise` per dim, renormalised); queries are real SciFact test queries.
-- Layouts (`--layouts N`): where to keep the large-dim vectors: a second collection (the product), inside
-  the small collection's metadata (base64 float32), or a numpy sidecar file (embedded only).
+Systems, each an embedded `PersistentClient` database of the same vectors (HNSW: cosine, `DEFAULT_HNSW`):
+- `store`: `MatryoshkaStore` with its defaults: 64-d collection (documents, metadata) + float16 rerank file,
+  adaptive shortlist; the adaptor is trained without labels (`--adaptors/<dataset>`, trained when missing).
+- `store (supervised)`: the same with an adaptor trained with labels (`--supervised DATASET=FOLDER`): it
+  reranks with the adapted full-dim vectors.
+- `store-collection`: `rerank_home="collection"`, the layout a `chroma run` server holds (a second 384-d
+  collection of rerank vectors), measured embedded.
+- `plain`: one 384-d collection of the base vectors and documents: what Chroma users have without us.
 
-Each ingest and each query run happens in a fresh process (RSS is that process's growth while it opens the
-database and answers the queries). `--append BENCHMARKS.md` appends the tables and this command line.
+Quality: nDCG@10 on the test queries, recall@10 against exact search in each system's rerank space.
+Cost: each ingest and each serve run in a fresh process; the serve process imports chromadb, numpy and
+`matryoshka_rag.retriever` (the same for every system) before its baseline RSS, then answers `--serve`
+queries (the test queries cycled) with documents and metadata; RSS is its growth (memory-mapped pages
+count), latency is per query. `widened` is the share of queries whose shortlist the store widened.
+`--append FILE` appends the tables and the command line to a markdown file.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import shlex
@@ -40,7 +44,7 @@ K = 10
 
 
 def rss_mib() -> float:
-    """Resident memory of this process in MiB (VmRSS)."""
+    """Resident memory of this process in MiB (VmRSS: anonymous and file-backed pages)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -51,170 +55,64 @@ def disk_mib(folder: Path) -> float:
     return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 2**20
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-# -- systems: ingest(folder, work) and open(folder, work) -> query(vector, k) -> (ids, stage) ----------------
+# -- systems: ingest(folder, work) and open(folder) -> query(vector, k) -> ids ------------------------------
 
 
-def _collection(client, name: str):
+def _store_ingest(folder: Path, work: dict, **options) -> None:
+    from matryoshka_rag.retriever import MatryoshkaStore
+
+    store = MatryoshkaStore(NAME, work["adaptor"], path=folder, **options)
+    store.add(work["ids"], texts=work.get("texts"), embeddings=work["vectors"])
+
+
+def _store_open(folder: Path):
+    from matryoshka_rag.retriever import MatryoshkaStore
+
+    store = MatryoshkaStore(NAME, path=folder)
+
+    def query(vector, k):
+        return [hit.id for hit in store.query(vector, k=k)]
+
+    return query, store.stats
+
+
+def _plain_ingest(folder: Path, work: dict) -> None:
+    import chromadb
+
     from matryoshka_rag.retriever import DEFAULT_HNSW
 
     configuration = {"hnsw": {"space": "cosine", **DEFAULT_HNSW}}
-    return client.get_or_create_collection(name, configuration=configuration, embedding_function=None)
+    collection = chromadb.PersistentClient(str(folder)).create_collection(
+        NAME, configuration=configuration, embedding_function=None
+    )
+    vectors, texts = unit(work["vectors"]), work.get("texts")
+    for start in range(0, len(vectors), 5000):
+        part = slice(start, start + 5000)
+        collection.upsert(
+            ids=work["ids"][part], embeddings=vectors[part], documents=texts[part] if texts else None
+        )
 
 
-def _chunks(n: int, size: int = 5000):
-    return (slice(start, start + size) for start in range(0, n, size))
+def _plain_open(folder: Path):
+    import chromadb
 
+    collection = chromadb.PersistentClient(str(folder)).get_collection(NAME, embedding_function=None)
 
-class Funnel:
-    """The product: `MatryoshkaStore` (two collections, rerank, fallback), base vectors at 384 (default)."""
+    def query(vector, k):  # documents, metadatas and distances: what plain users ask for
+        return collection.query(query_embeddings=[unit(vector[None])[0]], n_results=k)["ids"][0]
 
-    large_vectors = "base"
-
-    @classmethod
-    def ingest(cls, folder: Path, work: dict) -> None:
-        from matryoshka_rag.retriever import MatryoshkaStore
-
-        store = MatryoshkaStore(NAME, work["adaptor"], path=folder, large_vectors=cls.large_vectors)
-        store.add(work["ids"], texts=work.get("texts"), embeddings=work["vectors"])
-
-    @staticmethod
-    def open(folder: Path, work: dict, factor: int):
-        from matryoshka_rag.retriever import MatryoshkaStore
-
-        store = MatryoshkaStore(NAME, path=folder, shortlist_factor=factor)
-
-        def query(vector, k):
-            hits = store.query(vector, k=k)
-            return [h.id for h in hits], hits[0].stage
-
-        return query
-
-
-class FunnelAdapted(Funnel):
-    """`MatryoshkaStore` with `large_vectors="adapted"`: the rerank uses the adapted 384-d vectors."""
-
-    large_vectors = "adapted"
-
-
-class Plain:
-    """One 384-d HNSW collection of the base vectors: what Chroma users have without an adaptor."""
-
-    @staticmethod
-    def ingest(folder: Path, work: dict) -> None:
-        import chromadb
-
-        collection = _collection(chromadb.PersistentClient(str(folder)), NAME)
-        vectors, texts = _unit(work["vectors"]), work.get("texts")
-        for part in _chunks(len(vectors)):
-            collection.upsert(
-                ids=work["ids"][part], embeddings=vectors[part], documents=texts[part] if texts else None
-            )
-
-    @staticmethod
-    def open(folder: Path, work: dict, factor: int):
-        import chromadb
-
-        collection = chromadb.PersistentClient(str(folder)).get_collection(NAME, embedding_function=None)
-
-        def query(vector, k):
-            found = collection.query(query_embeddings=[_unit(vector[None])[0]], n_results=k)
-            return found["ids"][0], "full-dim"
-
-        return query
-
-
-class _SmallPlusLarge:
-    """Benchmark-only layouts: a 64-d collection searched, the (base) 384-d vectors kept elsewhere."""
-
-    @classmethod
-    def ingest(cls, folder: Path, work: dict) -> None:
-        import chromadb
-
-        from matryoshka_rag import load_adaptor
-
-        adaptor = load_adaptor(work["adaptor"])
-        large = _unit(np.asarray(work["vectors"], np.float32))
-        small = _unit(adaptor.transform(work["vectors"])[:, :64])
-        collection = _collection(chromadb.PersistentClient(str(folder)), NAME)
-        for part in _chunks(len(large)):
-            metadatas = cls.metadatas(large[part])
-            collection.upsert(ids=work["ids"][part], embeddings=small[part], metadatas=metadatas)
-        cls.save(folder, work["ids"], large)
-
-    @staticmethod
-    def metadatas(large: np.ndarray) -> list | None:
-        return None
-
-    @staticmethod
-    def save(folder: Path, ids: list[str], large: np.ndarray) -> None:
-        pass
-
-    @classmethod
-    def open(cls, folder: Path, work: dict, factor: int):
-        import chromadb
-
-        from matryoshka_rag import load_adaptor
-
-        adaptor = load_adaptor(work["adaptor"])
-        collection = chromadb.PersistentClient(str(folder)).get_collection(NAME, embedding_function=None)
-        lookup = cls.loader(folder, collection)
-
-        def query(vector, k):
-            small = _unit(adaptor.transform(vector[None])[:, :64])[0]
-            shortlist = collection.query(query_embeddings=[small], n_results=factor * k)
-            ids, stored = lookup(shortlist["ids"][0])
-            best = np.argsort(-(stored @ _unit(vector[None])[0]))[:k]
-            return [ids[i] for i in best], "small+rerank"
-
-        return query
-
-
-class MetadataLayout(_SmallPlusLarge):
-    """Large vectors as base64 float32 in the small collection's metadata (rerank: get + decode)."""
-
-    @staticmethod
-    def metadatas(large: np.ndarray) -> list:
-        return [{"v": base64.b64encode(row.astype("<f4").tobytes()).decode()} for row in large]
-
-    @staticmethod
-    def loader(folder: Path, collection):
-        def lookup(ids):
-            found = collection.get(ids=ids, include=["metadatas"])
-            stored = np.stack([np.frombuffer(base64.b64decode(m["v"]), "<f4") for m in found["metadatas"]])
-            return found["ids"], stored
-
-        return lookup
-
-
-class SidecarLayout(_SmallPlusLarge):
-    """Large vectors in a .npy beside the database, memory-mapped (client-side: embedded mode only)."""
-
-    @staticmethod
-    def save(folder: Path, ids: list[str], large: np.ndarray) -> None:
-        np.save(Path(folder) / "large.npy", large)
-        (Path(folder) / "large_ids.json").write_text(json.dumps(ids))
-
-    @staticmethod
-    def loader(folder: Path, collection):
-        large = np.load(Path(folder) / "large.npy", mmap_mode="r")
-        row = {i: r for r, i in enumerate(json.loads((Path(folder) / "large_ids.json").read_text()))}
-
-        def lookup(ids):
-            return ids, np.asarray(large[[row[i] for i in ids]])
-
-        return lookup
+    return query, None
 
 
 SYSTEMS = {
-    "funnel": Funnel,
-    "funnel-adapted": FunnelAdapted,
-    "plain": Plain,
-    "metadata": MetadataLayout,
-    "sidecar": SidecarLayout,
+    "store": (_store_ingest, _store_open),
+    "store (supervised)": (_store_ingest, _store_open),
+    "store-collection": (lambda f, w: _store_ingest(f, w, rerank_home="collection"), _store_open),
+    "plain": (_plain_ingest, _plain_open),
 }
 
 
@@ -228,35 +126,36 @@ def _load_work(work_dir: str) -> dict:
     return work
 
 
-def ingest_job(system: str, folder: str, work_dir: str) -> dict:
-    import torch
-
-    torch.set_num_threads(1)
-    work = _load_work(work_dir)
+def ingest_job(system: str, folder: str, work_dir: str, adaptor: str) -> dict:
+    work = _load_work(work_dir) | {"adaptor": adaptor}
     started = time.perf_counter()
-    SYSTEMS[system].ingest(Path(folder), work)
+    SYSTEMS[system][0](Path(folder), work)
     return {"ingest_s": time.perf_counter() - started, "disk_mib": disk_mib(Path(folder))}
 
 
-def serve_job(system: str, folder: str, work_dir: str, k: int, factor: int) -> dict:
-    import torch
+def serve_job(system: str, folder: str, work_dir: str, k: int, serve: int) -> dict:
+    import chromadb  # noqa: F401 - imported by every system before the baseline RSS
 
-    import matryoshka_rag.retriever  # noqa: F401 - chromadb and the store imported before the baseline RSS
+    import matryoshka_rag.retriever  # noqa: F401
 
-    torch.set_num_threads(1)
     work = _load_work(work_dir)
     before = rss_mib()
-    query = SYSTEMS[system].open(Path(folder), work, factor)
-    for vector in work["queries"][:5]:  # warm-up: loads the indexes
-        query(vector, k)
-    ranked, stages, seconds = [], [], []
-    for vector in work["queries"]:
+    query, stats = SYSTEMS[system][1](Path(folder))
+    queries = work["queries"]
+    ranked, seconds = [], []
+    for i in range(max(serve, len(queries))):
         started = time.perf_counter()
-        ids, stage = query(vector, k)
+        ids = query(queries[i % len(queries)], k)
         seconds.append(time.perf_counter() - started)
-        ranked.append(ids)
-        stages.append(stage)
-    return {"ranked": ranked, "stages": stages, "seconds": seconds, "rss_mib": rss_mib() - before}
+        if i < len(queries):
+            ranked.append(ids)
+    return {
+        "ranked": ranked,
+        "seconds": seconds,
+        "rss_mib": rss_mib() - before,
+        "widened": stats.widened / stats.queries if stats else 0.0,
+        "torch_imported": "torch" in sys.modules,
+    }
 
 
 def in_fresh_process(function, *args):
@@ -264,47 +163,34 @@ def in_fresh_process(function, *args):
         return pool.submit(function, *args).result()
 
 
-def run_systems(variants: list[str], ids, vectors, queries, adaptor_path, texts=None, k=K) -> dict:
-    """Ingest each system once and serve each variant ("plain", "funnel x10": shortlist 10 k, ...) in fresh
-    processes: {variant: ingest_s, disk_mib, rss_mib, ranked, stages, seconds}."""
-    results, ingested = {}, {}
+def run_systems(systems: dict[str, str], ids, vectors, queries, texts=None, serve: int = 1000) -> dict:
+    """Ingest and serve each system (name -> adaptor folder) in fresh processes, one after the other."""
+    results = {}
     with tempfile.TemporaryDirectory(prefix="retriever-bench-") as tmp:
-        work = {"ids": list(ids), "adaptor": str(adaptor_path), "texts": texts}
-        (Path(tmp) / "work.json").write_text(json.dumps(work))
+        (Path(tmp) / "work.json").write_text(json.dumps({"ids": list(ids), "texts": texts}))
         np.save(Path(tmp) / "vectors.npy", np.asarray(vectors, np.float32))
         np.save(Path(tmp) / "queries.npy", np.asarray(queries, np.float32))
-        for variant in variants:
-            system, _, factor = variant.partition(" x")
-            folder = str(Path(tmp) / system)
-            if system not in ingested:
-                ingested[system] = in_fresh_process(ingest_job, system, folder, tmp)
-                print(f"  {system}: ingest {ingested[system]['ingest_s']:.1f} s", flush=True)
-            results[variant] = ingested[system] | in_fresh_process(
-                serve_job, system, folder, tmp, k, int(factor or 10)
-            )
+        for system, adaptor in systems.items():
+            folder = str(Path(tmp) / system.replace(" ", "_"))
+            ingested = in_fresh_process(ingest_job, system, folder, tmp, adaptor)
+            print(f"  {system}: ingest {ingested['ingest_s']:.1f} s", flush=True)
+            results[system] = ingested | in_fresh_process(serve_job, system, folder, tmp, K, serve)
     return results
-
-
-def variants(systems: str, factors: str) -> list[str]:
-    """ "funnel,plain" and "10,20" -> ["funnel x10", "funnel x20", "plain"] (plain has no shortlist)."""
-    return [
-        system if system == "plain" else f"{system} x{factor}"
-        for system in systems.split(",")
-        for factor in (factors.split(",") if system != "plain" else [""])
-    ]
 
 
 # -- measures ------------------------------------------------------------------------------------------------
 
 
 def exact_top(documents: np.ndarray, queries: np.ndarray, ids: list[str], k: int = K) -> list[list[str]]:
-    """Exact cosine top k ids for each query."""
-    import torch
-
-    from matryoshka_rag.neighbours import exact_search
-
-    _, index = exact_search(torch.from_numpy(np.asarray(queries)), torch.from_numpy(np.asarray(documents)), k)
-    return [[ids[i] for i in row] for row in index.tolist()]
+    """Exact cosine top k ids for each query (numpy, in blocks of queries)."""
+    documents = unit(np.asarray(documents, np.float32))
+    top = []
+    for start in range(0, len(queries), 64):
+        scores = unit(np.asarray(queries[start : start + 64], np.float32)) @ documents.T
+        best = np.argpartition(-scores, k, axis=1)[:, :k]
+        for row, candidates in zip(scores, best):
+            top.append([ids[i] for i in candidates[np.argsort(-row[candidates], kind="stable")]])
+    return top
 
 
 def recall(found: list[list[str]], truth: list[list[str]]) -> float:
@@ -325,26 +211,41 @@ def summary(result: dict) -> dict:
         "rss_mib": result["rss_mib"],
         "median_ms": float(np.median(ms)),
         "p95_ms": float(np.percentile(ms, 95)),
-        "fallback_rate": float(np.mean([s == "fallback" for s in result["stages"]])),
+        "widened": result["widened"],
+        "torch": result["torch_imported"],
     }
 
 
+def ratios(report: dict, baseline: str = "plain") -> None:
+    """Add `<measure> / plain` to every row, in place."""
+    for row in report.values():
+        for key in ("ingest_s", "disk_mib", "rss_mib", "median_ms", "p95_ms"):
+            if key in row and key in report[baseline]:
+                row[f"{key} ratio"] = row[key] / report[baseline][key]
+
+
 def adaptor_for(dataset: str, corpus: np.ndarray, root: Path) -> Path:
-    """`root/<dataset>`, trained with the core trainer's defaults when missing."""
+    """`root/<dataset>`, trained without labels with the core trainer's defaults when missing."""
     from matryoshka_rag import save_adaptor, train_unsupervised
 
     folder = root / dataset
     if not (folder / "config.json").is_file():
         print(f"training an adaptor on {dataset} ({len(corpus)} vectors, trainer defaults)", flush=True)
-        started = time.perf_counter()
         adaptor = train_unsupervised(corpus, base_model="all-MiniLM-L6-v2", progress=False)
         save_adaptor(adaptor, folder)
-        print(f"  trained in {time.perf_counter() - started:.0f} s -> {folder}", flush=True)
     return folder
 
 
+def rerank_space(adaptor_folder: str, vectors: np.ndarray) -> np.ndarray:
+    """The vectors the store reranks with for this adaptor (base, or adapted when trained with labels)."""
+    from matryoshka_rag.adaptor_numpy import NumpyAdaptor
+    from matryoshka_rag.retriever import trained_with_labels
+
+    adaptor = NumpyAdaptor.from_folder(adaptor_folder)
+    return adaptor.transform(vectors) if trained_with_labels(adaptor) else np.asarray(vectors, np.float32)
+
+
 def quality(dataset: str, args) -> dict:
-    from matryoshka_rag import load_adaptor
     from matryoshka_rag.beir import load_beir, load_precomputed
 
     data = load_beir(SHARED / "beir" / dataset)
@@ -352,70 +253,62 @@ def quality(dataset: str, args) -> dict:
     qrels = data.qrels("test")
     rows = [i for i, q in enumerate(data.query_ids) if q in qrels]
     query_ids, queries = [data.query_ids[i] for i in rows], all_queries[rows]
-    adaptor_path = adaptor_for(dataset, corpus, args.adaptors)
+    systems = {name: str(adaptor_for(dataset, corpus, args.adaptors)) for name in args.systems.split(",")}
+    if dataset in args.supervised:
+        systems["store (supervised)"] = args.supervised[dataset]
     print(f"{dataset}: {len(corpus)} documents, {len(rows)} test queries", flush=True)
-    systems = variants(args.systems, args.factors)
-    results = run_systems(systems, data.corpus_ids, corpus, queries, adaptor_path, data.corpus_texts)
-    adaptor = load_adaptor(adaptor_path)
-    exact_base = exact_top(corpus, queries, data.corpus_ids)
-    exact_large = exact_top(adaptor.transform(corpus), adaptor.transform(queries), data.corpus_ids)
-    exact_small = exact_top(
-        adaptor.transform(corpus, dim=64), adaptor.transform(queries, dim=64), data.corpus_ids
-    )
-    report = {
-        "exact 384 (base)": {"ndcg@10": ndcg(exact_base, query_ids, qrels)},
-        "exact 384 (adapted)": {"ndcg@10": ndcg(exact_large, query_ids, qrels)},
-        "exact 64 (adapted)": {"ndcg@10": ndcg(exact_small, query_ids, qrels)},
-    }
-    plain = ndcg(results["plain"]["ranked"], query_ids, qrels) if "plain" in results else float("nan")
+    results = run_systems(systems, data.corpus_ids, corpus, queries, data.corpus_texts, args.serve)
+    report = {}
     for system, result in results.items():
+        space = rerank_space(systems[system], corpus) if system != "plain" else corpus
+        query_space = rerank_space(systems[system], queries) if system != "plain" else queries
+        exact = exact_top(space, query_space, data.corpus_ids)
         score = ndcg(result["ranked"], query_ids, qrels)
+        report[f"exact search in {system}'s rerank space"] = {"ndcg@10": ndcg(exact, query_ids, qrels)}
         report[system] = {
             "ndcg@10": score,
-            "ndcg vs plain": score / plain,
-            "recall@10 vs exact base": recall(result["ranked"], exact_base),
-            "recall@10 vs exact adapted": recall(result["ranked"], exact_large),
+            "recall@10 vs exact": recall(result["ranked"], exact),
             **summary(result),
         }
+    plain = report["plain"]["ndcg@10"]
+    for row in report.values():
+        row["ndcg vs plain"] = row["ndcg@10"] / plain
+    ratios({k: v for k, v in report.items() if "ingest_s" in v})
     return report
 
 
 def synthetic(n: int, noise: float, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """The real SciFact + NFCorpus vectors, then real vectors + N(0, noise^2) per dim, renormalised: (n, 384)."""
     real = np.concatenate([np.load(EMBEDDINGS / name / "corpus.npy") for name in ("scifact", "nfcorpus")])
-    real = _unit(real.astype(np.float32))
+    real = unit(real.astype(np.float32))
     if n <= len(real):
         return [f"real-{i}" for i in range(n)], real[:n]
     rng = np.random.default_rng(seed)
     extra = real[rng.integers(0, len(real), n - len(real))]
-    extra = _unit(extra + rng.normal(0, noise, extra.shape).astype(np.float32))
+    extra = unit(extra + rng.normal(0, noise, extra.shape).astype(np.float32))
     ids = [f"real-{i}" for i in range(len(real))] + [f"synthetic-{i}" for i in range(n - len(real))]
     return ids, np.concatenate([real, extra])
 
 
-def scale(n: int, systems: list[str], args) -> dict:
-    from matryoshka_rag import load_adaptor
+def scale(n: int, args) -> dict:
     from matryoshka_rag.beir import load_beir, load_precomputed
 
     data = load_beir(SHARED / "beir" / "scifact")
     corpus, all_queries = load_precomputed(EMBEDDINGS / "scifact", data)
     qrels = data.qrels("test")
     queries = all_queries[[i for i, q in enumerate(data.query_ids) if q in qrels][: args.queries]]
-    adaptor_path = adaptor_for("scifact", corpus, args.adaptors)
+    adaptor = str(adaptor_for("scifact", corpus, args.adaptors))
     ids, vectors = synthetic(n, args.noise)
+    systems = {name: adaptor for name in args.systems.split(",")}
     print(f"scale: {n} vectors ({len(queries)} SciFact queries), systems {', '.join(systems)}", flush=True)
-    results = run_systems(systems, ids, vectors, queries, adaptor_path)
-    adaptor = load_adaptor(adaptor_path)
-    exact_base = exact_top(vectors, queries, ids)
-    exact_large = exact_top(adaptor.transform(vectors), adaptor.transform(queries), ids)
-    return {
-        system: {
-            "recall@10 vs exact base": recall(result["ranked"], exact_base),
-            "recall@10 vs exact adapted": recall(result["ranked"], exact_large),
-            **summary(result),
-        }
+    results = run_systems(systems, ids, vectors, queries, serve=args.serve)
+    exact = exact_top(vectors, queries, ids)
+    report = {
+        system: {"recall@10 vs exact": recall(result["ranked"], exact), **summary(result)}
         for system, result in results.items()
     }
+    ratios(report)
+    return report
 
 
 # -- report --------------------------------------------------------------------------------------------------
@@ -423,14 +316,19 @@ def scale(n: int, systems: list[str], args) -> dict:
 COLUMNS = (
     ("ndcg@10", "nDCG@10", "{:.4f}"),
     ("ndcg vs plain", "vs plain", "{:.2%}"),
-    ("recall@10 vs exact base", "R@10 vs exact base", "{:.4f}"),
-    ("recall@10 vs exact adapted", "R@10 vs exact adapted", "{:.4f}"),
+    ("recall@10 vs exact", "R@10 vs exact", "{:.4f}"),
     ("median_ms", "median ms", "{:.2f}"),
+    ("median_ms ratio", "x plain", "{:.2f}"),
     ("p95_ms", "p95 ms", "{:.2f}"),
+    ("p95_ms ratio", "x plain", "{:.2f}"),
     ("rss_mib", "RSS MiB", "{:.0f}"),
+    ("rss_mib ratio", "x plain", "{:.2f}"),
     ("disk_mib", "disk MiB", "{:.1f}"),
+    ("disk_mib ratio", "x plain", "{:.2f}"),
     ("ingest_s", "ingest s", "{:.1f}"),
-    ("fallback_rate", "fallback", "{:.1%}"),
+    ("ingest_s ratio", "x plain", "{:.2f}"),
+    ("widened", "widened", "{:.1%}"),
+    ("torch", "torch imported", "{}"),
 )
 
 
@@ -443,29 +341,28 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def supervised_folders(text: str) -> dict[str, str]:
+    """ "scifact=DIR,nfcorpus=DIR" -> {dataset: folder}."""
+    return dict(part.split("=", 1) for part in text.split(",") if part)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--datasets", default="scifact,nfcorpus", help="quality runs ('' to skip)")
-    parser.add_argument("--scale", type=int, default=0, help="N vectors for the scale run (0: skip)")
-    parser.add_argument("--systems", default="funnel,funnel-adapted,plain", help="quality and scale runs")
-    parser.add_argument("--factors", default="10,20,40", help="shortlist factors of the funnel variants")
-    parser.add_argument(
-        "--layouts", type=int, default=0, help="N vectors for the layout comparison (0: skip)"
-    )
-    parser.add_argument("--queries", type=int, default=200, help="queries in the scale and layout runs")
+    parser.add_argument("--supervised", type=supervised_folders, default={}, help="DATASET=ADAPTOR_DIR,...")
+    parser.add_argument("--scale", default="", help="comma-separated corpus sizes for scale runs")
+    parser.add_argument("--systems", default="store,store-collection,plain", help="systems compared")
+    parser.add_argument("--queries", type=int, default=200, help="SciFact queries in the scale runs")
+    parser.add_argument("--serve", type=int, default=1000, help="queries answered per serve process")
     parser.add_argument(
         "--noise", type=float, default=0.03, help="std per dim of the synthetic vectors' noise"
     )
     parser.add_argument("--adaptors", type=Path, default=Path("runs/retriever/adaptors"))
     parser.add_argument("--out", type=Path, default=Path("runs/retriever/results.json"))
     parser.add_argument("--append", type=Path, help="append the tables to this markdown file")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
     args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
     command = "python benchmarks/retriever.py " + shlex.join(sys.argv[1:])
     load = os.getloadavg()[0]
     sections, results = [], {}
@@ -473,14 +370,9 @@ def main() -> None:
         results[dataset] = quality(dataset, args)
         sections.append(f"{dataset}:\n\n{table(results[dataset])}")
         print(sections[-1], flush=True)
-    if args.scale:
-        results[f"scale {args.scale}"] = scale(args.scale, variants(args.systems, args.factors), args)
-        sections.append(f"{args.scale} vectors (scale):\n\n{table(results[f'scale {args.scale}'])}")
-        print(sections[-1], flush=True)
-    if args.layouts:
-        layouts = variants("funnel,metadata,sidecar,plain", args.factors)
-        results[f"layouts {args.layouts}"] = scale(args.layouts, layouts, args)
-        sections.append(f"{args.layouts} vectors (layouts):\n\n{table(results[f'layouts {args.layouts}'])}")
+    for n in filter(None, args.scale.split(",")):
+        results[f"scale {n}"] = scale(int(n), args)
+        sections.append(f"{int(n):,} vectors:\n\n{table(results[f'scale {n}'])}")
         print(sections[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

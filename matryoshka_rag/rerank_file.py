@@ -1,9 +1,10 @@
 """An append-only file of float16 rerank vectors beside a Chroma database, read row by row for a shortlist.
 
-Layout: a 64-byte header (magic, format version, dim, the owning store's id), then rows of `dim` float16
-values followed by an 8-byte key of the record id (blake2b), so a row read for an id is checked to be that
-id's. Rows are only appended (and fsynced) or cut from the end; `read` memory-maps the file, so a query
-touches only the pages of its shortlist.
+Layout: `<stem>.f16`, a 64-byte header (magic, format version, dim, the owning store's id), then rows of
+`dim` float16 values followed by an 8-byte key of the record id (blake2b), so a row read for an id is checked
+to be that id's; and `<stem>.keys`, the same keys alone (8 bytes a row), from which a reader builds its
+id -> row index without touching the vectors. Rows are only appended (vectors, then keys, each fsynced) or
+cut from the end; `read` memory-maps the vectors, so a query touches only the pages of its shortlist.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import fsync_dir
 from .errors import InputError
 
 __all__ = ["RerankFile", "RerankFileError", "id_keys"]
@@ -44,14 +46,6 @@ def id_keys(ids: Sequence[str]) -> np.ndarray:
     )
 
 
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 class RerankFile:
     """Rows `(dim,)` float16 + id key, appended durably; `read(rows, ids)` -> `(n, dim)` float32.
 
@@ -63,10 +57,11 @@ class RerankFile:
 
     def __init__(self, path: str | os.PathLike, dim: int, store_id: str, create: bool = False) -> None:
         self.path, self.dim, self.store_id = Path(path), int(dim), store_id
+        self.keys_path = self.path.with_suffix(".keys")
         self.row_dtype = np.dtype([("vector", "<f2", (self.dim,)), ("key", "<u8")])
         self._map: np.memmap | None = None
         if not self.path.exists():
-            if not create:
+            if not create or self.keys_path.exists() and self.keys_path.stat().st_size:
                 raise RerankFileError(f"the rerank file {self.path} is missing: the store cannot rerank")
             self._create()
         self._check_header()
@@ -81,8 +76,9 @@ class RerankFile:
             handle.write(header)
             handle.flush()
             os.fsync(handle.fileno())
+        self.keys_path.write_bytes(b"")
         os.replace(staging, self.path)
-        _fsync_folder(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def _check_header(self) -> None:
         with open(self.path, "rb") as handle:
@@ -103,8 +99,22 @@ class RerankFile:
 
     @property
     def rows(self) -> int:
-        """Number of whole rows in the file (a row cut short by a crash does not count)."""
-        return (self.path.stat().st_size - HEADER_SIZE) // self.row_dtype.itemsize
+        """Number of whole rows with their key (a row cut short by a crash does not count)."""
+        vectors = (self.path.stat().st_size - HEADER_SIZE) // self.row_dtype.itemsize
+        try:
+            keys = self.keys_path.stat().st_size // 8
+        except FileNotFoundError as error:
+            raise RerankFileError(f"the rerank key file {self.keys_path} is missing") from error
+        return min(vectors, keys)
+
+    def keys(self, stop: int) -> np.ndarray:
+        """`(stop,)` uint64 keys of rows `0:stop`, read from the key file."""
+        keys = np.fromfile(self.keys_path, dtype="<u8", count=stop)
+        if len(keys) < stop:
+            raise RerankFileError(
+                f"the rerank key file {self.keys_path} is truncated: {len(keys)} of {stop} rows"
+            )
+        return keys
 
     def append(self, ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         """Write `vectors` `(n, dim)` with the keys of `ids` after the last whole row; fsync before returning.
@@ -117,21 +127,29 @@ class RerankFile:
         block["vector"] = vectors
         block["key"] = id_keys(ids)
         start = self.rows
-        with open(self.path, "r+b") as handle:
-            handle.seek(HEADER_SIZE + start * self.row_dtype.itemsize)
-            handle.write(block.tobytes())
-            handle.truncate()
-            handle.flush()
-            os.fsync(handle.fileno())
+        for path, offset, data in (
+            (self.path, HEADER_SIZE + start * self.row_dtype.itemsize, block.tobytes()),
+            (self.keys_path, start * 8, block["key"].tobytes()),
+        ):
+            with open(path, "r+b") as handle:
+                handle.seek(offset)
+                handle.write(data)
+                handle.truncate()
+                handle.flush()
+                os.fsync(handle.fileno())
         return np.arange(start, start + len(ids), dtype=np.int64)
 
     def truncate(self, rows: int) -> None:
         """Cut the file to its first `rows` rows (never below), durably."""
         if rows < self.rows:
             self._map = None
-            with open(self.path, "r+b") as handle:
-                handle.truncate(HEADER_SIZE + rows * self.row_dtype.itemsize)
-                os.fsync(handle.fileno())
+            for path, size in (
+                (self.path, HEADER_SIZE + rows * self.row_dtype.itemsize),
+                (self.keys_path, rows * 8),
+            ):
+                with open(path, "r+b") as handle:
+                    handle.truncate(size)
+                    os.fsync(handle.fileno())
 
     def _mapped(self, needed: int) -> np.memmap:
         if self._map is None or len(self._map) < needed:
@@ -162,6 +180,8 @@ class RerankFile:
             )
         return found["vector"].astype(np.float32)
 
-    def read_all(self, start: int, stop: int) -> np.ndarray:
-        """Rows `start:stop` as a structured array (`vector`, `key`), for compaction."""
-        return np.array(self._mapped(stop)[start:stop])
+    def remove(self) -> None:
+        """Delete both files."""
+        self._map = None
+        self.path.unlink(missing_ok=True)
+        self.keys_path.unlink(missing_ok=True)

@@ -1,26 +1,28 @@
 """Where a Matryoshka store keeps its rerank vectors: a file beside an embedded database, or a collection.
 
 Both homes share one interface, used by `retriever.MatryoshkaStore` inside `writing()`:
-`write(ids, vectors)` stores the vectors *before* the searched collection's records point at them and
-returns the pointer metadata for those records; `acknowledge()` runs after the records are written;
-`read(ids, metadatas)` returns the vectors of searched records; `remove(ids)` runs after records are deleted.
+`write(ids, vectors)` stores the vectors *before* the searched collection's records that point at them and
+returns the pointer metadata for those records (or None); `acknowledge()` runs after the records are
+written; `read(ids)` returns the vectors of the ids that have one, and which do; `remove(ids)` runs after
+records are deleted.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
+from .atomic import atomic_write_text
 from .chroma_client import chroma_errors
-from .rerank_file import RerankFile, RerankFileError
+from .rerank_file import RerankFile, RerankFileError, id_keys
 
 __all__ = ["POINTER_KEY", "RESERVED_PREFIX", "CollectionVectors", "FileVectors", "RerankHome"]
 
@@ -32,23 +34,32 @@ _ROW_MASK = (1 << _ROW_BITS) - 1
 
 
 class FileVectors:
-    """Rerank vectors as float16 rows in `<folder>/<name>.d<dim>.g<generation>.f16`, pointed at by records.
+    """Rerank vectors as float16 rows in `<folder>/<name>.d<dim>.g<generation>.f16` (+ `.keys`).
 
-    Writers hold an exclusive lock on `<folder>/<name>.lock`. The searched collection's metadata records
-    the current generation and how many of its rows are acknowledged (`rerank_generation`, `rerank_rows`);
-    rows past that which no record points at (a batch cut short by a crash) are cut on the next write.
-    `compact()` copies the live rows to a new generation, repoints the records and removes older files.
+    `<name>.d<dim>.progress` (JSON, replaced atomically) names the current generation and how many of its
+    rows are acknowledged; readers index only those (id key -> latest row), refreshed when it changes.
+    Writers hold an exclusive lock on `<folder>/<name>.lock`, write the rows (fsynced) before the searched
+    records, and acknowledge them after. Each record's metadata also holds its row's pointer
+    (`POINTER_KEY`), read only to recover from a crash: rows past the acknowledged ones are kept when a
+    record points at them, else cut (on opening and before each write). `compact()` copies the live rows to
+    a new generation, switches the progress file to it (the commit point) and deletes the other files.
     """
 
     def __init__(
-        self, folder: Path, name: str, dim: int, client: ClientAPI, collection: Collection, location: str
+        self, folder: Path, name: str, dim: int, collection: Collection, location: str, create: bool = False
     ) -> None:
         self.folder, self.name, self.dim, self.location = folder, name, dim, location
-        self.client, self.collection = client, collection
+        self.collection = collection
         self.store_id = str(collection.metadata["store_id"])
+        self.progress_path = folder / f"{name}.d{dim}.progress"
         self._files: dict[int, RerankFile] = {}
-        self._generation = int(collection.metadata.get("rerank_generation", 0))
-        self._rows = int(collection.metadata.get("rerank_rows", 0))
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the progress file indexed
+        self._index = (np.empty(0, np.uint64), np.empty(0, np.int64))
+        if create and not self.progress_path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            self._write_progress(0, 0)
+        with self.writing():  # recover from a crash before serving anything
+            pass
 
     def file_path(self, generation: int) -> Path:
         return self.folder / f"{self.name}.d{self.dim}.g{generation}.f16"
@@ -63,109 +74,129 @@ class FileVectors:
         pattern = re.compile(re.escape(f"{self.name}.d{self.dim}.g") + r"(\d+)\.f16")
         return sorted(int(m.group(1)) for p in self.folder.glob("*.f16") if (m := pattern.fullmatch(p.name)))
 
-    def _errors(self, action: str):
-        return chroma_errors(self.location, action)
+    def stored_rows(self) -> int:
+        """Rows in every generation's file, live or not (`compact()` keeps only the live ones)."""
+        return sum(self._file(g).rows for g in self.generations())
 
-    def _record_progress(self) -> None:
-        with self._errors("recording the rerank file's progress"):
-            metadata = dict(self.collection.metadata)
-            metadata.update(rerank_generation=self._generation, rerank_rows=self._rows)
-            self.collection.modify(metadata=metadata)
+    # -- progress ----------------------------------------------------------------------------------
+
+    def _write_progress(self, generation: int, rows: int) -> None:
+        document = {"store_id": self.store_id, "generation": generation, "rows": rows}
+        atomic_write_text(self.progress_path, json.dumps(document) + "\n")
+
+    def progress(self) -> tuple[int, int]:
+        """(generation, acknowledged rows) from the progress file."""
+        try:
+            document = json.loads(self.progress_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise RerankFileError(
+                f"the rerank progress file {self.progress_path} is missing: the store cannot rerank"
+            ) from error
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RerankFileError(
+                f"the rerank progress file {self.progress_path} is corrupt: {error}"
+            ) from error
+        if not isinstance(document, dict) or document.get("store_id") != self.store_id:
+            raise RerankFileError(
+                f"the rerank progress file {self.progress_path} belongs to another store "
+                f"({document.get('store_id') if isinstance(document, dict) else document!r}, "
+                f"expected {self.store_id})"
+            )
+        return int(document["generation"]), int(document["rows"])
+
+    def _refresh(self) -> None:
+        """Rebuild the id key -> row index when the progress file changed."""
+        try:
+            stat = self.progress_path.stat()
+        except FileNotFoundError:
+            self.progress()  # raises, naming the file
+        seen = (stat.st_mtime_ns, stat.st_size)
+        if seen == self._seen:
+            return
+        generation, rows = self.progress()
+        keys = self._file(generation).keys(rows) if rows else np.empty(0, np.uint64)
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        latest = np.r_[ordered[1:] != ordered[:-1], True] if len(ordered) else np.empty(0, bool)
+        self._generation, self._index, self._seen = generation, (ordered[latest], order[latest]), seen
+
+    # -- writing -----------------------------------------------------------------------------------
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold the write lock; reread the progress and cut an unacknowledged, unreferenced tail first."""
+        """Hold the write lock; cut an unacknowledged tail that no record points at (a crashed batch)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / f"{self.name}.lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                with self._errors("reading the store's progress"):
-                    self.collection = self.client.get_collection(
-                        self.collection.name, embedding_function=None
-                    )
-                self._generation = int(self.collection.metadata.get("rerank_generation", 0))
-                self._rows = int(self.collection.metadata.get("rerank_rows", 0))
-                self._reclaim_tail()
+                self._recover()
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _reclaim_tail(self) -> None:
-        current = self._file(self._generation, create=True)
-        if current.rows <= self._rows:
-            return
-        base = self._generation << _ROW_BITS
-        with self._errors("looking for records past the acknowledged rows"):
-            found = self.collection.get(
-                where={
-                    "$and": [
-                        {POINTER_KEY: {"$gte": base + self._rows}},
-                        {POINTER_KEY: {"$lt": base + _ROW_MASK}},
-                    ]
-                },
-                include=["metadatas"],
-            )
-        referenced = [int(m[POINTER_KEY]) & _ROW_MASK for m in found["metadatas"] or []]
-        self._rows = max([self._rows, *(row + 1 for row in referenced)])
-        current.truncate(self._rows)
+    def _recover(self) -> None:
+        generation, rows = self.progress()
+        current = self._file(generation, create=rows == 0)
+        if current.rows > rows:
+            base = generation << _ROW_BITS
+            with chroma_errors(self.location, "looking for records past the acknowledged rows"):
+                found = self.collection.get(
+                    where={
+                        "$and": [
+                            {POINTER_KEY: {"$gte": base + rows}},
+                            {POINTER_KEY: {"$lt": base + _ROW_MASK}},
+                        ]
+                    },
+                    include=["metadatas"],
+                )
+            referenced = [int(m[POINTER_KEY]) & _ROW_MASK for m in found["metadatas"] or []]
+            rows = max([rows, *(row + 1 for row in referenced)])
+            current.truncate(rows)
+            self._write_progress(generation, rows)
+        self._generation, self._rows = generation, rows
 
     def write(self, ids: Sequence[str], vectors: np.ndarray) -> list[dict[str, Any]]:
         """Append and fsync `vectors` `(n, dim)`; the pointer metadata of each id."""
-        rows = self._file(self._generation, create=True).append(ids, vectors.astype(np.float16))
+        rows = self._file(self._generation).append(ids, vectors.astype(np.float16))
         return [{POINTER_KEY: (self._generation << _ROW_BITS) | int(row)} for row in rows]
 
     def acknowledge(self) -> None:
         self._rows = self._file(self._generation).rows
-        self._record_progress()
+        self._write_progress(self._generation, self._rows)
 
     def remove(self, ids: Sequence[str]) -> None:
         """Rows of deleted records stay until `compact()`."""
 
-    def read(self, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None]) -> np.ndarray:
-        """`(n, dim)` float32 vectors of records by their pointer metadata."""
-        pointers = []
-        for record_id, metadata in zip(ids, metadatas):
-            pointer = (metadata or {}).get(POINTER_KEY)
-            if not isinstance(pointer, int):
-                raise RerankFileError(
-                    f"record {record_id!r} has no rerank vector pointer: not written by this store"
-                )
-            pointers.append(pointer)
-        pointers = np.asarray(pointers, dtype=np.int64)
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
-        generations = pointers >> _ROW_BITS
-        for generation in np.unique(generations):
-            where = np.flatnonzero(generations == generation)
-            out[where] = self._file(int(generation)).read(
-                pointers[where] & _ROW_MASK, [ids[i] for i in where]
-            )
-        return out
-
     def compact(self, batch_size: int) -> int:
-        """Copy live rows to a new generation, repoint the records, delete older files; rows reclaimed."""
+        """Copy live rows to a new generation, commit it, delete the other files; rows reclaimed."""
         with self.writing():
-            with self._errors("listing records to compact"):
-                found = self.collection.get(include=["metadatas"])
-            ids, metadatas = found["ids"], found["metadatas"] or []
-            old = self.generations()
-            total_before = sum(self._file(g).rows for g in old)
+            with chroma_errors(self.location, "listing records to compact"):
+                ids = self.collection.get(include=[])["ids"]
+            old, before = self.generations(), self.stored_rows()
             generation = max([*old, self._generation]) + 1
             target = self._file(generation, create=True)
             for start in range(0, len(ids), batch_size):
-                part = slice(start, start + batch_size)
-                vectors = self.read(ids[part], metadatas[part])
-                rows = target.append(ids[part], vectors.astype(np.float16))
-                with self._errors("repointing records to the compacted rerank file"):
-                    self.collection.update(
-                        ids=ids[part],
-                        metadatas=[{POINTER_KEY: (generation << _ROW_BITS) | int(r)} for r in rows],
-                    )
-            self._generation, self._rows = generation, target.rows
-            self._record_progress()
+                part = ids[start : start + batch_size]
+                vectors, found = self.read(part)
+                target.append([i for i, f in zip(part, found) if f], vectors.astype(np.float16))
+            self._write_progress(generation, target.rows)
             for stale in old:
-                self._files.pop(stale, None)
-                self.file_path(stale).unlink(missing_ok=True)
-            return total_before - target.rows
+                self._files.pop(stale).remove()
+            self._generation, self._rows = generation, target.rows
+            return before - target.rows
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors `(m, dim)` float32 of the `ids` with an acknowledged row, and the `(n,)` mask of those."""
+        self._refresh()
+        keys, rows = self._index
+        wanted = id_keys(ids)
+        position = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+        found = (keys[position] == wanted) if len(keys) else np.zeros(len(ids), bool)
+        chosen = np.flatnonzero(found)
+        vectors = self._file(self._generation).read(rows[position[chosen]], [ids[i] for i in chosen])
+        return vectors, found
 
 
 class CollectionVectors:
@@ -189,19 +220,17 @@ class CollectionVectors:
         with chroma_errors(self.location, f"deleting rerank vectors from {self.collection.name!r}"):
             self.collection.delete(ids=list(ids))
 
-    def read(self, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None]) -> np.ndarray:
-        """`(n, dim)` float32 vectors of `ids` (Chroma returns them in its own order: reordered)."""
+    def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors `(m, dim)` float32 of the `ids` that have one (in the order of `ids`), and the mask."""
+        dim = self.collection.metadata["large_dim"]
         if not ids:
-            return np.empty((0, self.collection.metadata["large_dim"]), dtype=np.float32)
+            return np.empty((0, dim), dtype=np.float32), np.zeros(0, bool)
         with chroma_errors(self.location, f"reading rerank vectors from {self.collection.name!r}"):
             found = self.collection.get(ids=list(ids), include=["embeddings"])
         by_id = dict(zip(found["ids"], found["embeddings"]))
-        missing = [i for i in ids if i not in by_id]
-        if missing:
-            raise RerankFileError(
-                f"{len(missing)} record(s) have no rerank vector in {self.collection.name!r}, first {missing[0]!r}"
-            )
-        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+        mask = np.array([i in by_id for i in ids])
+        vectors = np.asarray([by_id[i] for i in ids if i in by_id], dtype=np.float32).reshape(-1, dim)
+        return vectors, mask
 
     def compact(self, batch_size: int) -> int:
         """Nothing to reclaim: deleted records' vectors are deleted with them."""

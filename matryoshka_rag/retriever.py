@@ -50,6 +50,7 @@ __all__ = [
     "ChromaUnavailableError",
     "Hit",
     "MatryoshkaStore",
+    "QueryStats",
     "check_metadatas",
     "connect",
 ]
@@ -73,6 +74,14 @@ _LAYOUT_KEYS = (
 
 Space = Literal["cosine", "ip", "l2"]
 LargeVectors = Literal["auto", "base", "adapted"]
+
+
+@dataclass
+class QueryStats:
+    """Counts since the store was opened: queries answered, and those whose shortlist was widened."""
+
+    queries: int = 0
+    widened: int = 0
 
 
 @dataclass(frozen=True)
@@ -263,6 +272,7 @@ class MatryoshkaStore:
         self.name, self.client = name, client
         self.location = location(client)
         self.shortlist_factor, self.max_shortlist_factor = int(shortlist_factor), int(max_shortlist_factor)
+        self.stats = QueryStats()
         existing = self._existing_layout()
         self.space = _checked_choice(space or existing.get("space") or "cosine", Space, "space")
         self.adaptor, self.adaptor_path = self._resolve_adaptor(adaptor, existing)
@@ -314,8 +324,10 @@ class MatryoshkaStore:
         configuration = {"hnsw": {"space": self.space, **(dict(hnsw) if hnsw else DEFAULT_HNSW)}}
         self.small = self._open(self.small_dim, "search", configuration)
         if self.rerank_home == "file":
+            with self._errors("counting"):
+                new = self.small.count() == 0
             self.vectors: FileVectors | CollectionVectors = FileVectors(
-                folder / "matryoshka_rag", name, self.large_dim, client, self.small, self.location
+                folder / "matryoshka_rag", name, self.large_dim, self.small, self.location, create=new
             )
         else:
             self.vectors = CollectionVectors(
@@ -468,9 +480,9 @@ class MatryoshkaStore:
         """Stored unit-norm rerank vectors `(large_dim,)` of the `ids` that exist, by id."""
         ids = _check_ids(ids)
         with self._errors("reading records"):
-            found = self.small.get(ids=ids, include=["metadatas"])
-        vectors = self.vectors.read(found["ids"], found["metadatas"])
-        return dict(zip(found["ids"], _unit(vectors)))
+            stored = self.small.get(ids=ids, include=[])["ids"]
+        vectors, found = self.vectors.read(stored)
+        return dict(zip((i for i, f in zip(stored, found) if f), _unit(vectors)))
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         if self.provider is None:
@@ -608,20 +620,18 @@ class MatryoshkaStore:
             raise InputError(f"query must be a text or one base vector, got an array of shape {vector.shape}")
         return vector
 
-    def _shortlist(
-        self, vector: np.ndarray, n: int, where: Mapping | None
-    ) -> tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]]:
-        """The small-dim search: ids, cosines `(m,)` and metadatas of up to `n` records."""
+    def _shortlist(self, vector: np.ndarray, n: int, where: Mapping | None) -> tuple[list[str], np.ndarray]:
+        """The small-dim search: ids and cosines `(m,)` of up to `n` records."""
         with self._errors(f"searching {self.small.name!r}"):
             found = self.small.query(
                 query_embeddings=[vector],
                 n_results=n,
                 where=dict(where) if where else None,
-                include=["distances", "metadatas"],
+                include=["distances"],
             )
         distances = np.asarray(found["distances"][0], dtype=np.float64)
         cosines = 1.0 - (0.5 if self.space == "l2" else 1.0) * distances  # unit vectors: l2 is squared
-        return found["ids"][0], cosines, found["metadatas"][0]
+        return found["ids"][0], cosines
 
     def query(
         self, query: str | np.ndarray | Sequence[float], k: int = 10, where: Mapping[str, Any] | None = None
@@ -630,42 +640,38 @@ class MatryoshkaStore:
 
         Small-dim search for `shortlist_factor * k` candidates -> exact rerank at the large dim -> widen
         (x4, up to `max_shortlist_factor * k`) until `shortlist_is_conclusive` -> top k. Fewer than k
-        records (in the store, or passing `where`) give fewer hits.
+        records (in the store, or passing `where`) give fewer hits. A record whose rerank vector is not
+        acknowledged yet (a batch being written) is left out.
         """
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
             raise InputError(f"k must be a positive integer, got {k!r}")
         k = int(k)
         small_query, large_query = (v[0] for v in self._vectors(self._query_vector(query)))
-        n, first = k * self.shortlist_factor, None
+        n, first, cap = k * self.shortlist_factor, None, k * self.max_shortlist_factor
         while True:
-            ids, small_scores, metadatas = self._shortlist(small_query, n, where)
+            searched, small_scores = self._shortlist(small_query, n, where)
+            vectors, written = self.vectors.read(searched)
+            ids = [i for i, w in zip(searched, written) if w]
+            small_scores = small_scores[written]
+            large_scores = (_unit(vectors) @ large_query).astype(np.float64)
             first = set(ids) if first is None else first
-            large_scores = (_unit(self.vectors.read(ids, metadatas)) @ large_query).astype(np.float64)
-            cap = k * self.max_shortlist_factor
-            if len(ids) < n or n >= cap or shortlist_is_conclusive(small_scores, large_scores, k):
+            if len(searched) < n or n >= cap or shortlist_is_conclusive(small_scores, large_scores, k):
                 break
             n = min(n * WIDEN_STEP, cap)
+        self.stats.queries += 1
+        self.stats.widened += n > k * self.shortlist_factor
         best = sorted(range(len(ids)), key=lambda i: (-large_scores[i], ids[i]))[:k]
-        top = [ids[i] for i in best]
-        documents = self._documents(top)
+        records = self.get([ids[i] for i in best]) if best else {}
         return [
             Hit(
                 ids[i],
                 float(large_scores[i]),
                 {self.small_dim: float(small_scores[i]), self.large_dim: float(large_scores[i])},
                 STAGE_FUNNEL if ids[i] in first else STAGE_WIDENED,
-                documents.get(ids[i]),
-                _user_metadata(metadatas[i]),
+                *records.get(ids[i], (None, {})),
             )
             for i in best
         ]
-
-    def _documents(self, ids: list[str]) -> dict[str, str | None]:
-        if not ids:
-            return {}
-        with self._errors("reading documents"):
-            found = self.small.get(ids=ids, include=["documents"])
-        return dict(zip(found["ids"], found["documents"]))
 
     def __repr__(self) -> str:
         return (

@@ -158,7 +158,7 @@ def rerank_rows(store: MatryoshkaStore) -> int:
     """Rerank vectors stored: the second collection's records, or the rows of every rerank file."""
     if isinstance(store.vectors, CollectionVectors):
         return store.vectors.collection.count()
-    return sum(store.vectors._file(g).rows for g in store.vectors.generations())
+    return store.vectors.stored_rows()
 
 
 def snapshot(store: MatryoshkaStore, query: np.ndarray) -> tuple:
@@ -250,6 +250,7 @@ def test_shortlist_widens_until_conclusive(location, name, adaptor, corpus, scif
         store.max_shortlist_factor = 1
         recall_fixed.append(len({h.id for h in store.query(query, k=10)} & truth) / 10)
     assert STAGE_WIDENED in stages and STAGE_FUNNEL in stages
+    assert 0 < store.stats.widened < store.stats.queries == 2 * len(queries)
     assert np.mean(recall_widening) >= 0.99 > np.mean(recall_fixed)
 
 
@@ -571,6 +572,17 @@ def test_bad_rerank_file_is_refused_and_left_as_is(tmp_path, small_adaptor_dir, 
     with pytest.raises(RerankFileError, match="is missing"):
         MatryoshkaStore("docs", None, path=tmp_path / "db").query(vectors[0], k=3)
     path.write_bytes(good)
+    progress = stores["docs"].vectors.progress_path
+    kept = progress.read_bytes()
+    for content, words in (
+        (None, "progress file .* is missing"),
+        (b"{", "is corrupt"),
+        (stores["other"].vectors.progress_path.read_bytes(), "belongs to another store"),
+    ):
+        progress.unlink() if content is None else progress.write_bytes(content)
+        with pytest.raises(RerankFileError, match=words):
+            MatryoshkaStore("docs", None, path=tmp_path / "db").query(vectors[0], k=3)
+    progress.write_bytes(kept)
     assert MatryoshkaStore("docs", None, path=tmp_path / "db").query(vectors[3], k=1)[0].id == ids[3]
 
 
@@ -624,7 +636,8 @@ def test_sigkill_mid_upsert_keeps_every_record_consistent(tmp_path, small_adapto
     rounds = {meta["round"] for _, meta in reopened.get(ids).values()}
     assert rounds <= {2, 3, 4}
     reopened.upsert(ids[:10], embeddings=vectors[:10])  # a write: the cut-off tail goes first
-    assert reopened.vectors._rows == reopened.vectors._file(reopened.vectors._generation).rows
+    generation, acknowledged = reopened.vectors.progress()
+    assert acknowledged == rerank_rows(reopened) and reopened.vectors.generations() == [generation]
     freed = reopened.compact()
     assert freed > 0 and rerank_rows(reopened) == 300
     assert [h.id for h in reopened.query(vectors[7], k=3)][0] == ids[7]
