@@ -25,10 +25,10 @@ _EXPORTS = {
     "CorruptAdaptorError": "persistence",
     "load_adaptor": "persistence",
     "save_adaptor": "persistence",
-    "SupervisedConfig": "trainer",
-    "UnsupervisedConfig": "trainer",
-    "train_supervised": "trainer",
-    "train_unsupervised": "trainer",
+    "SupervisedConfig": "training",
+    "UnsupervisedConfig": "training",
+    "train_supervised": "training",
+    "train_unsupervised": "training",
     "EmbeddingCache": "cache",
     "SentenceTransformerProvider": "providers",
     "CallableProvider": "providers",
@@ -65,4 +65,4 @@ if TYPE_CHECKING:
     )
     from .persistence import CorruptAdaptorError, load_adaptor, save_adaptor
     from .providers import CallableProvider, SentenceTransformerProvider, embed_texts
-    from .trainer import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
+    from .training import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised

@@ -7,50 +7,26 @@ back to the owner rank), so each anchor sees the whole global batch as in single
 rank's loss is scaled by its share of the anchors and DDP averages the gradients, which makes the update
 exactly single-process training's on the global batch, and every rank holds the same weights;
 early-stopping decisions use rank 0's held-out score. Rank 0 writes checkpoints and the adaptor. One GPU
-per rank (`cuda:LOCAL_RANK`, NCCL), or CPU processes (gloo). Run, e.g. on 8 GPUs:
-
-    torchrun --standalone --nproc-per-node 8 -m matryoshka_rag.distributed corpus.npy runs/adaptor
+per rank (`cuda:LOCAL_RANK`, NCCL), or CPU processes (gloo). The entry point is
+`matryoshka_rag.training.torchrun`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from inspect import signature
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import InputError
+from .devices import resolve_device
 from .neighbours import knn_table
-
-
-def resolve_device(device: str | None = None) -> torch.device:
-    """`device` if given (checked to exist), else CUDA when present, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise InputError(f"device {device!r} is not a device name (e.g. 'cpu', 'cuda', 'cuda:1')") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was asked for, but CUDA is not available on this machine")
-    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
-        raise InputError(
-            f"device {device!r} was asked for, but this machine has {torch.cuda.device_count()} GPU(s)"
-        )
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"device {device!r} was asked for, but MPS is not available on this machine")
-    if resolved.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"device {device!r}: only cpu, cuda and mps are supported")
-    return resolved
 
 
 @dataclass(frozen=True)
@@ -192,71 +168,7 @@ def knn_table_shared(
     return context.gather_rows(table, n, device), info
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train an unsupervised adaptor on a `.npy` corpus with every rank of a torchrun launch; bad input is one
-    line on stderr and exit status 2."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("corpus", type=Path, help="(n, dim) float32/float16 .npy, opened memory-mapped")
-    parser.add_argument("out", type=Path, help="adaptor folder written by rank 0")
-    parser.add_argument("--dims", default=None, help="comma-separated Matryoshka dims")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--base-model", default="unknown")
-    parser.add_argument(
-        "--set", action="append", default=[], help="UnsupervisedConfig field, e.g. max_steps=200"
-    )
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        _train(args)
-    except InputError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+if __name__ == "__main__":  # the former entry point's command keeps working
+    from .training.torchrun import main
 
-
-def _train(args: argparse.Namespace) -> None:
-    from .adaptor_folder import check_destination
-    from .fit import training_configs
-    from .persistence import save_adaptor
-    from .trainer import train_unsupervised
-    from .validation import parse_dims
-
-    check_destination(args.out, args.overwrite, "--overwrite")
-    defaults = training_configs()[0]
-    settings = {}
-    for item in args.set:
-        key, equals, text = item.partition("=")
-        if not equals:
-            raise InputError(f"--set {item!r}: expected field=value, e.g. max_steps=200")
-        settings[key] = _typed(key, text, getattr(defaults, key, None))
-    config = training_configs(**settings)[0]  # unknown names and values outside the allowed ones raise
-    dims = parse_dims(args.dims) if args.dims else None
-    adaptor = train_unsupervised(args.corpus, dims, config, args.base_model, args.device, progress=False)
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    print(f"rank {rank} fingerprint {adaptor.fingerprint()}", flush=True)
-    if rank == 0:
-        save_adaptor(adaptor, args.out, overwrite=args.overwrite)
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def _typed(key: str, text: str, default: object) -> object:
-    """`--set key=text` as the type of the field's default (text when the field is unknown or a string)."""
-    if isinstance(default, bool):
-        if text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        raise InputError(f"--set {key}={text}: expected true or false")
-    if isinstance(default, int | float):
-        try:
-            return type(default)(text)
-        except ValueError:
-            kind = "an integer" if isinstance(default, int) else "a number"
-            raise InputError(f"--set {key}={text}: expected {kind}") from None
-    return text
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -16,17 +16,12 @@ import torch
 from .adaptor_folder import check_destination
 from .atomic import atomic_write_bytes, atomic_write_text, check_folder_path
 from .beir import BeirDataset, load_beir, load_precomputed
+from .devices import resolve_device
 from .errors import InputError
 from .metrics import mean_metric
 from .neighbours import exact_search
 from .pca import principal_axes
-from .trainer import (
-    SupervisedConfig,
-    UnsupervisedConfig,
-    resolve_device,
-    train_supervised,
-    train_unsupervised,
-)
+from .training import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
 from .validation import check_dims
 
 Transform = Callable[[np.ndarray], np.ndarray]  # base vectors (n, dim) -> method's vectors (n, dim)

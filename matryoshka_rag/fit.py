@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,34 +13,17 @@ from .adaptor_folder import check_destination
 from .errors import InputError
 from .persistence import save_adaptor
 from .providers import CallableProvider, _check_texts, canonical_model_name, embed_texts
-from .trainer import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
+from .training import (
+    SupervisedConfig,
+    UnsupervisedConfig,
+    train_supervised,
+    train_unsupervised,
+    training_configs,
+)
 
-__all__ = ["fit_from_texts", "training_configs"]
+__all__ = ["fit_from_texts"]
 
 EmbedMany = Callable[[list[str]], Sequence[Sequence[float]] | np.ndarray]
-
-
-def training_configs(
-    unsupervised: UnsupervisedConfig | None = None,
-    supervised: SupervisedConfig | None = None,
-    **settings: Any,
-) -> tuple[UnsupervisedConfig, SupervisedConfig]:
-    """Both stages' configs with ``settings`` (e.g. ``max_steps=30``) applied to every config that has them.
-
-    Unknown setting names raise InputError.
-    """
-    configs = (unsupervised or UnsupervisedConfig(), supervised or SupervisedConfig())
-    names = [{f.name for f in fields(config)} for config in configs]
-    unknown = sorted(set(settings) - names[0] - names[1])
-    if unknown:
-        raise InputError(
-            f"unknown training setting(s) {unknown}: use fields of UnsupervisedConfig or SupervisedConfig"
-        )
-    unsupervised, supervised = (
-        replace(config, **{key: value for key, value in settings.items() if key in known})
-        for config, known in zip(configs, names)
-    )
-    return unsupervised, supervised
 
 
 def _relevance(

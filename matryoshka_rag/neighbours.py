@@ -150,14 +150,9 @@ def hnsw_index(vectors: Vectors) -> faiss.IndexHNSWFlat:
 
 
 def _faiss_knn_rows(vectors: Vectors, k: int, query_rows: np.ndarray, ef_search: int) -> np.ndarray:
-    """Approximate k nearest other rows `(m, k)` int64 with a faiss HNSW graph over the unit vectors.
-
-    HNSW (M=32, efConstruction=80) rather than IVF: on 200k synthetic 384-d vectors with real-like neighbour
-    cosines, on 2 cores, it built in 25 s and would search every row in ~19 s at recall@10 0.99 (efSearch
-    64), where IVF-Flat (4 sqrt(n) lists) took 5 s + ~34 s for 0.93 (nprobe 32) and needed nprobe 64 (~62 s)
-    for 0.96 (see BENCHMARKS.md). Costs: about 1.8 KB of RAM per row (the vectors plus the graph's links), and
-    a multi-threaded build is not guaranteed to be deterministic (two 2-thread builds agreed exactly in
-    our runs). Rows with fewer than k + 1 results fall back to exact search.
+    """Approximate k nearest other rows `(m, k)` int64 with a faiss HNSW graph (`hnsw_index`) over the unit
+    vectors; rows with fewer than k + 1 results fall back to exact search. A multi-threaded build is not
+    guaranteed to be deterministic. Why HNSW, and its costs: BENCHMARKS.md, "Training at scale".
     """
     chunk, host = 1 << 16, torch.device("cpu")
     index = hnsw_index(vectors)

@@ -17,11 +17,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from matryoshka_rag import UnsupervisedConfig
-from matryoshka_rag import trainer as trainer_module
 from matryoshka_rag.distributed import LOCAL, Context, setup
 from matryoshka_rag.losses import listwise_distillation_loss, pairwise_similarity_loss
 from matryoshka_rag.neighbours import knn_table
 from matryoshka_rag.streaming import HostCorpus
+from matryoshka_rag.training.unsupervised import new_adaptor
+from matryoshka_rag.training.unsupervised_objective import UnsupervisedObjective
 
 DIMS = (2, 3, 6)
 CPU = torch.device("cpu")
@@ -191,14 +192,14 @@ def _step(
     vectors: np.ndarray, config: UnsupervisedConfig, context: Context
 ) -> tuple[float, list[torch.Tensor]]:
     """Loss and MLP gradients of training step `STEP` (this rank's share under DDP) from a fixed adaptor."""
-    adaptor = trainer_module._new_adaptor(vectors, ADAPTOR_DIMS, config, "test")
+    adaptor = new_adaptor(vectors, ADAPTOR_DIMS, config, "test")
     with torch.no_grad():  # a non-zero last layer, so that every parameter has a gradient
         last = adaptor.mlp[-1]
         last.weight.add_(0.02 * torch.randn(last.weight.shape, generator=torch.Generator().manual_seed(1)))
     table, _ = knn_table(vectors, config.k, "exact")
     host = HostCorpus(vectors, CPU)
     try:
-        objective = trainer_module._UnsupervisedObjective(host, table, ADAPTOR_DIMS, config, context)
+        objective = UnsupervisedObjective(host, table, ADAPTOR_DIMS, config, context)
         model = context.wrap(adaptor, CPU)  # held until after backward: DDP's reducer lives in it
         loss = objective.loss_at(adaptor, STEP, model=model)
         loss.backward()
@@ -295,9 +296,19 @@ if __name__ == "__main__":
 )
 def test_entry_point_refuses_bad_settings_in_one_line(tmp_path, capsys, setting, message):
     """Checked before the corpus is opened (it does not exist, so a later check would report that)."""
-    from matryoshka_rag.distributed import main
+    from matryoshka_rag.training.torchrun import main
 
     assert main([str(tmp_path / "corpus.npy"), str(tmp_path / "adaptor"), "--set", setting]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "adaptor").exists()
+
+
+def test_the_former_entry_point_command_still_runs_the_entry_point(tmp_path):
+    """`python -m matryoshka_rag.distributed` (the command before the entry point moved) is the same entry
+    point: its one-line refusal of a bad setting, exit status 2."""
+    command = [sys.executable, "-m", "matryoshka_rag.distributed", str(tmp_path / "corpus.npy")]
+    command += [str(tmp_path / "adaptor"), "--set", "batch_size=0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "batch_size must be an integer >= 1; got 0" in done.stderr

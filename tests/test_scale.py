@@ -12,10 +12,13 @@ import pytest
 import torch
 
 from matryoshka_rag import InputError, UnsupervisedConfig, load_adaptor, train_unsupervised
-from matryoshka_rag import trainer as trainer_module
 from matryoshka_rag.distributed import Context
 from matryoshka_rag.neighbours import exact_knn, exact_knn_rows, knn_table
 from matryoshka_rag.streaming import HostCorpus
+from matryoshka_rag.training import unsupervised as unsupervised_module
+from matryoshka_rag.training.schedule import epoch_order
+from matryoshka_rag.training.unsupervised import new_adaptor
+from matryoshka_rag.training.unsupervised_objective import UnsupervisedObjective
 from matryoshka_rag.validation import check_rows
 
 FAST = UnsupervisedConfig(max_steps=20, eval_every=10, batch_size=64, holdout=50, patience=100)
@@ -94,8 +97,8 @@ def _forbid_work(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("work started before the input was checked")
 
-    monkeypatch.setattr(trainer_module, "check_rows", fail)
-    monkeypatch.setattr(trainer_module, "_new_adaptor", fail)
+    monkeypatch.setattr(unsupervised_module, "check_rows", fail)
+    monkeypatch.setattr(unsupervised_module, "new_adaptor", fail)
 
 
 def test_bad_memmaps_fail_before_any_work(tmp_path, monkeypatch):
@@ -149,27 +152,27 @@ def test_values_are_checked_in_chunks(slice_vectors):
         check_rows(bad, "corpus", chunk_rows=100)
 
 
-def _objective(vectors: np.ndarray, context: Context | None = None) -> trainer_module._UnsupervisedObjective:
+def _objective(vectors: np.ndarray, context: Context | None = None) -> UnsupervisedObjective:
     table, _ = knn_table(vectors, FAST.k, "exact")
     host = HostCorpus(vectors, torch.device("cpu"))
-    return trainer_module._UnsupervisedObjective(host, table, (32, 384), FAST, context or Context())
+    return UnsupervisedObjective(host, table, (32, 384), FAST, context or Context())
 
 
 def test_step_work_does_not_depend_on_the_corpus_size(scifact_vectors):
     """A step reads batch x (1 + k) rows and shuffles once per epoch, for 1,000 rows as for 5,000."""
-    adaptor = trainer_module._new_adaptor(scifact_vectors[:1000], (32, 384), FAST, "test")
+    adaptor = new_adaptor(scifact_vectors[:1000], (32, 384), FAST, "test")
     for n in (1000, 5000):
         objective = _objective(scifact_vectors[:n])
-        trainer_module._epoch_order.cache_clear()
+        epoch_order.cache_clear()
         for step in range(5):
             objective.loss_at(adaptor, step).backward()
         assert objective.corpus.rows_gathered == 5 * FAST.batch_size * (1 + FAST.k)
-        assert trainer_module._epoch_order.cache_info().misses == 1  # one shuffle, not one per step
+        assert epoch_order.cache_info().misses == 1  # one shuffle, not one per step
 
 
 def test_ranks_take_disjoint_shares_of_each_batch(slice_vectors):
-    whole = _objective(slice_vectors)._train_rows(3, 0)
-    shares = [_objective(slice_vectors, Context(rank, 2))._train_rows(3, 0) for rank in (0, 1)]
+    whole = _objective(slice_vectors).train_rows_at(3, 0)
+    shares = [_objective(slice_vectors, Context(rank, 2)).train_rows_at(3, 0) for rank in (0, 1)]
     assert not set(shares[0]) & set(shares[1])
     assert sorted(np.concatenate(shares)) == sorted(whole)
 
@@ -178,7 +181,7 @@ def test_data_parallel_gloo_two_processes(memmap_path, tmp_path):
     """torchrun with 2 CPU ranks: both end with the same weights, rank 0 saves a valid adaptor."""
     out = tmp_path / "adaptor"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    command += ["-m", "matryoshka_rag.distributed", str(memmap_path), str(out), "--dims", "32,384"]
+    command += ["-m", "matryoshka_rag.training.torchrun", str(memmap_path), str(out), "--dims", "32,384"]
     command += ["--set", "max_steps=20", "--set", "eval_every=10", "--set", "batch_size=64"]
     command += ["--set", "holdout=50", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -223,10 +226,10 @@ def test_no_host_reads_in_the_inner_loop(slice_vectors, monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_steps_never_synchronise(slice_vectors):
     """On a GPU: steps after a warm-up run with PyTorch's sync debug mode set to raise."""
-    adaptor = trainer_module._new_adaptor(slice_vectors, (32, 384), FAST, "test").cuda()
+    adaptor = new_adaptor(slice_vectors, (32, 384), FAST, "test").cuda()
     table, _ = knn_table(slice_vectors, FAST.k, "exact", device="cuda")
     host = HostCorpus(slice_vectors, torch.device("cuda"))
-    objective = trainer_module._UnsupervisedObjective(host, table, (32, 384), FAST)
+    objective = UnsupervisedObjective(host, table, (32, 384), FAST)
     optimizer = torch.optim.Adam(adaptor.mlp.parameters(), lr=FAST.lr)
     try:
         for step in range(6):

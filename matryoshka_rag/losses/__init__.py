@@ -1,13 +1,13 @@
-"""Loss functions on tensors, one per module. Each sums over the Matryoshka dims it is given."""
+"""Loss functions on tensors, one per module named after it. Each sums over the Matryoshka dims it is given."""
 
-from .listwise import listwise_distillation_loss
-from .multi_positive_softmax import multi_positive_softmax_loss
-from .pair import pairwise_similarity_loss
-from .rank import pairwise_rank_loss
-from .reconstruction import reconstruction_loss
-from .self_distillation import prefix_self_distillation_loss
-from .softmax_rank import graded_softmax_loss
-from .topk import topk_similarity_loss
+from .graded_softmax_loss import graded_softmax_loss
+from .listwise_distillation_loss import listwise_distillation_loss
+from .multi_positive_softmax_loss import multi_positive_softmax_loss
+from .pairwise_rank_loss import pairwise_rank_loss
+from .pairwise_similarity_loss import pairwise_similarity_loss
+from .prefix_self_distillation_loss import prefix_self_distillation_loss
+from .reconstruction_loss import reconstruction_loss
+from .topk_similarity_loss import topk_similarity_loss
 
 __all__ = [
     "graded_softmax_loss",

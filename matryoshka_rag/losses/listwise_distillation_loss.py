@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..similarity import cosine_matrix, cosine_rows
-from ._candidates import in_batch_candidates
+from .in_batch_candidates import in_batch_candidates
 
 _MASKED = -1e4  # cosine logit for an anchor against itself: softmax weight exactly 0
 

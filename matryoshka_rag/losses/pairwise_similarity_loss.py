@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 
 from ..similarity import cosine_matrix
-from ._candidates import in_batch_candidates
+from .in_batch_candidates import in_batch_candidates
 
 
 def pairwise_similarity_loss(
