@@ -54,6 +54,19 @@ def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
     query.add_argument("--json", action="store_true", help="print the hits as JSON")
     query.set_defaults(handler=query_command)
 
+    shrink = subparsers.add_parser(
+        "shrink", help="make a Matryoshka store of an existing collection's stored vectors (no re-embedding)"
+    )
+    shrink.add_argument("--path", required=True, help="folder of the embedded Chroma database")
+    shrink.add_argument("--collection", required=True, help="the collection to shrink (only read)")
+    shrink.add_argument("--dim", type=int, default=64, help="searched dim of the store (default 64)")
+    shrink.add_argument("--out", help="database folder of the store (default: <path>.matryoshka)")
+    shrink.add_argument("--name", help="name of the store (default: the collection's)")
+    shrink.add_argument("--model", default="unknown", help="the model that made the vectors (recorded)")
+    shrink.add_argument("--sample", type=int, default=200, help="stored records used as check queries")
+    shrink.add_argument("--max-steps", type=int, default=None, help="cap on the adaptor's training steps")
+    shrink.set_defaults(handler=shrink_command)
+
 
 def _precomputed(args: argparse.Namespace, ids: list[str]):
     """Base vectors of `ids` `(n, d)` from `--embeddings` (+ `--embedding-ids`), aligned by id."""
@@ -115,6 +128,23 @@ def index_command(args: argparse.Namespace) -> None:
         f"{store.count()} records in {store.collection_name(store.small_dim)} at {store.location} "
         f"(rerank vectors: {store.large_vectors}, {store.large_dim} dims, in a {store.rerank_home})"
     )
+
+
+def shrink_command(args: argparse.Namespace) -> None:
+    """Train an adaptor on the collection's vectors, write the store, print the label-free check and costs."""
+    from .shrink import shrink
+
+    report = shrink(
+        args.path,
+        args.collection,
+        dim=args.dim,
+        out=args.out,
+        name=args.name,
+        base_model=args.model,
+        sample=args.sample,
+        max_steps=args.max_steps,
+    )
+    print(report.table())
 
 
 def query_command(args: argparse.Namespace) -> None:
