@@ -159,12 +159,19 @@ def setup(device: str | None = None) -> tuple[Context, torch.device]:
 
 
 def knn_table_shared(
-    embeddings: np.ndarray, k: int, method: str, context: Context, device: torch.device, seed: int
+    embeddings: np.ndarray,
+    k: int,
+    method: str,
+    context: Context,
+    device: torch.device,
+    seed: int,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """`neighbours.knn_table` with each rank computing its share of the rows: `(n, k)` on every rank."""
+    """`neighbours.knn_table` with each rank computing its share of the rows: `(n, k)` on every rank (rows
+    in `exclude` are nobody's neighbours)."""
     n = embeddings.shape[0]
     rows = context.share(n) if context.active else None
-    table, info = knn_table(embeddings, k, method, device=device, rows=rows, seed=seed)
+    table, info = knn_table(embeddings, k, method, device=device, rows=rows, seed=seed, exclude=exclude)
     return context.gather_rows(table, n, device), info
 
 

@@ -98,18 +98,25 @@ def exact_knn_rows(
     device: torch.device | str | None = None,
     chunk_size: int = 1024,
     block_rows: int = 1 << 18,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Exact k most cosine-similar other rows of `vectors` for the rows `query_rows (m,)`: `(m, k)` int64.
 
     Documents go to `device` `block_rows` at a time and queries `chunk_size` at a time, with a running top-k
     merged across blocks, so device memory is O(block_rows x dim + chunk_size x block_rows), never O(N^2)
     and never the whole corpus; `chunk_size` shrinks so that a chunk's scores stay within 256 MiB. With one
-    block (N <= block_rows) the result equals `exact_knn`'s.
+    block (N <= block_rows) the result equals `exact_knn`'s. Rows in `exclude (e,)` are never neighbours
+    (at least k others must remain).
     """
     n = vectors.shape[0]
     chunk_size = min(chunk_size, max(64, (1 << 26) // min(n, block_rows)))
     device = torch.device(device) if device is not None else torch.device("cpu")
     query_rows = np.asarray(query_rows, dtype=np.int64)
+    excluded = None
+    if exclude is not None and len(exclude):
+        excluded = torch.zeros(n, dtype=torch.bool)
+        excluded[torch.from_numpy(np.asarray(exclude, dtype=np.int64))] = True
+        excluded = excluded.to(device)
     best_scores = torch.full((len(query_rows), k), float("-inf"), device=device)
     best = torch.zeros((len(query_rows), k), dtype=torch.int64, device=device)
     for block_start in range(0, n, block_rows):
@@ -121,6 +128,8 @@ def exact_knn_rows(
             at = (torch.arange(len(rows), device=device), own.clamp(0, docs.shape[0] - 1))
             inside = (own >= 0) & (own < docs.shape[0])  # never a row's own neighbour (no host sync)
             scores[at] = torch.where(inside, float("-inf"), scores[at])
+            if excluded is not None:
+                scores.masked_fill_(excluded[block_start : block_start + docs.shape[0]], float("-inf"))
             top = scores.topk(min(k, docs.shape[0]), dim=1)
             if block_start == 0 and top.indices.shape[1] == k:
                 best_scores[start : start + len(rows)], best[start : start + len(rows)] = top
@@ -133,9 +142,10 @@ def exact_knn_rows(
     return best.cpu().numpy()
 
 
-def hnsw_index(vectors: Vectors) -> faiss.IndexHNSWFlat:
-    """The faiss HNSW graph (M=32, efConstruction=80, inner product) over unit vectors `(n, dim)`, added in
-    chunks of 65,536 rows (a memmap is read a chunk at a time)."""
+def hnsw_index(vectors: Vectors, rows: np.ndarray | None = None) -> faiss.IndexHNSWFlat:
+    """The faiss HNSW graph (M=32, efConstruction=80, inner product) over unit vectors `(n, dim)` (only
+    `rows (r,)` when given: the graph's id i is then `rows[i]`), added in chunks of 65,536 rows (a memmap is
+    read a chunk at a time)."""
     try:
         import faiss
     except ImportError as error:  # pragma: no cover - a declared dependency
@@ -144,30 +154,39 @@ def hnsw_index(vectors: Vectors) -> faiss.IndexHNSWFlat:
     chunk, host = 1 << 16, torch.device("cpu")
     index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = 80
-    for start in range(0, n, chunk):
-        index.add(_rows_on(vectors, slice(start, start + chunk), host).numpy())
+    for start in range(0, n if rows is None else len(rows), chunk):
+        part = slice(start, start + chunk) if rows is None else rows[start : start + chunk]
+        index.add(_rows_on(vectors, part, host).numpy())
     return index
 
 
-def _faiss_knn_rows(vectors: Vectors, k: int, query_rows: np.ndarray, ef_search: int) -> np.ndarray:
+def _faiss_knn_rows(
+    vectors: Vectors, k: int, query_rows: np.ndarray, ef_search: int, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """Approximate k nearest other rows `(m, k)` int64 with a faiss HNSW graph (`hnsw_index`) over the unit
-    vectors; rows with fewer than k + 1 results fall back to exact search. A multi-threaded build is not
-    guaranteed to be deterministic. Why HNSW, and its costs: BENCHMARKS.md, "Training at scale".
+    vectors (less the rows in `exclude`, never neighbours); rows with fewer than k + 1 results fall back to
+    exact search. A multi-threaded build is not guaranteed to be deterministic. Why HNSW, and its costs:
+    BENCHMARKS.md, "Training at scale".
     """
     chunk, host = 1 << 16, torch.device("cpu")
-    index = hnsw_index(vectors)
+    kept = None
+    if exclude is not None and len(exclude):
+        kept = np.setdiff1d(np.arange(vectors.shape[0]), exclude)
+    index = hnsw_index(vectors, kept)
     index.hnsw.efSearch = max(ef_search, k + 1)
     out = np.empty((len(query_rows), k), dtype=np.int64)
     for start in range(0, len(query_rows), chunk):
         rows = query_rows[start : start + chunk]
         found = index.search(_rows_on(vectors, rows, host).numpy(), k + 1)[1]
+        if kept is not None:
+            found = np.where(found >= 0, kept[np.maximum(found, 0)], found)
         drop = found == rows[:, None]
         drop[~drop.any(axis=1), -1] = True  # self not found: drop the (k+1)-th instead
         short = (found < 0).any(axis=1)
         found[short] = 0
         out[start : start + len(rows)] = found[~drop].reshape(len(rows), k)
         if short.any():
-            out[start : start + len(rows)][short] = exact_knn_rows(vectors, k, rows[short])
+            out[start : start + len(rows)][short] = exact_knn_rows(vectors, k, rows[short], exclude=exclude)
     return out
 
 
@@ -182,6 +201,7 @@ def knn_table(
     recall_sample: int = 1000,
     seed: int = 0,
     ef_search: int = 64,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """The k nearest other rows (cosine) of each row, built once per training run.
 
@@ -195,12 +215,13 @@ def knn_table(
         recall_sample: for faiss, rows whose approximate neighbours are compared with exact search.
         seed: seeds the recall sample.
         ef_search: HNSW search breadth (higher: better recall, slower).
+        exclude: rows `(e,)` that are never anyone's neighbour (e.g. held-out items); n - e must exceed k.
 
     Returns `(table (stop - start, k) int64 on the host, info)`, `info = {method, seconds, recall_sample}`:
     recall@k of the table against exact search on the sample (1.0 for exact search, by construction).
     """
     n = embeddings.shape[0]
-    check_corpus_size(n, k)
+    check_corpus_size(n - (0 if exclude is None else len(np.unique(exclude))), k)
     if method not in ("auto", "exact", "faiss"):
         raise InputError(f"method must be 'auto', 'exact' or 'faiss', got {method!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
@@ -209,14 +230,14 @@ def knn_table(
     query_rows = np.arange(*(rows or (0, n)), dtype=np.int64)
     started = time.perf_counter()
     if method == "exact":
-        table = exact_knn_rows(embeddings, k, query_rows, device)
+        table = exact_knn_rows(embeddings, k, query_rows, device, exclude=exclude)
         return table, {"method": "exact", "seconds": time.perf_counter() - started, "recall_sample": 1.0}
-    table = _faiss_knn_rows(embeddings, k, query_rows, ef_search)
+    table = _faiss_knn_rows(embeddings, k, query_rows, ef_search, exclude)
     seconds = time.perf_counter() - started
     sample = np.random.default_rng(seed + 1).choice(
         len(query_rows), min(recall_sample, len(query_rows)), False
     )
-    truth = exact_knn_rows(embeddings, k, query_rows[sample], device)
+    truth = exact_knn_rows(embeddings, k, query_rows[sample], device, exclude=exclude)
     hits = sum(len(set(a) & set(b)) for a, b in zip(table[sample].tolist(), truth.tolist()))
     recall = hits / max(1, truth.size)
     info = {"method": "faiss-hnsw", "seconds": seconds, "recall_sample": recall, "sample_rows": len(sample)}

@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from matryoshka_rag import UnsupervisedConfig
 from matryoshka_rag.distributed import LOCAL, Context, setup
 from matryoshka_rag.losses import listwise_distillation_loss, pairwise_similarity_loss
-from matryoshka_rag.neighbours import knn_table
 from matryoshka_rag.streaming import HostCorpus
 from matryoshka_rag.training.unsupervised import new_adaptor
-from matryoshka_rag.training.unsupervised_objective import UnsupervisedObjective
+from matryoshka_rag.training.unsupervised_objective import UnsupervisedObjective, neighbour_table
 
 DIMS = (2, 3, 6)
 CPU = torch.device("cpu")
@@ -196,7 +195,7 @@ def _step(
     with torch.no_grad():  # a non-zero last layer, so that every parameter has a gradient
         last = adaptor.mlp[-1]
         last.weight.add_(0.02 * torch.randn(last.weight.shape, generator=torch.Generator().manual_seed(1)))
-    table, _ = knn_table(vectors, config.k, "exact")
+    table, _ = neighbour_table(vectors, config, CPU)
     host = HostCorpus(vectors, CPU)
     try:
         objective = UnsupervisedObjective(host, table, ADAPTOR_DIMS, config, context)

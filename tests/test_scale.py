@@ -18,7 +18,7 @@ from matryoshka_rag.streaming import HostCorpus
 from matryoshka_rag.training import unsupervised as unsupervised_module
 from matryoshka_rag.training.schedule import epoch_order
 from matryoshka_rag.training.unsupervised import new_adaptor
-from matryoshka_rag.training.unsupervised_objective import UnsupervisedObjective
+from matryoshka_rag.training.unsupervised_objective import UnsupervisedObjective, neighbour_table
 from matryoshka_rag.validation import check_rows
 
 FAST = UnsupervisedConfig(max_steps=20, eval_every=10, batch_size=64, holdout=50, patience=100)
@@ -87,6 +87,25 @@ def test_faiss_table_recall_against_exact_search(scifact_vectors):
     np.testing.assert_array_equal(auto, table)  # same graph: the same neighbours
 
 
+def test_excluded_rows_are_nobodys_neighbours(scifact_vectors):
+    """`exclude` (the held-out items of training): exact search returns the nearest of the other rows, the
+    HNSW graph holds only those rows, and both tables still cover every row, excluded ones included."""
+    vectors = scifact_vectors[:2000]
+    held = np.arange(3, 2000, 11)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = unit @ unit.T
+    np.fill_diagonal(scores, -np.inf)
+    scores[:, held] = -np.inf
+    truth = np.argsort(-scores, axis=1)[:, :10]
+    exact, _ = knn_table(vectors, 10, "exact", exclude=held)
+    approx, info = knn_table(vectors, 10, "faiss", exclude=held)
+    assert exact.shape == approx.shape == (2000, 10)
+    assert not np.isin(exact, held).any() and not np.isin(approx, held).any()
+    assert _overlap(exact, truth) == 1.0
+    assert _overlap(approx, truth) >= 0.9 and info["recall_sample"] >= 0.9
+    assert not (approx == np.arange(2000)[:, None]).any()
+
+
 def test_training_records_the_faiss_table(slice_vectors):
     adaptor = train_unsupervised(slice_vectors, (32, 384), FAST, progress=False, neighbours="faiss")
     info = adaptor.metadata["training"]["neighbours"]
@@ -153,7 +172,7 @@ def test_values_are_checked_in_chunks(slice_vectors):
 
 
 def _objective(vectors: np.ndarray, context: Context | None = None) -> UnsupervisedObjective:
-    table, _ = knn_table(vectors, FAST.k, "exact")
+    table, _ = neighbour_table(vectors, FAST, torch.device("cpu"))
     host = HostCorpus(vectors, torch.device("cpu"))
     return UnsupervisedObjective(host, table, (32, 384), FAST, context or Context())
 
@@ -227,7 +246,7 @@ def test_no_host_reads_in_the_inner_loop(slice_vectors, monkeypatch):
 def test_cuda_steps_never_synchronise(slice_vectors):
     """On a GPU: steps after a warm-up run with PyTorch's sync debug mode set to raise."""
     adaptor = new_adaptor(slice_vectors, (32, 384), FAST, "test").cuda()
-    table, _ = knn_table(slice_vectors, FAST.k, "exact", device="cuda")
+    table, _ = neighbour_table(slice_vectors, FAST, torch.device("cuda"))
     host = HostCorpus(slice_vectors, torch.device("cuda"))
     objective = UnsupervisedObjective(host, table, (32, 384), FAST)
     optimizer = torch.optim.Adam(adaptor.mlp.parameters(), lr=FAST.lr)

@@ -36,7 +36,7 @@ def optimise(
     is refused with `InputError`. No host-device synchronisation between evaluations: the running loss stays
     on the device.
 
-    Returns `{steps, best_step, best_score, history: [{step, loss, score}]}`.
+    Returns `{steps, best_step (the step of the weights kept), best_score, history: [{step, loss, score}]}`.
     """
     lr, max_steps, eval_every, patience = (
         optimiser.lr,
@@ -54,12 +54,19 @@ def optimise(
         adaptor.load_state_dict(saved["adaptor"])
         adam.load_state_dict(saved["optimizer"])
         state = {key: saved[key] for key in ("step", "best_score", "best_state", "stale", "history")}
+        # checkpoints written before best_step was recorded: the earliest evaluation at the best score
+        state["best_step"] = (
+            saved["best_step"]
+            if "best_step" in saved
+            else min(h["step"] for h in state["history"] if h["score"] == state["best_score"])
+        )
     else:
         with torch.no_grad():
             initial = score() if score is not None else None
         state = {
             "step": 0,
             "best_score": initial,
+            "best_step": 0,
             "best_state": copy.deepcopy(adaptor.state_dict()),
             "stale": 0,
             "history": [{"step": 0, "loss": None, "score": initial}],
@@ -90,7 +97,12 @@ def optimise(
             if current is not None:
                 postfix["score"] = f"{current:.4f}"
                 if current > state["best_score"] + 1e-5:
-                    state.update(best_score=current, best_state=copy.deepcopy(adaptor.state_dict()), stale=0)
+                    state.update(
+                        best_score=current,
+                        best_step=state["step"],
+                        best_state=copy.deepcopy(adaptor.state_dict()),
+                        stale=0,
+                    )
                 else:
                     state["stale"] += 1
             bar.set_postfix(**postfix)
@@ -110,12 +122,10 @@ def optimise(
     if score is not None:
         adaptor.load_state_dict(state["best_state"])
     adaptor.eval()
-    best_step = max(
-        (h for h in state["history"] if h["score"] == state["best_score"]), key=lambda h: h["step"]
-    )
     return {
         "steps": state["step"],
-        "best_step": best_step["step"],
+        # the step of the weights kept: the first evaluation at the best score (a later tie keeps them)
+        "best_step": state["best_step"] if score is not None else state["step"],
         "best_score": state["best_score"],
         "history": state["history"],
     }

@@ -26,6 +26,10 @@ from .ranking import RankingObjective
 from .unsupervised import unsupervised_stage
 from .unsupervised_objective import UnsupervisedObjective, neighbour_table, unsupervised_objective
 
+# which weights the recorded validation numbers measured
+PRE_REFIT = "the chosen run before the refit (the returned adaptor is the refit, trained on validation too)"
+RETURNED = "the returned adaptor"
+
 
 @dataclass(frozen=True)
 class LabelledQueries:
@@ -143,9 +147,9 @@ def refit(
     checkpoint_dir: Path | None,
     identity: dict,
     progress: bool,
-) -> MatryoshkaAdaptor:
-    """A copy of `start` trained for exactly `steps` steps on `labelled` (every labelled query: training and
-    validation) at `config`'s (chosen) temperature, with no early stopping."""
+) -> tuple[MatryoshkaAdaptor, dict]:
+    """A copy of `start` trained for `steps` steps on `labelled` (every labelled query: training and
+    validation) at `config`'s (chosen) temperature, with no early stopping, and the loop's outcome."""
     return train_run(
         start,
         config,
@@ -159,7 +163,7 @@ def refit(
         identity,
         progress,
         "supervised refit",
-    )[0]
+    )
 
 
 def train_supervised(
@@ -190,7 +194,10 @@ def train_supervised(
         adaptor: a stage-one adaptor to start from; its base dim, dims (default: `dims`) and base model
             (unless `base_model` is "unknown") must be the data's (`AdaptorMismatchError` otherwise).
 
-    Returns the adaptor at its best validation nDCG@10 (mean over dims), over `config.temperature`s.
+    Returns the refit adaptor (`config.refit`, when validation chose at least one step), else the chosen
+    run's weights at their best validation nDCG@10 (mean over dims). `metadata["metrics"]` holds the
+    chosen run's validation numbers, and `weights_measured` says which weights they measured (`PRE_REFIT`
+    or `RETURNED`); `metadata["training"]["refit"]` the refit's steps and queries.
     """
     corpus = check_vectors(corpus, what="corpus embeddings")
     if adaptor is not None:  # a given stage one must fit the data
@@ -253,12 +260,12 @@ def train_supervised(
             },
             progress,
         )
-        refit_steps = outcome["best_step"] if config.refit else 0
-        if refit_steps:
-            adaptor = refit(
+        refitted = None  # the refit's loop outcome
+        if config.refit and outcome["best_step"]:
+            adaptor, refitted = refit(
                 start,
                 config,
-                refit_steps,
+                outcome["best_step"],
                 corpus_t,
                 LabelledQueries(torch.from_numpy(all_queries).to(resolved), all_relevance),
                 regulariser,
@@ -284,10 +291,11 @@ def train_supervised(
             "seconds": time.perf_counter() - started,
             "corpus_size": len(corpus),
             "train_queries": len(queries),
-            "refit": {"steps": refit_steps, "queries": len(all_queries)} if refit_steps else None,
+            "refit": {"steps": refitted["steps"], "queries": len(all_queries)} if refitted else None,
             "stage_one": stage_one,
         },
-        "metrics": {
+        "metrics": {  # of the chosen run's kept weights: the returned ones unless refit
+            "weights_measured": PRE_REFIT if refitted else RETURNED,
             "validation_ndcg@10": outcome.pop("best_score"),
             **outcome,
             "validation_ndcg@10_by_temperature": by_temperature,

@@ -69,12 +69,22 @@ def unsupervised_loss(
     return loss * scale if context.active else loss
 
 
+def holdout_split(n: int, config: UnsupervisedConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Corpus rows `(held out, trained on)` drawn from `config.seed`: `config.holdout` items, at most a tenth
+    of the corpus and leaving each trained item `config.k` trained neighbours."""
+    holdout = min(config.holdout, n // 10, max(n - config.k - 1, 0))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed)).numpy()
+    return order[:holdout], order[holdout:]
+
+
 class UnsupervisedObjective:
     """Sampling and loss of unsupervised training on a corpus kept on the host.
 
-    `config.holdout` corpus items are never trained on; the objective on them is the label-free
-    early-stopping score (the paper's Fig. 7 idea: held-out loss tracks retrieval quality). A step reads
-    `batch * (1 + k)` corpus rows (its anchors and their neighbours from the table `(n, k)`), whatever n.
+    The held-out items (`holdout_split`) are never trained on: no training anchor has one as a neighbour
+    (the table must say so: `neighbour_table` builds it so), so no step reads one. The objective on them is
+    the label-free early-stopping score (the paper's Fig. 7 idea: held-out loss tracks retrieval quality).
+    A step reads `batch * (1 + k)` corpus rows (its anchors and their neighbours from the table `(n, k)`),
+    whatever n.
     Under data parallelism each rank takes a disjoint share `rows[rank::world_size]` of every batch as
     anchors, and every rank's anchors are the in-batch candidates (see `unsupervised_loss`).
     """
@@ -95,9 +105,11 @@ class UnsupervisedObjective:
             config,
             context,
         )
-        holdout = min(config.holdout, len(corpus) // 10)
-        order = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(config.seed)).numpy()
-        self.holdout_rows, self.train_rows = order[:holdout], order[holdout:]
+        self.holdout_rows, self.train_rows = holdout_split(len(corpus), config)
+        if np.isin(neighbours[self.train_rows], self.holdout_rows).any():
+            raise ValueError(
+                "the neighbour table gives trained items held-out neighbours: use neighbour_table"
+            )
         # DDP modules go through torch.compile themselves; otherwise the whole loss is compiled (it fuses
         # the per-dim softmax and cosine kernels, which dominate small steps on a GPU)
         self._loss = torch.compile(unsupervised_loss) if compile and not context.active else unsupervised_loss
@@ -159,9 +171,10 @@ def neighbour_table(
     context: Context = LOCAL,
     method: str = "auto",
 ) -> tuple[np.ndarray, dict]:
-    """Each corpus row's `config.k` nearest other rows `(n, k)` and the table's info (method, seconds,
-    recall), built once per run and shared by both stages."""
-    return knn_table_shared(corpus, config.k, method, context, device, config.seed)
+    """Each corpus row's `config.k` nearest other rows `(n, k)`, never a held-out one (`holdout_split`), and
+    the table's info (method, seconds, recall); built once per run and shared by both stages."""
+    held_out = holdout_split(len(corpus), config)[0]
+    return knn_table_shared(corpus, config.k, method, context, device, config.seed, held_out)
 
 
 def unsupervised_objective(

@@ -1,0 +1,116 @@
+"""What training records is what it did: the step recorded is the step of the weights kept, each validation
+number says which weights it measured, held-out items are held out, and stage two reuses stage one's
+neighbour table. Real SciFact vectors (all-MiniLM-L6-v2, precomputed) and qrels throughout."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import matryoshka_rag.distributed
+from matryoshka_rag import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
+from matryoshka_rag.evaluation import labelled_queries
+from matryoshka_rag.neighbours import knn_table
+from matryoshka_rag.streaming import HostCorpus
+from matryoshka_rag.training import validation_ndcg
+from matryoshka_rag.training.supervised import PRE_REFIT, RETURNED
+from matryoshka_rag.training.unsupervised_objective import (
+    UnsupervisedObjective,
+    neighbour_table,
+    unsupervised_objective,
+)
+
+FAST = UnsupervisedConfig(max_steps=30, eval_every=10, batch_size=64, holdout=50, patience=100)
+DIMS = (32, 384)
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def labelled(scifact, scifact_embeddings):
+    """SciFact's corpus vectors, a stage-one adaptor, and its train queries split 600 / rest."""
+    corpus, queries = scifact_embeddings
+    vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
+    base = train_unsupervised(corpus, DIMS, FAST, progress=False)
+    return corpus, base, (vectors[:600], relevance[:600]), (vectors[600:], relevance[600:])
+
+
+def test_a_tied_validation_score_records_and_refits_the_step_of_the_weights_kept(labelled):
+    """At a learning rate too small to move any ranking every evaluation ties with step 0: the weights kept
+    are the start's, so the step recorded is 0 and the refit trains no step."""
+    corpus, base, train, validation = labelled
+    config = SupervisedConfig(lr=1e-9, max_steps=20, eval_every=10, batch_size=32, temperature=0.05)
+    common = {"adaptor": base, "validation": validation, "progress": False}
+    kept = train_supervised(corpus, *train, DIMS, replace(config, refit=False), FAST, **common)
+    metrics = kept.metadata["metrics"]
+    assert [h["step"] for h in metrics["history"]] == [0, 10, 20]
+    assert len({h["score"] for h in metrics["history"]}) == 1  # every evaluation ties
+    assert kept.fingerprint() == base.fingerprint()  # the weights kept are step 0's
+    assert metrics["best_step"] == 0
+    refitted = train_supervised(corpus, *train, DIMS, config, FAST, **common)
+    assert refitted.metadata["training"]["refit"] is None
+    assert refitted.fingerprint() == base.fingerprint()  # no refit: not 20 steps from the start
+
+
+def test_validation_numbers_name_the_weights_they_measured(labelled):
+    """Without a refit the recorded validation nDCG@10 is the returned adaptor's; with one it is the chosen
+    run's before the refit (the same run as without), and the refit trains the step count that run chose."""
+    corpus, base, train, validation = labelled
+    config = SupervisedConfig(max_steps=20, eval_every=10, batch_size=32, temperature=0.05)
+    common = {"adaptor": base, "validation": validation, "progress": False}
+    plain = train_supervised(corpus, *train, DIMS, replace(config, refit=False), FAST, **common)
+    refitted = train_supervised(corpus, *train, DIMS, config, FAST, **common)
+    measured = validation_ndcg(
+        plain, torch.from_numpy(corpus), torch.from_numpy(validation[0]), validation[1], DIMS
+    )
+    assert plain.metadata["metrics"]["weights_measured"] == RETURNED
+    assert plain.metadata["metrics"]["validation_ndcg@10"] == pytest.approx(measured, abs=1e-9)
+    assert refitted.metadata["metrics"]["weights_measured"] == PRE_REFIT
+    assert (
+        refitted.metadata["metrics"]["validation_ndcg@10"] == plain.metadata["metrics"]["validation_ndcg@10"]
+    )
+    chosen = plain.metadata["metrics"]["best_step"]
+    assert chosen > 0 and refitted.metadata["training"]["refit"]["steps"] == chosen
+    assert refitted.fingerprint() != plain.fingerprint()
+
+
+def test_held_out_items_are_never_read_by_a_training_step(scifact_vectors):
+    """No training anchor has a held-out item as a neighbour, so two epochs of training blocks never hold
+    one; a table that links them is refused."""
+    vectors = scifact_vectors[:800]
+    table, _ = neighbour_table(vectors, FAST, CPU)
+    objective = unsupervised_objective(vectors, DIMS, FAST, CPU, table)
+    held = set(objective.holdout_rows.tolist())
+    assert len(held) == 50
+    per_epoch = len(objective.train_rows) // FAST.batch_size
+    read = set()
+    for step in range(2 * per_epoch):
+        read |= set(objective.block_rows(objective.train_rows_at(step)).tolist())
+    assert not read & held
+    assert len(read) > 600  # the blocks did cover the trained items
+    plain, _ = knn_table(vectors, FAST.k, "exact")  # every row's neighbours, held-out ones included
+    with pytest.raises(ValueError, match="held-out neighbours"):
+        UnsupervisedObjective(HostCorpus(vectors, CPU), plain, DIMS, FAST)
+
+
+def test_stage_two_reuses_stage_one_neighbour_table(labelled, monkeypatch):
+    """`train_supervised` without a stage-one adaptor builds the kNN table once, for both stages."""
+    corpus, _, train, _ = labelled
+    built = []
+    original = matryoshka_rag.distributed.knn_table
+
+    def counting(*args, **kwargs):
+        built.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(matryoshka_rag.distributed, "knn_table", counting)
+    config = SupervisedConfig(max_steps=2, eval_every=1, batch_size=32, temperature=0.05, refit=False)
+    stage_one = UnsupervisedConfig(max_steps=2, eval_every=1, batch_size=64, holdout=50)
+    train_supervised(corpus[:2000], *_within(train, 2000), DIMS, config, stage_one, progress=False)
+    assert built == [(2000, 384)]
+
+
+def _within(labelled: tuple[np.ndarray, list], n_docs: int) -> tuple[np.ndarray, list]:
+    """The queries whose relevant documents are all among the first `n_docs` rows."""
+    keep = [i for i, rel in enumerate(labelled[1]) if all(d < n_docs for d in rel)]
+    return labelled[0][keep], [labelled[1][i] for i in keep]
