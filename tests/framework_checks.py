@@ -13,8 +13,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def check_fitted(path: Path, dims: tuple[int, ...], supervised: bool, corpus_size: int, steps: int):
-    """The adaptor folder written by a wrapper's ``fit``: loadable, as asked; returns the adaptor."""
+    """The adaptor folder written by a wrapper's ``fit``: loadable, as asked, trained; returns the adaptor."""
     adaptor = load_adaptor(path)
+    # the residual MLP's last layer starts at zero (f = z): training moved it
+    assert float(adaptor.mlp[-1].weight.detach().abs().max()) > 0
     assert adaptor.config.dims == dims and adaptor.config.base_model == "all-MiniLM-L6-v2"
     training = adaptor.metadata["training"]
     assert training["mode"] == ("supervised" if supervised else "unsupervised")

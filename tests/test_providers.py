@@ -1,4 +1,6 @@
-"""Embedding providers, the SQLite cache and embed_texts: the real all-MiniLM-L6-v2, no mocked model."""
+"""Embedding providers, the SQLite cache and embed_texts. The real all-MiniLM-L6-v2 where the model is what is
+tested (its vectors, offline names, canonical names); deterministic stand-in embedders (hash-seeded vectors)
+for the cache and the input checks."""
 
 from __future__ import annotations
 

@@ -49,8 +49,7 @@ def test_memmap_trains_the_same_adaptor_as_the_array(slice_vectors, memmap_path)
     from_memmap = train_unsupervised(mapped, (32, 384), FAST, progress=False)
     from_path = train_unsupervised(memmap_path, (32, 384), FAST, progress=False)
     assert in_memory.fingerprint() == from_memmap.fingerprint() == from_path.fingerprint()
-    info = from_memmap.metadata["training"]["neighbours"]
-    assert info["method"] == "exact" and info["recall_sample"] == 1.0 and info["seconds"] >= 0
+    assert from_memmap.metadata["training"]["neighbours"]["method"] == "exact"  # 600 rows: no faiss
 
 
 def test_float16_memmap_trains(slice_vectors, tmp_path):

@@ -92,7 +92,8 @@ def test_supervised_adaptor_beats_its_start_on_held_back_queries(scifact, scifac
     assert metrics["validation_ndcg@10"] > history[0]["score"]
     assert training["mode"] == "supervised"
     assert training["supervised"]["self_distillation"] == (0.0 if objective == "pairwise" else 1.0)
-    # The held-out split chose the step count; the adaptor returned was trained again on every query.
+    # The held-out split chose the step count; the adaptor returned was trained again on every query for
+    # that many steps (counted by the refit's own loop).
     assert training["refit"] == {"steps": metrics["best_step"], "queries": len(train[0])}
     assert metrics["best_step"] > 0
 
@@ -120,7 +121,8 @@ def test_supervised_refit_adds_the_validation_queries(scifact, scifact_embedding
         validation=validation,
         progress=False,
     )
-    steps = refitted.metadata["metrics"]["best_step"]
+    # the refit's own step count is the step the validation run without a refit chose
+    steps = plain.metadata["metrics"]["best_step"]
     assert steps > 0 and refitted.metadata["training"]["refit"] == {"steps": steps, "queries": len(vectors)}
     assert plain.metadata["training"]["refit"] is None
     assert refitted.config.hidden_dim == plain.config.hidden_dim == 512  # widened from stage one's 384
