@@ -4,7 +4,7 @@ Layout: `<stem>.f16`, a 64-byte header (magic, format version, dim, the owning s
 `dim` float16 values followed by an 8-byte key of the record id (blake2b), so a row read for an id is checked
 to be that id's; and `<stem>.keys`, the same keys alone (8 bytes a row), from which a reader builds its
 id -> row index without touching the vectors. Rows are only appended (vectors, then keys, each fsynced) or
-cut from the end; `read` memory-maps the vectors, so a query touches only the pages of its shortlist.
+cut from the end; `read` reads the shortlist's rows with `os.pread`: nothing is mapped or kept in memory.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ class RerankFile:
         self.path, self.dim, self.store_id = Path(path), int(dim), store_id
         self.keys_path = self.path.with_suffix(".keys")
         self.row_dtype = np.dtype([("vector", "<f2", (self.dim,)), ("key", "<u8")])
-        self._map: np.memmap | None = None
         if not self.path.exists():
             if not create or self.keys_path.exists() and self.keys_path.stat().st_size:
                 raise RerankFileError(f"the rerank file {self.path} is missing: the store cannot rerank")
@@ -142,7 +141,6 @@ class RerankFile:
     def truncate(self, rows: int) -> None:
         """Cut the file to its first `rows` rows (never below), durably."""
         if rows < self.rows:
-            self._map = None
             for path, size in (
                 (self.path, HEADER_SIZE + rows * self.row_dtype.itemsize),
                 (self.keys_path, rows * 8),
@@ -151,28 +149,30 @@ class RerankFile:
                     handle.truncate(size)
                     os.fsync(handle.fileno())
 
-    def _mapped(self, needed: int) -> np.memmap:
-        if self._map is None or len(self._map) < needed:
-            rows = self.rows
-            if rows < needed:
-                raise RerankFileError(
-                    f"the rerank file {self.path} is truncated: it holds {rows} rows, a record points at row "
-                    f"{needed - 1}"
-                )
-            self._map = np.memmap(
-                self.path, dtype=self.row_dtype, mode="r", offset=HEADER_SIZE, shape=(rows,)
+    def _rows_at(self, rows: np.ndarray) -> np.ndarray:
+        """Rows `(n,)` as a structured `(n,)` array, read with `os.pread` (no mapping: the pages stay in the
+        page cache, not in this process's memory)."""
+        size = self.row_dtype.itemsize
+        with open(self.path, "rb", buffering=0) as handle:
+            descriptor = handle.fileno()
+            data = b"".join(os.pread(descriptor, size, HEADER_SIZE + int(row) * size) for row in rows)
+        if len(data) < len(rows) * size:
+            raise RerankFileError(
+                f"the rerank file {self.path} is truncated: it holds {self.rows} rows, a record points at row "
+                f"{int(rows.max())}"
             )
-        return self._map
+        return np.frombuffer(data, dtype=self.row_dtype)
 
-    def read(self, rows: np.ndarray, ids: Sequence[str]) -> np.ndarray:
-        """The vectors at `rows` `(n,)` as `(n, dim)` float32, each checked to be the row of its id."""
+    def read(self, rows: np.ndarray, ids: Sequence[str], keys: np.ndarray | None = None) -> np.ndarray:
+        """The vectors at `rows` `(n,)` as `(n, dim)` float32, each checked to be the row of its id
+        (`keys`: `id_keys(ids)`, when the caller has them already)."""
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0:
             return np.empty((0, self.dim), dtype=np.float32)
         if rows.min() < 0:
             raise RerankFileError(f"a record points at row {int(rows.min())} of {self.path}: corrupt pointer")
-        found = self._mapped(int(rows.max()) + 1)[rows]
-        wrong = np.flatnonzero(found["key"] != id_keys(ids))
+        found = self._rows_at(rows)
+        wrong = np.flatnonzero(found["key"] != (id_keys(ids) if keys is None else keys))
         if wrong.size:
             raise RerankFileError(
                 f"row {int(rows[wrong[0]])} of {self.path} is not the vector of id {ids[wrong[0]]!r}: the file "
@@ -182,6 +182,5 @@ class RerankFile:
 
     def remove(self) -> None:
         """Delete both files."""
-        self._map = None
         self.path.unlink(missing_ok=True)
         self.keys_path.unlink(missing_ok=True)

@@ -195,7 +195,9 @@ class FileVectors:
         position = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
         found = (keys[position] == wanted) if len(keys) else np.zeros(len(ids), bool)
         chosen = np.flatnonzero(found)
-        vectors = self._file(self._generation).read(rows[position[chosen]], [ids[i] for i in chosen])
+        vectors = self._file(self._generation).read(
+            rows[position[chosen]], [ids[i] for i in chosen], wanted[chosen]
+        )
         return vectors, found
 
 

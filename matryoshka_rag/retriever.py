@@ -252,7 +252,7 @@ class MatryoshkaStore:
         rerank_home: RerankHome | None = None,
         provider: EmbeddingProvider | Callable[[list[str]], Any] | None = None,
         space: Space | None = None,
-        shortlist_factor: int = 20,
+        shortlist_factor: int = 30,
         max_shortlist_factor: int = 160,
         hnsw: Mapping[str, int] | None = None,
     ) -> None:

@@ -24,7 +24,7 @@ def hit_to_document(hit: Hit) -> Document:
 
 
 class MatryoshkaRetriever(BaseRetriever):
-    """Retrieve with a ``MatryoshkaStore``: small-dim HNSW shortlist, exact large-dim rerank, fallback.
+    """Retrieve with a ``MatryoshkaStore``: small-dim HNSW shortlist, exact large-dim rerank, widened when inconclusive.
 
     Example:
         .. code-block:: python

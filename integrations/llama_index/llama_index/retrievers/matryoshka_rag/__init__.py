@@ -1,4 +1,4 @@
-"""LlamaIndex retriever of matryoshka-rag: small-dim Chroma search, exact large-dim rerank, fallback."""
+"""LlamaIndex retriever of matryoshka-rag: small-dim Chroma search, exact large-dim rerank."""
 
 from llama_index.retrievers.matryoshka_rag.base import MatryoshkaRetriever, to_chroma_where
 

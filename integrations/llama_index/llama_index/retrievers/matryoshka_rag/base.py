@@ -17,7 +17,7 @@ __all__ = ["MatryoshkaRetriever", "to_chroma_where"]
 
 
 class MatryoshkaRetriever(BaseRetriever):
-    """Retrieve nodes with a ``MatryoshkaStore``: small-dim HNSW shortlist, exact large-dim rerank, fallback.
+    """Retrieve nodes with a ``MatryoshkaStore``: small-dim HNSW shortlist, exact large-dim rerank, widened when inconclusive.
 
     Args:
         store: the Chroma collection pair; it needs an embedding provider (base model) for text queries and
