@@ -1,5 +1,6 @@
-"""LangChain ``AdaptedEmbeddings`` over the real all-MiniLM-L6-v2: standard suites, same vectors as the core,
-bad input, fit(), and the LangChain RAG example end to end."""
+"""LangChain ``AdaptedEmbeddings``: standard suites, same vectors as the core, bad input, fit(), and the LangChain
+RAG example end to end. Tests through the `base` / `minilm_provider` fixtures encode with
+the real all-MiniLM-L6-v2; those taking `precomputed_minilm` use its precomputed SciFact vectors (a lookup)."""
 
 from __future__ import annotations
 

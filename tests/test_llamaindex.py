@@ -1,5 +1,7 @@
-"""LlamaIndex ``AdaptedEmbedding`` over the real all-MiniLM-L6-v2: same vectors as the core, batching,
-serialisation, async, bad input, fit(), and the LlamaIndex RAG example end to end."""
+"""LlamaIndex ``AdaptedEmbedding``: same vectors as the core, batching, serialisation, async, bad input, fit(),
+and the LlamaIndex RAG example end to end. Tests through the `base` / `minilm_provider`
+fixtures encode with the real all-MiniLM-L6-v2; those taking `precomputed_minilm` use its precomputed SciFact
+vectors (a lookup)."""
 
 from __future__ import annotations
 

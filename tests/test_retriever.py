@@ -493,53 +493,6 @@ def test_cli_query(
         query_command(parse_cli("query", "x", "--path", tmp_path / "missing"))
 
 
-def test_langchain_retriever(tmp_path, small_adaptor_dir, scifact, precomputed_minilm):
-    from langchain_core.documents import Document
-
-    from langchain_matryoshka_rag.retrievers import MatryoshkaRetriever
-
-    store = MatryoshkaStore("docs", small_adaptor_dir, path=tmp_path, provider=precomputed_minilm)
-    retriever = MatryoshkaRetriever(store=store, k=3)
-    docs = [
-        Document(page_content=t, metadata={"group": i % 2}) for i, t in enumerate(scifact.corpus_texts[:200])
-    ]
-    ids = retriever.add_documents(docs, ids=scifact.corpus_ids[:200])
-    assert store.count() == 200 and ids == scifact.corpus_ids[:200]
-    found = retriever.invoke(scifact.corpus_texts[11])
-    assert len(found) == 3 and found[0].id == ids[11] and found[0].page_content == scifact.corpus_texts[11]
-    assert (
-        found[0].metadata["matryoshka_stage"] == STAGE_FUNNEL and "matryoshka_score_64" in found[0].metadata
-    )
-    filtered = retriever.invoke(scifact.corpus_texts[11], where={"group": 0}, k=5)
-    assert len(filtered) == 5 and all(d.metadata["group"] == 0 for d in filtered)
-    assert all(
-        d.metadata["group"] == 1 for d in retriever.invoke(scifact.corpus_texts[11], filter={"group": 1})
-    )
-
-
-def test_llama_index_retriever(tmp_path, small_adaptor_dir, scifact, precomputed_minilm):
-    from llama_index.core.schema import TextNode
-    from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
-
-    from llama_index.retrievers.matryoshka_rag import MatryoshkaRetriever, to_chroma_where
-
-    store = MatryoshkaStore("nodes", small_adaptor_dir, path=tmp_path, provider=precomputed_minilm)
-    nodes = [
-        TextNode(id_=i, text=t, metadata={"group": n % 2})
-        for n, (i, t) in enumerate(zip(scifact.corpus_ids[:200], scifact.corpus_texts))
-    ]
-    assert MatryoshkaRetriever(store).insert_nodes(nodes) == scifact.corpus_ids[:200]
-    found = MatryoshkaRetriever(store, similarity_top_k=2).retrieve(scifact.corpus_texts[12])
-    assert [n.node.node_id for n in found][0] == scifact.corpus_ids[12] and len(found) == 2
-    assert found[0].score == pytest.approx(found[0].node.metadata["matryoshka_score_384"])
-    filters = MetadataFilters(filters=[MetadataFilter(key="group", value=1)])
-    assert to_chroma_where(filters) == {"group": {"$eq": 1}}
-    filtered = MatryoshkaRetriever(store, similarity_top_k=4, filters=filters).retrieve(
-        scifact.corpus_texts[12]
-    )
-    assert len(filtered) == 4 and all(n.node.metadata["group"] == 1 for n in filtered)
-
-
 def _rerank_file(store: MatryoshkaStore) -> Path:
     return store.vectors.file_path(store.vectors.generations()[-1])
 
@@ -680,3 +633,51 @@ def test_querying_never_imports_torch(tmp_path, small_adaptor_dir, corpus):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == [ids[4], "False"]
+
+
+def test_cli_query_end_to_end_with_the_real_model(tmp_path, small_adaptor_dir, scifact, scifact_vectors):
+    """`matryoshka-rag index` (the real model's precomputed vectors) then `matryoshka-rag query`, which encodes
+    the query text with the real all-MiniLM-L6-v2 in its own process: a document's text finds that document."""
+    n = 300
+    (tmp_path / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": i, "text": t}) + "\n"
+            for i, t in zip(scifact.corpus_ids[:n], scifact.corpus_texts)
+        )
+    )
+    np.save(tmp_path / "vectors.npy", scifact_vectors[:n])
+    (tmp_path / "vectors_ids.json").write_text(json.dumps(scifact.corpus_ids[:n]))
+    db = tmp_path / "db"
+    index_command(
+        parse_cli(
+            "index",
+            "--corpus",
+            tmp_path / "corpus.jsonl",
+            "--adaptor",
+            small_adaptor_dir,
+            "--path",
+            db,
+            "--embeddings",
+            tmp_path / "vectors.npy",
+        )
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "matryoshka_rag.cli",
+            "query",
+            "--path",
+            str(db),
+            "-k",
+            "3",
+            "--json",
+            scifact.corpus_texts[7],
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    hits = json.loads(result.stdout.strip().splitlines()[-1])
+    assert hits[0]["id"] == scifact.corpus_ids[7] and hits[0]["score"] > 0.99  # the same text, re-encoded
