@@ -11,7 +11,6 @@ from torch import nn
 
 from .adaptor_format import AdaptorConfig, fingerprint
 from .errors import InputError
-from .validation import check_vectors
 
 __all__ = ["ACTIVATIONS", "AdaptorConfig", "MatryoshkaAdaptor"]
 
@@ -110,11 +109,7 @@ class MatryoshkaAdaptor(nn.Module):
 
         `dim=None` keeps all dims. Rows are L2-normalised unless `normalize=False`.
         """
-        vectors = check_vectors(embeddings, what="base embeddings")
-        self.check_base(vectors.shape[1])
-        dim = self.config.base_dim if dim is None else int(dim)
-        if not 0 < dim <= self.config.base_dim:
-            raise InputError(f"dim must be in 1..{self.config.base_dim}, got {dim}")
+        vectors, dim = self.config.transform_input(embeddings, dim)
         was_training = self.training
         self.eval()
         out = []

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from .errors import AdaptorMismatchError, InputError
-from .validation import check_dims
+from .validation import check_dims, check_vectors
 
 WEIGHTS = "model.safetensors"  # format 1's weights file
 CONFIG = "config.json"
@@ -91,6 +91,16 @@ class AdaptorConfig:
             raise AdaptorMismatchError(
                 f"adaptor was trained for base model {self.base_model!r}, got {base_model!r}"
             )
+
+    def transform_input(self, embeddings: object, dim: int | None) -> tuple[np.ndarray, int]:
+        """Base vectors `(n, base_dim)` checked (dim, NaN, zero rows) as float32, and the output dim
+        (`None`: all dims), checked to be in 1..base_dim."""
+        vectors = check_vectors(embeddings, what="base embeddings")
+        self.check_base(vectors.shape[1])
+        dim = self.base_dim if dim is None else int(dim)
+        if not 0 < dim <= self.base_dim:
+            raise InputError(f"dim must be in 1..{self.base_dim}, got {dim}")
+        return vectors, dim
 
 
 def fingerprint(config: AdaptorConfig, tensors: Mapping[str, np.ndarray]) -> str:

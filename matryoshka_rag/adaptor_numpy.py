@@ -12,7 +12,6 @@ import numpy as np
 
 from .adaptor_format import AdaptorConfig, fingerprint, read_adaptor_files
 from .errors import InputError
-from .validation import check_vectors
 
 __all__ = ["NumpyAdaptor", "as_numpy_adaptor", "erf"]
 
@@ -97,11 +96,7 @@ class NumpyAdaptor:
 
         `dim=None` keeps all dims. Rows are L2-normalised unless `normalize=False`.
         """
-        vectors = check_vectors(embeddings, what="base embeddings")
-        self.check_base(vectors.shape[1])
-        dim = self.config.base_dim if dim is None else int(dim)
-        if not 0 < dim <= self.config.base_dim:
-            raise InputError(f"dim must be in 1..{self.config.base_dim}, got {dim}")
+        vectors, dim = self.config.transform_input(embeddings, dim)
         out = np.empty((len(vectors), dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):
             adapted = self.forward(vectors[start : start + batch_size])[:, :dim]

@@ -42,6 +42,7 @@ from .errors import AdaptorMismatchError, InputError
 from .providers import CallableProvider, EmbeddingProvider, canonical_model_name, embed_texts
 from .rerank_vectors import RESERVED_PREFIX, CollectionVectors, FileVectors, RerankHome
 from .shortlist import shortlist_is_conclusive
+from .store_input import check_k, check_unique_ids
 
 __all__ = [
     "DEFAULT_HNSW",
@@ -103,16 +104,7 @@ def _check_ids(ids: Sequence[str]) -> list[str]:
         raise InputError(f"ids must be a list of strings, got {type(ids).__name__}")
     if len(ids) == 0:
         raise InputError("ids is empty: nothing to write")
-    first: dict[str, int] = {}
-    for i, record_id in enumerate(ids):
-        if not isinstance(record_id, str) or not record_id:
-            raise InputError(f"id {i} is {record_id!r}: ids must be non-empty strings")
-        if record_id in first:
-            raise InputError(
-                f"duplicate id {record_id!r} in the batch (positions {first[record_id]} and {i})"
-            )
-        first[record_id] = i
-    return list(ids)
+    return check_unique_ids(ids)
 
 
 def _metadata_value(value: Any, where: str) -> Any:
@@ -176,14 +168,6 @@ def check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, ids: l
             clean[key] = _metadata_value(value, where)
         checked.append(clean)
     return checked if any(m is not None for m in checked) else None
-
-
-def _as_provider(provider: EmbeddingProvider | Callable | None) -> EmbeddingProvider | None:
-    if provider is None or isinstance(provider, EmbeddingProvider):
-        return provider
-    if not callable(provider):
-        raise InputError(f"provider must map a list of texts to vectors, got {type(provider).__name__}")
-    return CallableProvider(provider, name=getattr(provider, "__name__", type(provider).__name__))
 
 
 def _as_provider(provider: EmbeddingProvider | Callable | None) -> EmbeddingProvider | None:
@@ -278,10 +262,8 @@ class MatryoshkaStore:
         self.adaptor, self.adaptor_path = self._resolve_adaptor(adaptor, existing)
         base_dim = self.adaptor.config.base_dim
         for label, dim in (("small_dim", small_dim), ("large_dim", large_dim)):
-            if dim is not None and (
-                isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim <= 0
-            ):
-                raise InputError(f"{label} must be a positive integer, got {dim!r}")
+            if dim is not None:
+                check_k(dim, label)
         self.small_dim = int(small_dim or existing.get("small_dim") or min(64, base_dim))
         self.large_dim = int(large_dim or existing.get("large_dim") or base_dim)
         if not 0 < self.small_dim < self.large_dim <= base_dim:
@@ -643,9 +625,7 @@ class MatryoshkaStore:
         records (in the store, or passing `where`) give fewer hits. A record whose rerank vector is not
         acknowledged yet (a batch being written) is left out.
         """
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
-            raise InputError(f"k must be a positive integer, got {k!r}")
-        k = int(k)
+        k = check_k(k)
         small_query, large_query = (v[0] for v in self._vectors(self._query_vector(query)))
         n, first, cap = k * self.shortlist_factor, None, k * self.max_shortlist_factor
         while True:

@@ -7,11 +7,9 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -29,8 +27,8 @@ from matryoshka_rag.retriever import (
     MatryoshkaStore,
     connect,
 )
+from tests.chroma_server import ChromaServer, free_port
 
-CHROMA = Path(sys.executable).with_name("chroma")
 INDEX_SCRIPT = """
 import argparse, sys
 from matryoshka_rag.cli_index import add_index_arguments
@@ -39,60 +37,6 @@ add_index_arguments(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args()
 args.handler(args)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ChromaServer:
-    """`chroma run` on a folder and port, output in `<folder>.log`; `stop` sends SIGTERM to its pid."""
-
-    def __init__(self, folder: Path, port: int | None = None) -> None:
-        self.folder, self.port = folder, port or free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ChromaServer:
-        log = open(f"{self.folder}.log", "ab")  # noqa: SIM115 - the server owns it until it exits
-        command = [
-            str(CHROMA),
-            "run",
-            "--path",
-            str(self.folder),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"chroma run exited: {Path(f'{self.folder}.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"chroma run did not answer at {self.url} within 60 s")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
 
 
 @pytest.fixture(scope="module")
@@ -344,7 +288,7 @@ def test_bad_inputs_leave_data_intact(location, name, adaptor, corpus):
             store.query(**kwargs)
         assert words in str(raised.value), (kwargs, raised.value)
     bad_writes = [
-        ({"ids": [*new_ids[:9], new_ids[0]]}, InputError, f"duplicate id {new_ids[0]!r}"),
+        ({"ids": [*new_ids[:9], new_ids[0]]}, InputError, f"id {new_ids[0]!r} is repeated in the batch"),
         ({"ids": [*new_ids[:9], ""]}, InputError, "non-empty strings"),
         ({"embeddings": vectors[50:60, :100]}, AdaptorMismatchError, "dim 100"),
         ({"embeddings": np.vstack([vectors[50:59], np.zeros((1, 384))])}, InputError, "all zeros"),
@@ -362,6 +306,9 @@ def test_bad_inputs_leave_data_intact(location, name, adaptor, corpus):
         with pytest.raises(error) as raised:
             store.add(**{**good, **change})
         assert words in str(raised.value), (change, raised.value)
+    for setting in ({"small_dim": 0}, {"large_dim": -1}, {"small_dim": 64.5}):
+        with pytest.raises(InputError, match="must be a positive integer"):
+            new_store(location, f"{name}x", adaptor, **setting)
     assert snapshot(store, vectors[0]) == before
     assert store.get(new_ids) == {}
     store.add(**good, metadatas=[{"x": np.int64(3), "tags": ["a", "b"], "gone": None}] * 10)
