@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+import chromadb
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
@@ -54,6 +55,7 @@ __all__ = [
     "QueryStats",
     "check_metadatas",
     "connect",
+    "open_store",
 ]
 
 LAYOUT_VERSION = 2
@@ -663,3 +665,27 @@ class MatryoshkaStore:
 def _unit(vectors: np.ndarray) -> np.ndarray:
     """Rows `(n, d)` scaled to unit norm (float16 storage rounds them slightly off it)."""
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def open_store(
+    store: MatryoshkaStore | None,
+    name: str,
+    adaptor: Any = None,
+    *,
+    client: ClientAPI | None = None,
+    path: str | os.PathLike | None = None,
+    host: str | None = None,
+    port: int = 8000,
+    **settings: Any,
+) -> MatryoshkaStore:
+    """`store` itself, or a `MatryoshkaStore` opened from where and how (in memory, as Chroma's own framework
+    stores do, when no location is given): the two ways the framework vector stores are made. Settings that
+    are None are left to the store's defaults."""
+    settings = {key: value for key, value in settings.items() if value is not None}
+    if store is not None:
+        if path or host or client or adaptor is not None or settings:
+            raise InputError("give an open store, or where and how to open one, not both")
+        return store
+    if path is None and host is None and client is None:
+        client = chromadb.EphemeralClient()
+    return MatryoshkaStore(name, adaptor, client=client, path=path, host=host, port=port, **settings)

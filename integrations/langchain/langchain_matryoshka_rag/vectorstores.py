@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import chromadb
 import numpy as np
 from chromadb.api import ClientAPI
 from langchain_core.documents import Document
@@ -25,7 +24,7 @@ from langchain_matryoshka_rag.embeddings import base_model_name
 from matryoshka_rag.adaptor import MatryoshkaAdaptor
 from matryoshka_rag.embedding_adapter import warn_if_other_model
 from matryoshka_rag.errors import InputError
-from matryoshka_rag.retriever import Hit, MatryoshkaStore
+from matryoshka_rag.retriever import Hit, MatryoshkaStore, open_store
 from matryoshka_rag.store_input import check_base_vectors, check_k, check_lengths, check_unique_ids
 
 __all__ = ["MatryoshkaVectorStore", "hit_document"]
@@ -98,22 +97,18 @@ class MatryoshkaVectorStore(VectorStore):
                 "embedding_function must be the LangChain Embeddings the adaptor was trained on, "
                 f"got {type(embedding_function).__name__}"
             )
-        if store is None:
-            if persist_directory is None and host is None and client is None:
-                client = chromadb.EphemeralClient()
-            store = MatryoshkaStore(
-                collection_name,
-                adaptor,
-                client=client,
-                path=persist_directory,
-                host=host,
-                port=port,
-                small_dim=small_dim,
-                large_dim=large_dim,
-                **store_kwargs,
-            )
-        elif persist_directory or host or client or adaptor is not None or store_kwargs:
-            raise InputError("give an open store, or where and how to open one, not both")
+        store = open_store(
+            store,
+            collection_name,
+            adaptor,
+            client=client,
+            path=persist_directory,
+            host=host,
+            port=port,
+            small_dim=small_dim,
+            large_dim=large_dim,
+            **store_kwargs,
+        )
         self.store = store
         self._embedding = embedding_function
         name = base_model_name(embedding_function)

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import chromadb
 from chromadb.api import ClientAPI
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
@@ -31,7 +30,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from llama_index.vector_stores.matryoshka_rag.filters import to_chroma_where
 from matryoshka_rag.adaptor import MatryoshkaAdaptor
 from matryoshka_rag.errors import InputError
-from matryoshka_rag.retriever import Hit, MatryoshkaStore
+from matryoshka_rag.retriever import Hit, MatryoshkaStore, open_store
 from matryoshka_rag.store_input import check_base_vectors, check_k, check_unique_ids
 
 __all__ = ["MatryoshkaQueryResult", "MatryoshkaVectorStore"]
@@ -106,22 +105,18 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
         large_dim: int | None = None,
         **store_kwargs: Any,
     ) -> None:
-        if store is None:
-            if persist_dir is None and host is None and client is None:
-                client = chromadb.EphemeralClient()
-            store = MatryoshkaStore(
-                collection_name,
-                adaptor,
-                client=client,
-                path=persist_dir,
-                host=host,
-                port=port,
-                small_dim=small_dim,
-                large_dim=large_dim,
-                **store_kwargs,
-            )
-        elif persist_dir or host or client or adaptor is not None or store_kwargs:
-            raise InputError("give an open store, or where and how to open one, not both")
+        store = open_store(
+            store,
+            collection_name,
+            adaptor,
+            client=client,
+            path=persist_dir,
+            host=host,
+            port=port,
+            small_dim=small_dim,
+            large_dim=large_dim,
+            **store_kwargs,
+        )
         super().__init__(
             collection_name=store.name,
             persist_dir=str(persist_dir) if persist_dir is not None else None,
