@@ -628,3 +628,27 @@ def test_cli_query_end_to_end_with_the_real_model(tmp_path, small_adaptor_dir, s
     assert result.returncode == 0, result.stderr[-2000:]
     hits = json.loads(result.stdout.strip().splitlines()[-1])
     assert hits[0]["id"] == scifact.corpus_ids[7] and hits[0]["score"] > 0.99  # the same text, re-encoded
+
+
+def test_cli_index_into_a_path_that_is_a_file_is_one_line(tmp_path, small_adaptor_dir):
+    (tmp_path / "corpus.jsonl").write_text(json.dumps({"_id": "a", "text": "x"}) + "\n")
+    (tmp_path / "db").write_text("not a folder")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "matryoshka_rag.cli",
+            "index",
+            "--corpus",
+            str(tmp_path / "corpus.jsonl"),
+            "--adaptor",
+            str(small_adaptor_dir),
+            "--path",
+            str(tmp_path / "db"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "is a file, not a folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "db").read_text() == "not a folder"
