@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from matryoshka_rag.beir_source import dataset_folder
 from matryoshka_rag.errors import InputError
 
 __all__ = ["BeirDataset", "load_beir", "load_precomputed", "read_corpus", "read_qrels", "read_queries"]
@@ -61,10 +62,12 @@ class BeirDataset:
 
 
 def load_beir(path: str | Path) -> BeirDataset:
-    """Load ``corpus.jsonl`` and ``queries.jsonl`` of the BEIR folder ``path`` (name = folder name)."""
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise InputError(f"BEIR dataset folder not found: {root}")
+    """Load ``corpus.jsonl`` and ``queries.jsonl`` of a BEIR folder (name = folder name).
+
+    ``path``: a folder, or a BEIR dataset name (``"scifact"``) found beside the repository or in the user's
+    cache, downloaded once if absent (`matryoshka_rag.beir_source.dataset_folder`).
+    """
+    root = dataset_folder(path)
     files = {name: root / f"{name}.jsonl" for name in ("corpus", "queries")}
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:

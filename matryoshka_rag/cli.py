@@ -11,6 +11,10 @@ from .cli_index import add_index_arguments
 from .training_options import SupervisedObjective, UnsupervisedObjective
 
 DEFAULT_DIMS = "16,32,64,128,256,384"
+DATASET_HELP = (
+    "BEIR dataset: a folder (corpus.jsonl, queries.jsonl, qrels/) or a name such as scifact "
+    "(../shared/beir/<name>, else downloaded once into ~/.cache/matryoshka-rag/beir)"
+)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +73,10 @@ def train_command(args: argparse.Namespace) -> None:
     settings = _settings(args)
     out = Path(args.out)
     check_destination(out, args.overwrite, "--overwrite")
+    if args.dataset:
+        _dataset_files(args)
+    elif args.supervised:
+        raise InputError("--supervised goes with --dataset (with --corpus, pass --queries and --qrels)")
     if bool(args.queries) != bool(args.qrels):
         raise InputError("--queries and --qrels go together (supervised training needs both)")
     if args.dev_qrels and not args.qrels:
@@ -107,6 +115,27 @@ def train_command(args: argparse.Namespace) -> None:
     adaptor = trainer.adaptor("supervised" if args.qrels else "unsupervised")
     save_adaptor(adaptor, out, overwrite=args.overwrite)
     print(f"saved adaptor to {out} ({adaptor.metadata['training']['seconds']:.0f} s of training)")
+
+
+def _dataset_files(args: argparse.Namespace) -> None:
+    """Set `--corpus` (and with `--supervised`, `--queries`, `--qrels` and `--dev-qrels` when the dataset has
+    a dev split) from the BEIR dataset `--dataset`, a folder or a name."""
+    from .beir_source import dataset_folder
+    from .errors import InputError
+
+    folder = dataset_folder(args.dataset)
+    args.corpus = str(folder / "corpus.jsonl")
+    if not args.supervised:
+        return
+    if args.queries or args.qrels or args.dev_qrels:
+        raise InputError(
+            "--dataset with --supervised takes its own queries and qrels: drop --queries/--qrels"
+        )
+    train, dev = folder / "qrels" / "train.tsv", folder / "qrels" / "dev.tsv"
+    if not train.is_file():
+        raise InputError(f"--supervised needs the dataset's training labels: {train} is missing")
+    args.queries, args.qrels = str(folder / "queries.jsonl"), str(train)
+    args.dev_qrels = str(dev) if dev.is_file() else None
 
 
 def _positive_qrels(path: str, known_queries: set[str], known_docs: set[str]) -> dict[str, dict[str, int]]:
@@ -149,7 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train an adaptor on a corpus (and optional relevance labels)")
-    train.add_argument("--corpus", required=True, help="BEIR-style corpus.jsonl")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", help="BEIR-style corpus.jsonl")
+    source.add_argument("--dataset", help=DATASET_HELP + ": its corpus (and labels with --supervised)")
+    train.add_argument(
+        "--supervised",
+        action="store_true",
+        help="with --dataset: train on its queries and qrels/train.tsv (dev.tsv for early stopping)",
+    )
     train.add_argument("--queries", help="queries.jsonl (supervised)")
     train.add_argument("--qrels", help="training qrels TSV (supervised)")
     train.add_argument("--dev-qrels", help="qrels TSV for early stopping (default: part of --qrels)")
@@ -163,9 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=train_command)
 
     evaluate = commands.add_parser("eval", help="nDCG@10 / Recall@100 by dim on a BEIR dataset")
-    evaluate.add_argument(
-        "--dataset", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
-    )
+    evaluate.add_argument("--dataset", required=True, help=DATASET_HELP)
     evaluate.add_argument("--methods", default="truncate,pca,pca-rotation,unsupervised,supervised")
     evaluate.add_argument(
         "--embeddings", help="precomputed vectors: a folder, or its parent holding <dataset>/"

@@ -26,7 +26,11 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
     """Register the `index` and `query` commands (handler in `handler`) on an argparse subparsers object."""
     index = subparsers.add_parser("index", help="index a corpus.jsonl into Chroma (small dims + large dims)")
-    index.add_argument("--corpus", required=True, help="BEIR-style corpus.jsonl (_id, title, text)")
+    source = index.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", help="BEIR-style corpus.jsonl (_id, title, text)")
+    source.add_argument(
+        "--dataset", help="BEIR dataset whose corpus.jsonl to index: a folder or a name such as scifact"
+    )
     index.add_argument("--adaptor", required=True, help="adaptor folder (recorded in the collection)")
     _add_location(index)
     index.add_argument("--small-dim", type=int, default=None, help="searched dim (default 64)")
@@ -107,6 +111,10 @@ def index_command(args: argparse.Namespace) -> None:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.dataset:
+        from .beir_source import dataset_folder
+
+        args.corpus = str(dataset_folder(args.dataset) / "corpus.jsonl")
     ids, texts = read_corpus(args.corpus)
     vectors = _precomputed(args, ids) if args.embeddings else None
     store = _open_store(
