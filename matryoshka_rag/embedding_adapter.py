@@ -28,7 +28,7 @@ from .errors import AdaptorMismatchError, InputError
 from .persistence import load_adaptor
 from .providers import _check_texts, canonical_model_name
 
-__all__ = ["AdaptedVectors", "BaseModelWarning", "check_output_dim", "warn_if_other_model"]
+__all__ = ["AdaptedVectors", "BaseModelWarning", "check_output_dim", "dim_alias", "warn_if_other_model"]
 
 Vectors = Sequence[Sequence[float]] | np.ndarray
 _UNNAMED = ("", "unknown")
@@ -51,6 +51,16 @@ def check_output_dim(dim: int | None, adaptor: MatryoshkaAdaptor) -> int:
             f"the adaptor was trained for dims {list(config.dims)}"
         )
     return int(dim)
+
+
+def dim_alias(dim: int | None, dimensions: int | None) -> int | None:
+    """``dim``, or ``dimensions`` (the frameworks' OpenAI embeddings' word for it) when only that is given;
+    `InputError` when both are given and differ."""
+    if dimensions is None:
+        return dim
+    if dim is not None and dim != dimensions:
+        raise InputError(f"dim={dim!r} and dimensions={dimensions!r} name the same setting: give one")
+    return dimensions
 
 
 _OWN_MODULES = (

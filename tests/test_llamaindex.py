@@ -65,8 +65,8 @@ def test_settings_embed_model(adapted: AdaptedEmbedding) -> None:
 
 def test_to_dict_from_dict_round_trip(adapted: AdaptedEmbedding, base: ProviderEmbedding) -> None:
     data = adapted.to_dict()
-    assert data["class_name"] == "MatryoshkaAdaptedEmbedding" and data["dim"] == 64
-    assert data["base"]["class_name"] == "MatryoshkaProviderEmbedding"
+    assert data["class_name"] == "AdaptedEmbedding" and data["dim"] == 64
+    assert data["base"]["class_name"] == "ProviderEmbedding"
     assert data["adaptor_fingerprint"] == adapted._vectors.adaptor.fingerprint()
     rebuilt = AdaptedEmbedding.from_json(adapted.to_json())  # base rebuilt from its dict, adaptor re-loaded
     assert isinstance(rebuilt.base, ProviderEmbedding) and rebuilt.base.model_name == "all-MiniLM-L6-v2"

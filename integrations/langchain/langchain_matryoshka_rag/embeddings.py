@@ -10,7 +10,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from matryoshka_rag.adaptor import MatryoshkaAdaptor
-from matryoshka_rag.embedding_adapter import AdaptedVectors
+from matryoshka_rag.embedding_adapter import AdaptedVectors, dim_alias
 from matryoshka_rag.fit import fit_from_texts
 from matryoshka_rag.providers import EmbeddingProvider, SentenceTransformerProvider
 
@@ -67,6 +67,9 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
     _vectors: AdaptedVectors = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
+        """Fields as keywords; ``dimensions=`` is another name for ``dim``, as ``OpenAIEmbeddings`` calls it."""
+        if "dimensions" in data:
+            data["dim"] = dim_alias(data.get("dim"), data.pop("dimensions"))
         super().__init__(**data)
         name = base_model_name(self.base)
         dim = data.get("dim")  # as given: pydantic would turn True into 1
@@ -78,10 +81,15 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
 
     @classmethod
     def from_pretrained(
-        cls, base: Embeddings, path: str | Path, dim: int | None = None, device: str = "cpu"
+        cls,
+        base: Embeddings,
+        path: str | Path,
+        dim: int | None = None,
+        device: str = "cpu",
+        dimensions: int | None = None,
     ) -> AdaptedEmbeddings:
-        """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim``."""
-        return cls(base=base, path=str(path), dim=dim, device=device)
+        """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim`` (or ``dimensions``)."""
+        return cls(base=base, path=str(path), dim=dim_alias(dim, dimensions), device=device)
 
     @classmethod
     def fit(
@@ -115,6 +123,11 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
     @property
     def output_dim(self) -> int:
         """Length of every returned vector."""
+        return self._vectors.dim
+
+    @property
+    def dimensions(self) -> int:
+        """Length of every returned vector (``output_dim``; ``dimensions=`` at construction sets ``dim``)."""
         return self._vectors.dim
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

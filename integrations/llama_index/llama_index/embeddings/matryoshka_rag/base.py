@@ -11,10 +11,12 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
 from llama_index.core.schema import BaseNode, MetadataMode
 
 from matryoshka_rag.adaptor import MatryoshkaAdaptor
-from matryoshka_rag.embedding_adapter import AdaptedVectors
+from matryoshka_rag.embedding_adapter import AdaptedVectors, dim_alias
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
 from matryoshka_rag.fit import fit_from_texts
 from matryoshka_rag.providers import EmbeddingProvider, SentenceTransformerProvider
+
+from . import quiet_base
 
 __all__ = ["AdaptedEmbedding", "ProviderEmbedding", "load_base_embedding"]
 
@@ -55,8 +57,10 @@ class AdaptedEmbedding(BaseEmbedding):
 
             Settings.embed_model = AdaptedEmbedding.from_pretrained(base=my_embed_model, path="adaptor/", dim=64)
 
-    A batch of texts goes through the base's ``get_text_embedding_batch`` (its own batching and
-    ``embeddings_cache`` apply), then through the adaptor at once; ``embed_batch_size`` defaults to the base's.
+    A batch of texts (``embed_batch_size``, default the base's) goes through the base at once, then through
+    the adaptor at once. The base's ``embeddings_cache`` and ``rate_limiter`` apply, but not its embedding
+    events: this wrapper emits them (callbacks such as ``TokenCountingHandler`` and instrumentation), so each
+    text is counted once. ``dimensions=`` is an alias of ``dim``.
     Behaviour (shared with the LangChain wrapper, see ``matryoshka_rag.embedding_adapter``): ``[]`` gives
     ``[]``; an empty or blank text raises ``InputError``; base vectors of the wrong dim raise
     ``AdaptorMismatchError`` naming both dims; NaN/zero base vectors raise naming the text (its index within
@@ -91,9 +95,12 @@ class AdaptedEmbedding(BaseEmbedding):
         adaptor: MatryoshkaAdaptor | None = None,
         device: str = "cpu",
         adaptor_fingerprint: str | None = None,
+        dimensions: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """Give ``path`` (an adaptor folder) or ``adaptor`` (an object; then ``to_dict`` cannot re-load it)."""
+        """Give ``path`` (an adaptor folder) or ``adaptor`` (an object; then ``to_dict`` cannot re-load it).
+        ``dimensions``: another name for ``dim``, as LlamaIndex's ``OpenAIEmbedding`` calls it."""
+        dim = dim_alias(dim, dimensions)
         if isinstance(base, dict):
             base = load_base_embedding(base)
         if adaptor is None:
@@ -120,7 +127,7 @@ class AdaptedEmbedding(BaseEmbedding):
 
     @classmethod
     def class_name(cls) -> str:
-        return "MatryoshkaAdaptedEmbedding"
+        return "AdaptedEmbedding"
 
     @classmethod
     def from_pretrained(
@@ -168,23 +175,33 @@ class AdaptedEmbedding(BaseEmbedding):
         """Length of every returned vector."""
         return self._vectors.dim
 
+    @property
+    def dimensions(self) -> int:
+        """Length of every returned vector (``output_dim``; ``dimensions=`` at construction sets ``dim``)."""
+        return self._vectors.dim
+
+    # The base is called without its own embedding events: this wrapper's public methods emit one set.
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._vectors.embed_one(self.base.get_query_embedding, query)
+        return self._vectors.embed_one(lambda text: quiet_base.embed_one(self.base, text, query=True), query)
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._vectors.embed_one(self.base.get_text_embedding, text)
+        return self._vectors.embed_one(lambda one: quiet_base.embed_one(self.base, one, query=False), text)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._vectors.embed(self.base.get_text_embedding_batch, texts)
+        return self._vectors.embed(lambda batch: quiet_base.embed_texts(self.base, batch), texts)
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return await self._vectors.aembed_one(self.base.aget_query_embedding, query)
+        return await self._vectors.aembed_one(
+            lambda text: quiet_base.aembed_one(self.base, text, query=True), query
+        )
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return await self._vectors.aembed_one(self.base.aget_text_embedding, text)
+        return await self._vectors.aembed_one(
+            lambda one: quiet_base.aembed_one(self.base, one, query=False), text
+        )
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await self._vectors.aembed(self.base.aget_text_embedding_batch, texts)
+        return await self._vectors.aembed(lambda batch: quiet_base.aembed_texts(self.base, batch), texts)
 
 
 class ProviderEmbedding(BaseEmbedding):
@@ -208,7 +225,7 @@ class ProviderEmbedding(BaseEmbedding):
 
     @classmethod
     def class_name(cls) -> str:
-        return "MatryoshkaProviderEmbedding"
+        return "ProviderEmbedding"
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return self._provider(list(texts)).tolist() if texts else []
