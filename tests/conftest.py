@@ -97,4 +97,6 @@ def fake_embedding_adaptor():
 
     vectors = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
     config = UnsupervisedConfig(max_steps=10, eval_every=5, holdout=50, batch_size=64)
-    return train_unsupervised(vectors, (3, 6), config, base_model="DeterministicFakeEmbedding", progress=False)
+    return train_unsupervised(
+        vectors, (3, 6), config, base_model="DeterministicFakeEmbedding", progress=False
+    )
