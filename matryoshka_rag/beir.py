@@ -18,7 +18,15 @@ import numpy as np
 from matryoshka_rag.beir_source import dataset_folder
 from matryoshka_rag.errors import InputError
 
-__all__ = ["BeirDataset", "load_beir", "load_precomputed", "read_corpus", "read_qrels", "read_queries"]
+__all__ = [
+    "BeirDataset",
+    "aligned_vectors",
+    "load_beir",
+    "load_precomputed",
+    "read_corpus",
+    "read_qrels",
+    "read_queries",
+]
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,8 @@ def load_precomputed(dir: Path, dataset: BeirDataset) -> tuple[np.ndarray, np.nd
     dir = Path(dir).expanduser()
     if not dir.is_dir():
         raise InputError(f"precomputed embeddings folder not found: {dir}")
-    docs = _aligned(dir, "corpus", "corpus_ids.json", dataset.corpus_ids)
-    queries = _aligned(dir, "queries", "queries_ids.json", dataset.query_ids)
+    docs = aligned_vectors(dir, "corpus", "corpus_ids.json", dataset.corpus_ids)
+    queries = aligned_vectors(dir, "queries", "queries_ids.json", dataset.query_ids)
     if docs.shape[1] != queries.shape[1]:
         raise InputError(
             f"{dir}: corpus vectors have {docs.shape[1]} dims but query vectors have {queries.shape[1]}"
@@ -137,7 +145,7 @@ def load_precomputed(dir: Path, dataset: BeirDataset) -> tuple[np.ndarray, np.nd
     return docs, queries
 
 
-def _aligned(dir: Path, stem: str, ids_name: str, wanted: list[str]) -> np.ndarray:
+def aligned_vectors(dir: Path, stem: str, ids_name: str, wanted: list[str]) -> np.ndarray:
     """Rows of ``<dir>/<stem>.npy`` reordered to ``wanted`` ids: float32 (len(wanted), d)."""
     npy, ids_file = dir / f"{stem}.npy", dir / ids_name
     for f in (npy, ids_file):

@@ -74,7 +74,7 @@ def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
 
 def _precomputed(args: argparse.Namespace, ids: list[str]):
     """Base vectors of `ids` `(n, d)` from `--embeddings` (+ `--embedding-ids`), aligned by id."""
-    from .beir import _aligned
+    from .beir import aligned_vectors
 
     npy = Path(args.embeddings).expanduser()
     if npy.is_dir():
@@ -82,7 +82,7 @@ def _precomputed(args: argparse.Namespace, ids: list[str]):
     ids_file = (
         Path(args.embedding_ids).expanduser() if args.embedding_ids else npy.with_name(f"{npy.stem}_ids.json")
     )
-    return _aligned(npy.parent, npy.stem, str(ids_file.resolve()), ids)
+    return aligned_vectors(npy.parent, npy.stem, str(ids_file.resolve()), ids)
 
 
 def _text_provider(model: str | None, base_model: str):

@@ -26,7 +26,7 @@ import numpy as np
 from .adaptor import MatryoshkaAdaptor
 from .errors import AdaptorMismatchError, InputError
 from .persistence import load_adaptor
-from .providers import _check_texts, canonical_model_name
+from .providers import canonical_model_name, check_texts
 
 __all__ = ["AdaptedVectors", "BaseModelWarning", "check_output_dim", "dim_alias", "warn_if_other_model"]
 
@@ -150,7 +150,7 @@ class AdaptedVectors:
         """``texts`` as a list; ``[]`` for an empty sequence; InputError for a blank or non-string text."""
         if isinstance(texts, Sequence) and not isinstance(texts, str) and len(texts) == 0:
             return []
-        return _check_texts(texts)
+        return check_texts(texts)
 
     def adapt(self, base_vectors: Vectors, texts: Sequence[str]) -> np.ndarray:
         """Check the base vectors of ``texts`` (one per text, base dim, finite, non-zero) -> ``(n, dim)``."""

@@ -12,7 +12,7 @@ from .adaptor import MatryoshkaAdaptor
 from .adaptor_folder import check_destination
 from .errors import InputError
 from .persistence import save_adaptor
-from .providers import CallableProvider, _check_texts, canonical_model_name, embed_texts
+from .providers import CallableProvider, canonical_model_name, check_texts, embed_texts
 from .training import (
     SupervisedConfig,
     UnsupervisedConfig,
@@ -89,7 +89,7 @@ def fit_from_texts(
     check_destination(path, overwrite)
     unsupervised, supervised = training_configs(unsupervised, supervised, **settings)
     name = canonical_model_name(base_model) if base_model and base_model.strip() else "unknown"
-    corpus = _check_texts(texts)
+    corpus = check_texts(texts)
     if pairs is not None:
         corpus, queries, relevance = _relevance(corpus, pairs)
     corpus_vectors = embed_texts(CallableProvider(embed_documents, name), corpus, progress=progress)

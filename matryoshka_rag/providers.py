@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from matryoshka_rag.cache import EmbeddingCache
 
 __all__ = [
+    "check_texts",
     "CallableProvider",
     "EmbeddingProvider",
     "SentenceTransformerProvider",
@@ -171,7 +172,7 @@ class SentenceTransformerProvider:
         return f"SentenceTransformerProvider({self.name!r}, path={self.model_path!r}, device={self.device!r})"
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
+def check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str) or not isinstance(texts, Sequence):
         raise InputError(f"texts must be a list of strings, got {type(texts).__name__}")
     if len(texts) == 0:
@@ -222,7 +223,7 @@ def embed_texts(
     time, and each batch is validated (2-D, finite, non-zero rows, one dim) and written to ``cache`` as soon
     as it is embedded. Errors name the index of the offending text in ``texts``.
     """
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     found: list[np.ndarray | None] = (
