@@ -629,20 +629,24 @@ class MatryoshkaStore:
         """
         k = check_k(k)
         small_query, large_query = (v[0] for v in self._vectors(self._query_vector(query)))
-        n, first, cap = k * self.shortlist_factor, None, k * self.max_shortlist_factor
+        n, cap = k * self.shortlist_factor, k * self.max_shortlist_factor
+        first: set[str] | None = None
+        reranked: dict[str, float] = {}  # large-dim cosine by id, kept when the shortlist widens
         while True:
             searched, small_scores = self._shortlist(small_query, n, where)
-            vectors, written = self.vectors.read(searched)
-            ids = [i for i, w in zip(searched, written) if w]
-            small_scores = small_scores[written]
-            large_scores = (_unit(vectors) @ large_query).astype(np.float64)
+            new = [i for i in searched if i not in reranked]
+            vectors, written = self.vectors.read(new)
+            reranked.update(zip((i for i, w in zip(new, written) if w), _unit(vectors) @ large_query))
+            kept = [position for position, i in enumerate(searched) if i in reranked]
+            ids, small_scores = [searched[p] for p in kept], small_scores[kept]
+            large_scores = np.array([reranked[i] for i in ids], dtype=np.float64)
             first = set(ids) if first is None else first
             if len(searched) < n or n >= cap or shortlist_is_conclusive(small_scores, large_scores, k):
                 break
             n = min(n * WIDEN_STEP, cap)
         self.stats.queries += 1
         self.stats.widened += n > k * self.shortlist_factor
-        best = sorted(range(len(ids)), key=lambda i: (-large_scores[i], ids[i]))[:k]
+        best = _top_k(large_scores, ids, k)
         records = self.get([ids[i] for i in best]) if best else {}
         return [
             Hit(
@@ -660,6 +664,15 @@ class MatryoshkaStore:
             f"MatryoshkaStore({self.name!r} at {self.location}, dims {self.small_dim}->{self.large_dim} "
             f"({self.large_vectors} vectors in a {self.rerank_home}), space={self.space!r})"
         )
+
+
+def _top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> list[int]:
+    """Positions of the `k` largest `scores` `(n,)`, best first; ties by id."""
+    if len(ids) > k:
+        candidates = np.flatnonzero(scores >= np.partition(scores, len(ids) - k)[len(ids) - k]).tolist()
+    else:
+        candidates = range(len(ids))
+    return sorted(candidates, key=lambda i: (-scores[i], ids[i]))[:k]
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
