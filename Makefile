@@ -4,17 +4,25 @@
 VENV ?= .venv
 PYTHON ?= python3
 SHARED ?= $(abspath ../shared)
-# The CPU wheel of torch 2.13.0 (a bare `torch` would pull a multi-GB CUDA build on a CPU machine).
+# The CPU wheel of torch 2.13.0 (a bare `torch` would pull a multi-GB CUDA build on a CPU machine); the
+# version constraints.txt pins.
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint bench
 
-$(STAMP): pyproject.toml
+# The four distributions (the core and each integration, each with its own pyproject.toml), installed editable
+# with every extra at the exact versions CI tests (constraints.txt); a change to either re-installs.
+LANGCHAIN := integrations/langchain
+LLAMA_EMBEDDINGS := integrations/llama_index/llama-index-embeddings-matryoshka-rag
+LLAMA_VECTOR_STORES := integrations/llama_index/llama-index-vector-stores-matryoshka-rag
+
+$(STAMP): pyproject.toml constraints.txt $(LANGCHAIN)/pyproject.toml $(LLAMA_EMBEDDINGS)/pyproject.toml $(LLAMA_VECTOR_STORES)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -c constraints.txt "$(TORCH)"
+	$(BIN)/pip install -q -c constraints.txt -e ".[train,chroma,plot,minilm,test]" -e "$(LANGCHAIN)[test]" \
+		-e "$(LLAMA_EMBEDDINGS)" -e "$(LLAMA_VECTOR_STORES)[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,7 +1,8 @@
 """matryoshka-rag: Matryoshka-Adaptor (arXiv 2407.20243) on top of any embedding model.
 
 The public API is importable from here; its modules load on first use so that `matryoshka-rag --help`
-does not pay for torch.
+does not pay for torch. A name whose module needs an extra that is not installed raises `MissingExtraError`
+naming it (``pip install "matryoshka-rag[train]"``).
 """
 
 from __future__ import annotations
@@ -9,9 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .extras import needs_extra
+
 _EXPORTS = {
     "AdaptorConfig": "adaptor_format",
     "MatryoshkaAdaptor": "adaptor",
+    "NumpyAdaptor": "adaptor_numpy",
+    "MissingExtraError": "extras",
     "AdaptorMismatchError": "errors",
     "InputError": "errors",
     "graded_softmax_loss": "losses",
@@ -42,7 +47,9 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'matryoshka_rag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    with needs_extra(f"matryoshka_rag.{name}"):
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+    value = getattr(module, name)
     globals()[name] = value
     return value
 
@@ -50,9 +57,11 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from .adaptor import MatryoshkaAdaptor
     from .adaptor_format import AdaptorConfig
+    from .adaptor_numpy import NumpyAdaptor
     from .cache import EmbeddingCache
     from .errors import AdaptorMismatchError, InputError
     from .evaluation import evaluate
+    from .extras import MissingExtraError
     from .losses import (
         graded_softmax_loss,
         listwise_distillation_loss,

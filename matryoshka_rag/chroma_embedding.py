@@ -40,14 +40,12 @@ class MatryoshkaEmbeddingFunction(EmbeddingFunction[Documents]):
         base: EmbeddingFunction[Documents],
         adaptor: str | Path,
         dim: int | None = None,
-        device: str = "cpu",
         adaptor_fingerprint: str | None = None,
     ) -> None:
         if not callable(base):
             raise InputError(f"base must be a Chroma embedding function, got {type(base).__name__}")
         self.base = base
-        self.device = device
-        self._vectors = AdaptedVectors.load(adaptor, dim, getattr(base, "model_name", None), device)
+        self._vectors = AdaptedVectors.load(adaptor, dim, getattr(base, "model_name", None))
         if adaptor_fingerprint is not None and adaptor_fingerprint != self._vectors.fingerprint:
             raise AdaptorMismatchError(
                 f"the adaptor in {adaptor} is not the one this collection was made with (fingerprint "
@@ -82,7 +80,7 @@ class MatryoshkaEmbeddingFunction(EmbeddingFunction[Documents]):
         return ["cosine", "ip", "l2"]
 
     def get_config(self) -> dict[str, Any]:
-        """The base function's name and config, the adaptor folder and fingerprint, the dim and device.
+        """The base function's name and config, the adaptor folder and fingerprint, the dim.
         ``NotImplemented`` (Chroma's mark of a legacy function, not rebuilt) when the base has no config."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # a legacy base warns as it answers
@@ -93,7 +91,6 @@ class MatryoshkaEmbeddingFunction(EmbeddingFunction[Documents]):
             "base": {"name": base_name, "config": base_config},
             "adaptor": self._vectors.path,
             "dim": self.dim,
-            "device": self.device,
             "adaptor_fingerprint": self._vectors.fingerprint,
         }
 
@@ -104,7 +101,6 @@ class MatryoshkaEmbeddingFunction(EmbeddingFunction[Documents]):
             config_to_embedding_function(config["base"]),
             config["adaptor"],
             config["dim"],
-            config.get("device", "cpu"),
             config["adaptor_fingerprint"],
         )
 

@@ -218,10 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import InputError
+    from .extras import MissingExtraError, needs_extra
 
     try:
-        args.handler(args)
-    except InputError as error:
+        with needs_extra("this command"):
+            args.handler(args)
+    except (InputError, MissingExtraError) as error:
         print(f"matryoshka-rag {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -8,6 +8,8 @@ One :class:`AdaptedVectors` serves both framework wrappers (``langchain_matryosh
 - base output: a vector count other than the text count, a vector whose dim is not the adaptor's base dim
   (:class:`AdaptorMismatchError`, naming both dims), NaN/inf or all-zero values raise, naming the text's
   index in the call and quoting its start.
+- the adaptor runs as numpy (:class:`~matryoshka_rag.adaptor_numpy.NumpyAdaptor`), so serving needs no torch;
+  a torch ``MatryoshkaAdaptor`` given as an object is converted once.
 - ``dim``: any integer 1..base_dim (``None`` = base_dim). Every prefix of an adapted vector is a valid
   embedding; the adaptor's trained ``config.dims`` are the dims its quality was optimised for.
 - a base model whose name differs from the one the adaptor was trained on gets one :class:`BaseModelWarning`
@@ -20,13 +22,16 @@ import sys
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .adaptor import MatryoshkaAdaptor
+from .adaptor_numpy import NumpyAdaptor, as_numpy_adaptor
 from .errors import AdaptorMismatchError, InputError
-from .persistence import load_adaptor
 from .providers import canonical_model_name, check_texts
+
+if TYPE_CHECKING:
+    from .adaptor import MatryoshkaAdaptor
 
 __all__ = ["AdaptedVectors", "BaseModelWarning", "check_output_dim", "dim_alias", "warn_if_other_model"]
 
@@ -38,7 +43,7 @@ class BaseModelWarning(UserWarning):
     """The base model's name differs from the one the adaptor was trained on."""
 
 
-def check_output_dim(dim: int | None, adaptor: MatryoshkaAdaptor) -> int:
+def check_output_dim(dim: int | None, adaptor: NumpyAdaptor) -> int:
     """``dim`` checked against the adaptor (1..base_dim; ``None`` = base_dim) -> int."""
     config = adaptor.config
     if dim is None:
@@ -79,7 +84,7 @@ def _caller_stacklevel() -> int:
     return level
 
 
-def warn_if_other_model(adaptor: MatryoshkaAdaptor, base_name: str | None) -> None:
+def warn_if_other_model(adaptor: NumpyAdaptor, base_name: str | None) -> None:
     """Warn (:class:`BaseModelWarning`) when ``base_name`` and the adaptor's ``base_model`` name different models.
 
     Names are compared by :func:`~matryoshka_rag.providers.canonical_model_name`; an unknown name on either
@@ -111,19 +116,16 @@ class AdaptedVectors:
 
     def __init__(
         self,
-        adaptor: MatryoshkaAdaptor,
+        adaptor: NumpyAdaptor | MatryoshkaAdaptor,
         dim: int | None = None,
         base_name: str | None = None,
         path: str | Path | None = None,
     ) -> None:
-        if not isinstance(adaptor, MatryoshkaAdaptor):
-            raise InputError(f"adaptor must be a MatryoshkaAdaptor, got {type(adaptor).__name__}")
-        self.adaptor = adaptor
-        self.dim = check_output_dim(dim, adaptor)
+        self.adaptor = as_numpy_adaptor(adaptor)
+        self.dim = check_output_dim(dim, self.adaptor)
         self.base_name = base_name
         self.path = str(path) if path is not None else None
-        self._fingerprint: str | None = None
-        warn_if_other_model(adaptor, base_name)
+        warn_if_other_model(self.adaptor, base_name)
 
     @classmethod
     def load(
@@ -131,19 +133,16 @@ class AdaptedVectors:
         path: str | Path | None,
         dim: int | None = None,
         base_name: str | None = None,
-        device: str = "cpu",
     ) -> AdaptedVectors:
-        """Load the adaptor folder ``path`` (see :func:`~matryoshka_rag.load_adaptor`)."""
+        """Load the adaptor folder ``path``, checksums verified (``NumpyAdaptor.from_folder``)."""
         if path is None:
             raise InputError("no adaptor: give the path of an adaptor folder (or an adaptor object)")
-        return cls(load_adaptor(path, device=device), dim, base_name, path)
+        return cls(NumpyAdaptor.from_folder(path), dim, base_name, path)
 
     @property
     def fingerprint(self) -> str:
-        """The adaptor's fingerprint (computed once)."""
-        if self._fingerprint is None:
-            self._fingerprint = self.adaptor.fingerprint()
-        return self._fingerprint
+        """The adaptor's fingerprint."""
+        return self.adaptor.fingerprint()
 
     @staticmethod
     def check_texts(texts: Sequence[str]) -> list[str]:

@@ -18,6 +18,7 @@ from .atomic import atomic_write_bytes, atomic_write_text, check_folder_path
 from .beir import BeirDataset, load_beir, load_precomputed
 from .devices import resolve_device
 from .errors import InputError
+from .extras import needs_extra
 from .metrics import mean_metric
 from .neighbours import exact_search
 from .pca import principal_axes
@@ -276,10 +277,11 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     (a crash leaves a file's old version or its new one, never a torn one)."""
     import io
 
-    import matplotlib
+    with needs_extra("the report's plot (ndcg.png)"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     out = Path(out_dir)
     check_folder_path(out)

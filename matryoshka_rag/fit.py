@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .adaptor import MatryoshkaAdaptor
 from .adaptor_folder import check_destination
 from .errors import InputError
-from .persistence import save_adaptor
+from .extras import needs_extra
 from .providers import CallableProvider, canonical_model_name, check_texts, embed_texts
-from .training import (
-    SupervisedConfig,
-    UnsupervisedConfig,
-    train_supervised,
-    train_unsupervised,
-    training_configs,
-)
+
+if TYPE_CHECKING:
+    from .adaptor import MatryoshkaAdaptor
+    from .training import SupervisedConfig, UnsupervisedConfig
 
 __all__ = ["fit_from_texts"]
 
@@ -83,8 +79,12 @@ def fit_from_texts(
         overwrite: replace an existing adaptor folder at ``path``; a file or a folder holding anything else
             is refused whatever it says (checked before any embedding).
 
-    Returns the trained adaptor, already saved.
+    Returns the trained adaptor, already saved. Training needs the ``[train]`` extra (torch), imported here, so
+    that importing this module (as the framework wrappers do) needs none.
     """
+    with needs_extra("training an adaptor (fit)"):
+        from .persistence import save_adaptor
+        from .training import train_supervised, train_unsupervised, training_configs
     path = Path(path)
     check_destination(path, overwrite)
     unsupervised, supervised = training_configs(unsupervised, supervised, **settings)

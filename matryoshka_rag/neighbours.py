@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .extras import needs_extra
 
 if TYPE_CHECKING:
     import faiss
@@ -146,10 +147,8 @@ def hnsw_index(vectors: Vectors, rows: np.ndarray | None = None) -> faiss.IndexH
     """The faiss HNSW graph (M=32, efConstruction=80, inner product) over unit vectors `(n, dim)` (only
     `rows (r,)` when given: the graph's id i is then `rows[i]`), added in chunks of 65,536 rows (a memmap is
     read a chunk at a time)."""
-    try:
+    with needs_extra("the HNSW neighbour table (method='faiss')"):
         import faiss
-    except ImportError as error:  # pragma: no cover - a declared dependency
-        raise InputError("method='faiss' needs the faiss-cpu package: pip install faiss-cpu") from error
     n, dim = vectors.shape
     chunk, host = 1 << 16, torch.device("cpu")
     index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)

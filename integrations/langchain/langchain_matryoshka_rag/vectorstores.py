@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -21,11 +21,14 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from langchain_matryoshka_rag.embeddings import base_model_name
-from matryoshka_rag.adaptor import MatryoshkaAdaptor
+from matryoshka_rag.adaptor_numpy import NumpyAdaptor
 from matryoshka_rag.embedding_adapter import warn_if_other_model
 from matryoshka_rag.errors import InputError
 from matryoshka_rag.retriever import Hit, MatryoshkaStore, open_store
 from matryoshka_rag.store_input import check_base_vectors, check_k, check_lengths, check_unique_ids
+
+if TYPE_CHECKING:
+    from matryoshka_rag.adaptor import MatryoshkaAdaptor
 
 __all__ = ["MatryoshkaVectorStore", "hit_document"]
 
@@ -68,7 +71,7 @@ class MatryoshkaVectorStore(VectorStore):
         embedding_function: the base model the adaptor was trained on (its dim must be the adaptor's base dim).
         persist_directory: embedded Chroma folder; or ``host``/``port`` of a ``chroma run`` server; or a
             ``client``; none of them: an in-memory Chroma.
-        adaptor: a ``MatryoshkaAdaptor`` or its folder; None reopens an existing store with its recorded one.
+        adaptor: a ``NumpyAdaptor``, a ``MatryoshkaAdaptor`` or its folder; None reopens an existing store with its recorded one.
         store: an open ``MatryoshkaStore`` to use instead (then no location or adaptor is given).
         small_dim, large_dim, **store_kwargs: passed to ``MatryoshkaStore``.
 
@@ -83,7 +86,7 @@ class MatryoshkaVectorStore(VectorStore):
         embedding_function: Embeddings | None = None,
         persist_directory: str | os.PathLike | None = None,
         *,
-        adaptor: MatryoshkaAdaptor | str | os.PathLike | None = None,
+        adaptor: NumpyAdaptor | MatryoshkaAdaptor | str | os.PathLike | None = None,
         host: str | None = None,
         port: int = 8000,
         client: ClientAPI | None = None,

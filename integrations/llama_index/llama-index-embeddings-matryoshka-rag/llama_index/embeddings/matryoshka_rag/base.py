@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
 from llama_index.core.schema import BaseNode, MetadataMode
 
-from matryoshka_rag.adaptor import MatryoshkaAdaptor
+from matryoshka_rag.adaptor_numpy import NumpyAdaptor
 from matryoshka_rag.embedding_adapter import AdaptedVectors, dim_alias
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
 from matryoshka_rag.fit import fit_from_texts
 from matryoshka_rag.providers import EmbeddingProvider, SentenceTransformerProvider
 
 from . import quiet_base
+
+if TYPE_CHECKING:
+    from matryoshka_rag.adaptor import MatryoshkaAdaptor
 
 __all__ = ["AdaptedEmbedding", "ProviderEmbedding", "load_base_embedding"]
 
@@ -80,7 +83,6 @@ class AdaptedEmbedding(BaseEmbedding):
     dim: int | None = Field(
         default=None, description="Output dims (a prefix of the adapted vector); None: all."
     )
-    device: str = Field(default="cpu", description="Device the adaptor runs on.")
     adaptor_fingerprint: str | None = Field(
         default=None, description="Fingerprint of the adaptor; re-checked when rebuilt from a dict."
     )
@@ -92,19 +94,19 @@ class AdaptedEmbedding(BaseEmbedding):
         base: BaseEmbedding | dict[str, Any],
         path: str | Path | None = None,
         dim: int | None = None,
-        adaptor: MatryoshkaAdaptor | None = None,
-        device: str = "cpu",
+        adaptor: NumpyAdaptor | MatryoshkaAdaptor | None = None,
         adaptor_fingerprint: str | None = None,
         dimensions: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """Give ``path`` (an adaptor folder) or ``adaptor`` (an object; then ``to_dict`` cannot re-load it).
+        """Give ``path`` (an adaptor folder) or ``adaptor`` (a ``NumpyAdaptor``, or a torch ``MatryoshkaAdaptor``,
+        converted; then ``to_dict`` cannot re-load it). The adaptor runs as numpy: serving needs no torch.
         ``dimensions``: another name for ``dim``, as LlamaIndex's ``OpenAIEmbedding`` calls it."""
         dim = dim_alias(dim, dimensions)
         if isinstance(base, dict):
             base = load_base_embedding(base)
         if adaptor is None:
-            vectors = AdaptedVectors.load(path, dim, base.model_name, device)
+            vectors = AdaptedVectors.load(path, dim, base.model_name)
         else:
             vectors = AdaptedVectors(adaptor, dim, base.model_name, path)
         if adaptor_fingerprint is not None and adaptor_fingerprint != vectors.fingerprint:
@@ -119,7 +121,6 @@ class AdaptedEmbedding(BaseEmbedding):
             base=base,
             path=vectors.path,
             dim=dim,
-            device=device,
             adaptor_fingerprint=vectors.fingerprint,
             **kwargs,
         )

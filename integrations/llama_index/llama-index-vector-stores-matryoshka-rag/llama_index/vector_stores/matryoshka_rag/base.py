@@ -12,7 +12,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chromadb.api import ClientAPI
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -28,10 +28,13 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from llama_index.vector_stores.matryoshka_rag.filters import to_chroma_where
-from matryoshka_rag.adaptor import MatryoshkaAdaptor
+from matryoshka_rag.adaptor_numpy import NumpyAdaptor
 from matryoshka_rag.errors import InputError
 from matryoshka_rag.retriever import Hit, MatryoshkaStore, open_store
 from matryoshka_rag.store_input import check_base_vectors, check_k, check_unique_ids
+
+if TYPE_CHECKING:
+    from matryoshka_rag.adaptor import MatryoshkaAdaptor
 
 __all__ = ["MatryoshkaQueryResult", "MatryoshkaVectorStore"]
 
@@ -71,7 +74,7 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
             index = VectorStoreIndex.from_vector_store(store, embed_model=base_embed_model)
 
     Args:
-        adaptor: a ``MatryoshkaAdaptor`` or its folder; None reopens an existing store with its recorded one.
+        adaptor: a ``NumpyAdaptor``, a ``MatryoshkaAdaptor`` or its folder; None reopens an existing store with its recorded one.
         collection_name: name of the store (its Chroma collections are derived from it).
         persist_dir: embedded Chroma folder; or ``host``/``port`` of a ``chroma run`` server; or a ``client``;
             none of them: an in-memory Chroma.
@@ -93,7 +96,7 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
 
     def __init__(
         self,
-        adaptor: MatryoshkaAdaptor | str | os.PathLike | None = None,
+        adaptor: NumpyAdaptor | MatryoshkaAdaptor | str | os.PathLike | None = None,
         collection_name: str = DEFAULT_COLLECTION,
         *,
         persist_dir: str | os.PathLike | None = None,
