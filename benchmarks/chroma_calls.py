@@ -42,7 +42,7 @@ def ingest_job(folder: str, size: int, adaptor: str) -> dict:
 
     ids, vectors = synthetic(size, 0.03)
     documents = [f"document {i}" for i in ids]
-    small = _unit(load_adaptor(adaptor).transform(vectors)[:, :SMALL_DIM])
+    small = load_adaptor(adaptor).transform(vectors, SMALL_DIM)
     report = {}
     for name, stored in (("plain", vectors), ("small", small)):
         started = time.perf_counter()
@@ -69,7 +69,7 @@ def serve_job(folder: str, name: str, size: int, adaptor: str, k: int, factors: 
     row_of = {record_id: row for row, record_id in enumerate(ids)}
     queries = np.load(EMBEDDINGS / "scifact" / "queries.npy")[:n].astype(np.float32)
     base_queries = _unit(queries)
-    small_queries = _unit(load_adaptor(adaptor).transform(queries)[:, :SMALL_DIM])
+    small_queries = load_adaptor(adaptor).transform(queries, SMALL_DIM)
     before = rss_mib()
     collection = chromadb.PersistentClient(f"{folder}/{name}").get_collection(name, embedding_function=None)
 

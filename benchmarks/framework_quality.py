@@ -167,7 +167,7 @@ def core_run(
     from matryoshka_rag.neighbours import exact_search
 
     adaptor = load_adaptor(adaptor_path)
-    adapted_docs, adapted_queries = adaptor.transform(docs), adaptor.transform(queries)
+    adapted_docs, adapted_queries = adaptor.transform(docs, dim), adaptor.transform(queries, dim)
     ndcg = score_dims(dataset, adapted_docs, adapted_queries, qrels, [dim])["ndcg@10"][dim]
     rows = [i for i, q in enumerate(dataset.query_ids) if q in qrels]
     scores, indices = exact_search(

@@ -39,6 +39,8 @@ _EXPORTS = {
     "CallableProvider": "providers",
     "embed_texts": "providers",
     "evaluate": "evaluation",
+    "estimate_dims": "recommend",
+    "recommend_dim": "recommend",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -74,4 +76,5 @@ if TYPE_CHECKING:
     )
     from .persistence import CorruptAdaptorError, load_adaptor, save_adaptor
     from .providers import CallableProvider, SentenceTransformerProvider, embed_texts
+    from .recommend import estimate_dims, recommend_dim
     from .training import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised

@@ -107,15 +107,17 @@ class MatryoshkaAdaptor(nn.Module):
     ) -> np.ndarray:
         """Adapt base vectors `(n, base_dim)` and keep the first `dim` dims: `(n, dim)` float32.
 
-        `dim=None` keeps all dims. Rows are L2-normalised unless `normalize=False`.
+        The prefix is `f(e)[:dim]`, or `z[:dim]` where `config.served_prefix(dim)` is "base". `dim=None` keeps
+        all dims. Rows are L2-normalised unless `normalize=False`.
         """
         vectors, dim = self.config.transform_input(embeddings, dim)
+        serve = self.rotate if self.config.served_prefix(dim) == "base" else self
         was_training = self.training
         self.eval()
         out = []
         for start in range(0, len(vectors), batch_size):
             batch = torch.from_numpy(vectors[start : start + batch_size]).to(self.device)
-            adapted = self(batch)[:, :dim]
+            adapted = serve(batch)[:, :dim]
             if normalize:
                 adapted = torch.nn.functional.normalize(adapted, dim=-1)
             out.append(adapted.float().cpu().numpy())

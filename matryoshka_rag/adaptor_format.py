@@ -27,8 +27,10 @@ CONFIG = "config.json"
 FORMAT = "matryoshka-rag-adaptor"
 # 2: config.json names the weights file (`weights_file`, named by its sha256), so a replacement writes the
 # new weights beside the old ones and switches by replacing config.json alone; 1: always `WEIGHTS`.
-FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)
+# 3: the config may hold `served_prefixes` (which prefix each dim serves); folders of 1 and 2 serve the adapted
+# prefix at every dim, as they did.
+FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 WEIGHTS_FILE = re.compile(r"model\.[0-9a-f]{16}\.safetensors")
 # Keys of config.json that describe the files; every other key is the adaptor's metadata.
 RESERVED_KEYS = frozenset(
@@ -36,6 +38,9 @@ RESERVED_KEYS = frozenset(
 )
 
 Activation = Literal["gelu", "relu", "tanh"]
+# What an adaptor serves at a dim: "adapted" (the prefix of `f(e)`) or "base" (the prefix of `z`, the rotated
+# base vector when the adaptor rotates, else the base vector itself: its full dim has the base's cosines).
+PrefixSource = Literal["adapted", "base"]
 
 
 class CorruptAdaptorError(InputError):
@@ -54,6 +59,10 @@ class AdaptorConfig:
         num_layers: number of hidden layers of the MLP.
         activation: one of `Activation`.
         rotation: whether inputs are first multiplied by a fixed orthogonal matrix (the corpus's PCA axes).
+        served_prefixes: `((dim, source), ...)`, increasing dims: the prefix (`PrefixSource`) served at each
+            judged dim, chosen label-free at the end of unsupervised training (`retrieval_kept`); a dim
+            between judged dims follows the next judged dim up, a dim above all the largest. Empty (folders
+            before format 3, supervised adaptors): "adapted" at every dim.
     """
 
     base_dim: int
@@ -63,9 +72,18 @@ class AdaptorConfig:
     num_layers: int = 1
     activation: Activation = "gelu"
     rotation: bool = False
+    served_prefixes: tuple[tuple[int, PrefixSource], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dims", check_dims(self.dims, self.base_dim))
+        served = tuple((int(dim), source) for dim, source in self.served_prefixes)
+        check_dims([dim for dim, _ in served] or [self.base_dim], self.base_dim)
+        for _, source in served:
+            if source not in get_args(PrefixSource):
+                raise InputError(
+                    f"served_prefixes: a source must be one of {get_args(PrefixSource)}, got {source!r}"
+                )
+        object.__setattr__(self, "served_prefixes", served)
         if self.hidden_dim <= 0:
             object.__setattr__(self, "hidden_dim", self.base_dim)
         if self.activation not in get_args(Activation):
@@ -74,11 +92,29 @@ class AdaptorConfig:
             raise InputError(f"num_layers must be >= 1, got {self.num_layers}")
 
     def to_dict(self) -> dict:
-        return {key: (list(value) if key == "dims" else value) for key, value in asdict(self).items()}
+        """The config as JSON values; `served_prefixes` as `{"dim": source}`, left out when empty (so that a
+        folder written before format 3 keeps its fingerprint)."""
+        data = {key: (list(value) if key == "dims" else value) for key, value in asdict(self).items()}
+        served = data.pop("served_prefixes")
+        return {**data, "served_prefixes": {str(dim): source for dim, source in served}} if served else data
 
     @classmethod
     def from_dict(cls, data: dict) -> AdaptorConfig:
-        return cls(**{**data, "dims": tuple(data["dims"])})
+        served = data.get("served_prefixes") or {}
+        return cls(
+            **{
+                **data,
+                "dims": tuple(data["dims"]),
+                "served_prefixes": tuple(sorted((int(dim), source) for dim, source in served.items())),
+            }
+        )
+
+    def served_prefix(self, dim: int) -> PrefixSource:
+        """The prefix served at `dim` (see `served_prefixes`)."""
+        for judged, source in self.served_prefixes:
+            if dim <= judged:
+                return source
+        return self.served_prefixes[-1][1] if self.served_prefixes else "adapted"
 
     def check_base(self, base_dim: int, base_model: str | None = None) -> None:
         """Raise `AdaptorMismatchError` naming both sides if the base model or its dim differ."""
@@ -202,7 +238,7 @@ def read_adaptor_files(path: str | Path) -> tuple[AdaptorConfig, dict[str, np.nd
     try:
         config = AdaptorConfig.from_dict(document["config"])
         tensors = load_file(str(weights_path))
-    except (KeyError, TypeError, SafetensorError) as error:
+    except (KeyError, TypeError, AttributeError, SafetensorError) as error:
         raise CorruptAdaptorError(f"{path} is corrupt: {error}") from error
     expected = expected_shapes(config)
     found = {name: tuple(tensor.shape) for name, tensor in tensors.items()}

@@ -78,11 +78,14 @@ class NumpyAdaptor:
         """Raise `AdaptorMismatchError` naming both sides if the base model or its dim differ."""
         self.config.check_base(base_dim, base_model)
 
+    def rotate(self, embeddings: np.ndarray) -> np.ndarray:
+        """`z`: the input the residual is added to, `(n, base_dim)` float64."""
+        z = np.asarray(embeddings, dtype=np.float64)
+        return z @ self._rotation if self._rotation is not None else z
+
     def forward(self, embeddings: np.ndarray) -> np.ndarray:
         """`(n, base_dim)` float32 -> `(n, base_dim)` float64, not normalised."""
-        z = np.asarray(embeddings, dtype=np.float64)
-        if self._rotation is not None:
-            z = z @ self._rotation
+        z = self.rotate(embeddings)
         hidden = z
         for weight, bias in self._layers[:-1]:
             hidden = self._activation(hidden @ weight + bias)
@@ -94,12 +97,14 @@ class NumpyAdaptor:
     ) -> np.ndarray:
         """Adapt base vectors `(n, base_dim)` and keep the first `dim` dims: `(n, dim)` float32.
 
-        `dim=None` keeps all dims. Rows are L2-normalised unless `normalize=False`.
+        The prefix is `f(e)[:dim]`, or `z[:dim]` where `config.served_prefix(dim)` is "base". `dim=None` keeps
+        all dims. Rows are L2-normalised unless `normalize=False`.
         """
         vectors, dim = self.config.transform_input(embeddings, dim)
+        serve = self.rotate if self.config.served_prefix(dim) == "base" else self.forward
         out = np.empty((len(vectors), dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):
-            adapted = self.forward(vectors[start : start + batch_size])[:, :dim]
+            adapted = serve(vectors[start : start + batch_size])[:, :dim]
             if normalize:
                 adapted /= np.maximum(np.linalg.norm(adapted, axis=1, keepdims=True), 1e-12)  # as torch
             out[start : start + batch_size] = adapted

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import get_args
 
 from .cli_index import add_index_arguments
+from .cli_recommend import add_recommend_arguments
 from .training_options import SupervisedObjective, UnsupervisedObjective
 
 DEFAULT_DIMS = "16,32,64,128,256,384"
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_objectives(evaluate)
     evaluate.set_defaults(handler=eval_command)
     add_index_arguments(commands)
+    add_recommend_arguments(commands)
     return parser
 
 

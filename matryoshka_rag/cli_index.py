@@ -9,7 +9,19 @@ import argparse
 import json
 from pathlib import Path
 
+from .training_options import DEFAULT_TARGET
+
 DEFAULT_COLLECTION = "matryoshka-rag"
+
+
+def dim_or_auto(text: str) -> int | str:
+    """A dim argument: a positive integer or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
 
 
 def _add_location(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +45,13 @@ def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
     )
     index.add_argument("--adaptor", required=True, help="adaptor folder (recorded in the collection)")
     _add_location(index)
-    index.add_argument("--small-dim", type=int, default=None, help="searched dim (default 64)")
+    index.add_argument(
+        "--small-dim",
+        type=dim_or_auto,
+        default=None,
+        help="searched dim (default 64); auto: the smallest trained dim keeping 0.99 of full-dim retrieval, "
+        "as the adaptor's training estimated it label-free",
+    )
     index.add_argument("--large-dim", type=int, default=None, help="rerank dim (default: the base dim)")
     index.add_argument(
         "--large-vectors",
@@ -63,7 +81,16 @@ def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
     )
     shrink.add_argument("--path", required=True, help="folder of the embedded Chroma database")
     shrink.add_argument("--collection", required=True, help="the collection to shrink (only read)")
-    shrink.add_argument("--dim", type=int, default=64, help="searched dim of the store (default 64)")
+    shrink.add_argument(
+        "--dim",
+        type=dim_or_auto,
+        default=64,
+        help="searched dim of the store (default 64); auto: the smallest trained dim keeping --target of "
+        "full-dim retrieval (label-free, on held-out stored vectors)",
+    )
+    shrink.add_argument(
+        "--target", type=float, default=DEFAULT_TARGET, help=f"with --dim auto (default {DEFAULT_TARGET})"
+    )
     shrink.add_argument("--out", help="database folder of the store (default: <path>.matryoshka)")
     shrink.add_argument("--name", help="name of the store (default: the collection's)")
     shrink.add_argument("--model", default="unknown", help="the model that made the vectors (recorded)")
@@ -85,7 +112,7 @@ def _precomputed(args: argparse.Namespace, ids: list[str]):
     return aligned_vectors(npy.parent, npy.stem, str(ids_file.resolve()), ids)
 
 
-def _text_provider(model: str | None, base_model: str):
+def text_provider(model: str | None, base_model: str):
     from .errors import InputError
     from .providers import SentenceTransformerProvider
 
@@ -125,7 +152,7 @@ def index_command(args: argparse.Namespace) -> None:
         large_vectors=None if args.large_vectors == "auto" else args.large_vectors,
     )
     if vectors is None:
-        store.provider = _text_provider(args.model, store.adaptor.config.base_model)
+        store.provider = text_provider(args.model, store.adaptor.config.base_model)
     for start in range(0, len(ids), args.batch_size):
         end = min(start + args.batch_size, len(ids))
         store.upsert(
@@ -146,6 +173,7 @@ def shrink_command(args: argparse.Namespace) -> None:
         args.path,
         args.collection,
         dim=args.dim,
+        target=args.target,
         out=args.out,
         name=args.name,
         base_model=args.model,
@@ -166,7 +194,7 @@ def query_command(args: argparse.Namespace) -> None:
     if args.path and not Path(args.path).expanduser().is_dir():
         raise InputError(f"no Chroma database at {args.path}: run `index` first")
     store = _open_store(args)
-    store.provider = _text_provider(args.model, store.adaptor.config.base_model)
+    store.provider = text_provider(args.model, store.adaptor.config.base_model)
     hits = store.query(args.text, k=args.k, where=where)
     if args.json:
         print(

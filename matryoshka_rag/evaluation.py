@@ -25,7 +25,7 @@ from .pca import principal_axes
 from .training import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
 from .validation import check_dims
 
-Transform = Callable[[np.ndarray], np.ndarray]  # base vectors (n, dim) -> method's vectors (n, dim)
+Transform = Callable[[np.ndarray, int], np.ndarray]  # base vectors (n, dim), m -> the method's (n, m) prefix
 
 BASELINES = ("truncate", "pca", "pca-rotation")
 TRAINED = ("unsupervised", "unsupervised-paper", "supervised", "supervised-pairwise")
@@ -112,11 +112,11 @@ class MethodTrainer:
 
     def transform(self, method: str) -> Transform:
         if method == "truncate":
-            return lambda x: x
+            return lambda x, m: x[:, :m]
         if method in ("pca", "pca-rotation"):
             mean, axes = principal_axes(self.corpus)
             shift = mean if method == "pca" else np.zeros_like(mean)
-            return lambda x: (x - shift) @ axes
+            return lambda x, m: (x - shift) @ axes[:, :m]
         return self.adaptor(method).transform
 
     def adaptor(self, method: str):
@@ -248,9 +248,10 @@ def evaluate(
         if method in TRAINED:  # early-stopping scores, steps, the temperature search (not the history)
             metrics = trainer.adaptors[method].metadata["metrics"]
             results["train_metrics"][method] = {k: v for k, v in metrics.items() if k != "history"}
-        scores = score_dims(dataset, transform(corpus), transform(queries), test_qrels, dims)
-        for metric, by_dim in scores.items():
-            results[metric][method] = {str(m): round(v, 4) for m, v in by_dim.items()}
+        for m in dims:  # each dim's own vectors: an adaptor may serve another prefix at each dim
+            scores = score_dims(dataset, transform(corpus, m), transform(queries, m), test_qrels, [m])
+            for metric, by_dim in scores.items():
+                results[metric].setdefault(method, {})[str(m)] = round(by_dim[m], 4)
     if adaptors_dir is not None:
         from .persistence import save_adaptor
 

@@ -41,6 +41,7 @@ from .adaptor_numpy import NumpyAdaptor, as_numpy_adaptor
 from .chroma_client import ChromaUnavailableError, chroma_errors, connect, location, persist_directory
 from .errors import AdaptorMismatchError, InputError
 from .providers import CallableProvider, EmbeddingProvider, canonical_model_name, embed_texts
+from .recommend import recommend_dim
 from .rerank_vectors import RESERVED_PREFIX, CollectionVectors, FileVectors, RerankHome
 from .shortlist import shortlist_is_conclusive
 from .store_input import check_k, check_unique_ids
@@ -206,7 +207,9 @@ class MatryoshkaStore:
             on reopening), or None to load the folder recorded in an existing store (fingerprint checked).
         client: a chromadb client; else ``connect(path)`` or ``connect(host=host, port=port)``.
         small_dim, large_dim: dims searched / reranked (default 64 and the base dim for a new store, the
-            recorded ones for an existing store).
+            recorded ones for an existing store). `small_dim="auto"`: the smallest trained dim below
+            `large_dim` whose served prefix keeps 0.99 of full-dim retrieval, as estimated label-free at
+            training (`recommend.recommend_dim`).
         large_vectors: the rerank vectors: "adapted" (adapted vectors cut to `large_dim`), "base" (the base
             vectors, full dim only) or "auto": adapted when the adaptor was trained with labels or
             `large_dim` is below the base dim, else base. Recorded in the store.
@@ -232,7 +235,7 @@ class MatryoshkaStore:
         path: str | os.PathLike | None = None,
         host: str | None = None,
         port: int = 8000,
-        small_dim: int | None = None,
+        small_dim: int | Literal["auto"] | None = None,
         large_dim: int | None = None,
         large_vectors: LargeVectors | None = None,
         rerank_home: RerankHome | None = None,
@@ -264,10 +267,12 @@ class MatryoshkaStore:
         self.adaptor, self.adaptor_path = self._resolve_adaptor(adaptor, existing)
         base_dim = self.adaptor.config.base_dim
         for label, dim in (("small_dim", small_dim), ("large_dim", large_dim)):
-            if dim is not None:
+            if dim is not None and dim != "auto":
                 check_k(dim, label)
-        self.small_dim = int(small_dim or existing.get("small_dim") or min(64, base_dim))
         self.large_dim = int(large_dim or existing.get("large_dim") or base_dim)
+        if small_dim == "auto":  # label-free: the smallest trained dim keeping DEFAULT_TARGET (recommend_dim)
+            small_dim = existing.get("small_dim") or recommend_dim(self.adaptor, below=self.large_dim)
+        self.small_dim = int(small_dim or existing.get("small_dim") or min(64, base_dim))
         if not 0 < self.small_dim < self.large_dim <= base_dim:
             raise InputError(
                 f"need 0 < small_dim < large_dim <= base dim {base_dim}, got {self.small_dim} and {self.large_dim}"
@@ -447,12 +452,15 @@ class MatryoshkaStore:
 
     def _vectors(self, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Base vectors `(n, base_dim)` -> unit-norm small `(n, small_dim)` and rerank `(n, large_dim)`."""
-        adapted = self.adaptor.transform(base, dim=self.large_dim, normalize=False)  # checks dim, NaN, zeros
-        small = adapted[:, : self.small_dim]
+        small = self.adaptor.transform(base, dim=self.small_dim, normalize=False)  # checks dim, NaN, zeros
         norms = np.linalg.norm(small, axis=1, keepdims=True)
         if not norms.all():
             raise InputError(f"row {int(np.argmin(norms))} adapts to an all-zero {self.small_dim}-dim prefix")
-        large = np.asarray(base, dtype=np.float32) if self.large_vectors == "base" else adapted
+        large = (
+            np.asarray(base, dtype=np.float32)
+            if self.large_vectors == "base"
+            else self.adaptor.transform(base, dim=self.large_dim, normalize=False)
+        )
         large = large / np.linalg.norm(large, axis=1, keepdims=True)
         return np.ascontiguousarray(small / norms), np.ascontiguousarray(large, dtype=np.float32)
 

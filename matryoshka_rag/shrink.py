@@ -16,15 +16,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from .chroma_client import chroma_errors, connect
 from .errors import InputError
+from .recommend import recommend_dim
+from .training_options import DEFAULT_TARGET, check_target
 from .validation import check_vectors, default_dims
 
-__all__ = ["ShrinkReport", "shrink", "stored_vectors"]
+__all__ = ["ShrinkReport", "read_collection", "shrink", "stored_vectors"]
 
 PAGE = 5000
 
@@ -73,7 +75,7 @@ def stored_vectors(embeddings: Any, ids: Sequence[str], collection: str) -> np.n
     first record whose dim differs from the first record's, or a bad value (NaN, zeros)."""
     rows = list(embeddings) if embeddings is not None else []
     if len(rows) != len(ids) or any(row is None for row in rows):
-        raise InputError(f"collection {collection!r} holds records without vectors: nothing to shrink")
+        raise InputError(f"collection {collection!r} holds records without vectors (it stores no embeddings)")
     dims = [len(row) for row in rows]
     odd = next((i for i, d in enumerate(dims) if d != dims[0]), None)
     if odd is not None:
@@ -84,7 +86,9 @@ def stored_vectors(embeddings: Any, ids: Sequence[str], collection: str) -> np.n
     return check_vectors(np.asarray(rows, dtype=np.float32), what=f"vectors of collection {collection!r}")
 
 
-def _read_all(client, name: str, location: str) -> tuple[list[str], np.ndarray, list, list]:
+def read_collection(client, name: str, location: str) -> tuple[list[str], np.ndarray, list, list]:
+    """Ids, vectors `(n, dim)`, documents and metadatas of every record of collection `name` (read in pages);
+    InputError when it is missing (naming those there), empty, or holds records without vectors."""
     with chroma_errors(location, f"opening collection {name!r}"):
         names = [c.name for c in client.list_collections()]
         if name not in names:
@@ -94,7 +98,7 @@ def _read_all(client, name: str, location: str) -> tuple[list[str], np.ndarray, 
         collection = client.get_collection(name, embedding_function=None)
         total = collection.count()
     if total == 0:
-        raise InputError(f"collection {name!r} at {location} is empty: nothing to shrink")
+        raise InputError(f"collection {name!r} at {location} is empty: it holds no vectors")
     ids, embeddings, documents, metadatas = [], [], [], []
     for offset in range(0, total, PAGE):
         with chroma_errors(location, f"reading collection {name!r}"):
@@ -148,7 +152,8 @@ def shrink(
     path: str | os.PathLike,
     collection: str,
     *,
-    dim: int = 64,
+    dim: int | Literal["auto"] = 64,
+    target: float = DEFAULT_TARGET,
     out: str | os.PathLike | None = None,
     name: str | None = None,
     base_model: str = "unknown",
@@ -162,7 +167,9 @@ def shrink(
     Args:
         path: folder of the embedded Chroma database holding `collection`.
         collection: its name (e.g. one built by langchain-chroma).
-        dim: the store's searched dim.
+        dim: the store's searched dim, or "auto": the smallest trained dim whose served prefix keeps `target`
+            of full-dim retrieval, estimated label-free on the held-out stored vectors
+            (`recommend.recommend_dim`).
         out: database folder of the store (default `<path>.matryoshka`); must not hold a store of `name`.
         name: the store's name (default: the collection's).
         base_model: the model that made the vectors, recorded in the adaptor.
@@ -179,18 +186,21 @@ def shrink(
     if out.resolve() == source.resolve():
         raise InputError("the store goes in a database folder of its own: give --out another folder")
     name = name or collection
-    ids, vectors, documents, metadatas = _read_all(connect(path=source), collection, str(source))
+    ids, vectors, documents, metadatas = read_collection(connect(path=source), collection, str(source))
     base_dim = vectors.shape[1]
-    if not 0 < dim < base_dim:
+    target = check_target(target)
+    if dim != "auto" and not (isinstance(dim, int) and 0 < dim < base_dim):
         raise InputError(
-            f"dim must be in 1..{base_dim - 1} (the stored vectors have {base_dim} dims), got {dim}"
+            f"dim must be in 1..{base_dim - 1} (the stored vectors have {base_dim} dims) or 'auto', got {dim!r}"
         )
     target = connect(path=out)
     if any(c.name.startswith(f"{name}__d") for c in target.list_collections()):
         raise InputError(f"{out} already holds a store named {name!r}: choose another --name or --out")
-    dims = tuple(sorted({*default_dims(base_dim), dim}))
+    dims = tuple(sorted({*default_dims(base_dim), *([] if dim == "auto" else [dim])}))
     config = UnsupervisedConfig(seed=seed, **({"max_steps": max_steps} if max_steps else {}))
     adaptor = train_unsupervised(vectors, dims, config, base_model=base_model, progress=progress)
+    if dim == "auto":
+        dim = recommend_dim(adaptor, target=target, below=base_dim)
     adaptor_path = save_adaptor(adaptor, out / "matryoshka_rag" / "adaptors" / name)
     store = MatryoshkaStore(name, adaptor_path, client=target, small_dim=dim)
     documents = documents if any(d is not None for d in documents) else None

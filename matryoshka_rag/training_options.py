@@ -11,6 +11,7 @@ from .errors import InputError
 UnsupervisedObjective = Literal["listwise", "paper"]
 Start = Literal["pca", "identity"]
 SupervisedObjective = Literal["multi-positive", "softmax", "pairwise"]
+DEFAULT_TARGET = 0.99  # dim="auto": the share of full-dim retrieval the recommended dim keeps (`recommend`)
 
 
 def check_choice(field: str, value: Any, allowed: Any) -> None:
@@ -40,3 +41,11 @@ def check_bool(field: str, value: Any) -> None:
     """Raise `InputError` unless `value` is True or False."""
     if not isinstance(value, bool):
         raise InputError(f"{field} must be True or False; got {value!r}")
+
+
+def check_target(target: Any) -> float:
+    """The target share of full-dim retrieval as a float; `InputError` unless it is a number in (0, 1]."""
+    number = isinstance(target, Real) and not isinstance(target, bool) and math.isfinite(target)
+    if not number or not 0.0 < target <= 1.0:
+        raise InputError(f"target must be a number in (0, 1] (a share of full-dim retrieval), got {target!r}")
+    return float(target)

@@ -229,6 +229,8 @@ def train_supervised(
         table = neighbour_table(corpus, unsupervised, resolved)[0]
     torch.manual_seed(config.seed)  # the widened MLP's fresh weights
     start = adaptor.widened(max(config.hidden_dim, adaptor.config.hidden_dim)).to(resolved)
+    # the labelled stage is judged on labelled validation: it serves its adapted prefix at every dim
+    start.config = replace(start.config, served_prefixes=())
     stage_one = start.metadata
     corpus_t = torch.from_numpy(corpus).to(resolved)
     regulariser = unsupervised_objective(corpus, dims, unsupervised, resolved, table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
@@ -17,11 +17,12 @@ from ..devices import resolve_device
 from ..distributed import setup
 from ..neighbours import check_corpus_size
 from ..pca import pca_rotation
+from ..retrieval_kept import MAX_QUERIES, served_prefix_choice
 from ..run_identity import array_fingerprint, run_identity
 from ..validation import check_dims, check_rows, default_dims, open_corpus
 from .config import UnsupervisedConfig
 from .loop import optimise
-from .unsupervised_objective import neighbour_table, unsupervised_objective
+from .unsupervised_objective import holdout_split, neighbour_table, unsupervised_objective
 
 
 def new_adaptor(
@@ -105,9 +106,14 @@ def unsupervised_stage(
             "backend": context.backend,
             "identical_weights": context.same_on_all_ranks(adaptor.fingerprint()),
         }
+    held_out = holdout_split(len(corpus), config)[0]
+    queries = held_out if len(held_out) else np.arange(min(len(corpus), MAX_QUERIES))
+    served, kept = served_prefix_choice(adaptor, corpus, queries)
+    adaptor.config = replace(adaptor.config, served_prefixes=served)
     adaptor.metadata = {
         "training": training,
         "metrics": {"holdout_loss": -outcome.pop("best_score"), **outcome},
+        "retrieval_kept": {"queries": len(queries), "held_out": bool(len(held_out)), **kept},
     }
     return adaptor, table
 
@@ -139,7 +145,10 @@ def train_unsupervised(
         compile: `torch.compile` the step's loss (worth it on CUDA for long runs).
 
     Returns the adaptor at its best proxy score, on `device`, with `metadata` holding the training settings,
-    seconds, steps, the proxy history and `training.neighbours = {method, seconds, recall_sample}`. Under
+    seconds, steps, the proxy history and `training.neighbours = {method, seconds, recall_sample}`. It
+    serves, per dim, the prefix (adapted or the rotation's) that keeps more of the base's full-dim search on
+    the held-out items, and the base ranking at the full dim (`retrieval_kept.served_prefix_choice`; the
+    scores are in `metadata["retrieval_kept"]`), so no dim serves less than the rotation's prefix keeps. Under
     torchrun (`WORLD_SIZE > 1`) every rank returns the same adaptor (see `distributed`).
     """
     return unsupervised_stage(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -13,6 +13,7 @@ from matryoshka_rag.adaptor_numpy import NumpyAdaptor, as_numpy_adaptor
 from matryoshka_rag.embedding_adapter import AdaptedVectors, dim_alias
 from matryoshka_rag.fit import fit_from_texts
 from matryoshka_rag.providers import EmbeddingProvider, SentenceTransformerProvider
+from matryoshka_rag.recommend import chosen_dim
 
 __all__ = ["AdaptedEmbeddings", "ProviderEmbeddings", "base_model_name"]
 
@@ -86,11 +87,19 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
         cls,
         base: Embeddings,
         path: str | Path,
-        dim: int | None = None,
+        dim: int | Literal["auto"] | None = None,
         dimensions: int | None = None,
+        target: float | None = None,
+        corpus_vectors: Any = None,
     ) -> AdaptedEmbeddings:
-        """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim`` (or ``dimensions``)."""
-        return cls(base=base, path=str(path), dim=dim_alias(dim, dimensions))
+        """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim`` (or ``dimensions``).
+
+        ``dim="auto"``: the smallest trained dim keeping ``target`` (default 0.99) of full-dim retrieval,
+        estimated label-free (``matryoshka_rag.recommend.chosen_dim``: the adaptor's recorded estimate, or one
+        measured on ``corpus_vectors``, base vectors of your corpus)."""
+        adaptor = NumpyAdaptor.from_folder(path)
+        dim = chosen_dim(adaptor, dim_alias(dim, dimensions), target, corpus_vectors)
+        return cls(base=base, path=str(path), adaptor=adaptor, dim=dim)
 
     @classmethod
     def fit(
@@ -100,7 +109,7 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
         path: str | Path,
         dims: Sequence[int] | None = None,
         queries: Sequence[tuple[str, str]] | None = None,
-        dim: int | None = None,
+        dim: int | Literal["auto"] | None = None,
         **config: Any,
     ) -> AdaptedEmbeddings:
         """Train an adaptor on ``base``'s vectors of ``texts``, save it to ``path``, return the wrapper.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
@@ -15,6 +15,7 @@ from matryoshka_rag.embedding_adapter import AdaptedVectors, dim_alias
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
 from matryoshka_rag.fit import fit_from_texts
 from matryoshka_rag.providers import EmbeddingProvider, SentenceTransformerProvider
+from matryoshka_rag.recommend import chosen_dim
 
 from . import quiet_base
 
@@ -132,10 +133,22 @@ class AdaptedEmbedding(BaseEmbedding):
 
     @classmethod
     def from_pretrained(
-        cls, base: BaseEmbedding, path: str | Path, dim: int | None = None, **kwargs: Any
+        cls,
+        base: BaseEmbedding,
+        path: str | Path,
+        dim: int | Literal["auto"] | None = None,
+        target: float | None = None,
+        corpus_vectors: Any = None,
+        **kwargs: Any,
     ) -> AdaptedEmbedding:
-        """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim``."""
-        return cls(base=base, path=path, dim=dim, **kwargs)
+        """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim``.
+
+        ``dim="auto"``: the smallest trained dim keeping ``target`` (default 0.99) of full-dim retrieval,
+        estimated label-free (``matryoshka_rag.recommend.chosen_dim``: the adaptor's recorded estimate, or one
+        measured on ``corpus_vectors``, base vectors of your corpus)."""
+        adaptor = NumpyAdaptor.from_folder(path)
+        dim = chosen_dim(adaptor, dim_alias(dim, kwargs.pop("dimensions", None)), target, corpus_vectors)
+        return cls(base=base, path=path, adaptor=adaptor, dim=dim, **kwargs)
 
     @classmethod
     def fit(
@@ -145,7 +158,7 @@ class AdaptedEmbedding(BaseEmbedding):
         path: str | Path,
         dims: Sequence[int] | None = None,
         queries: Sequence[tuple[str, str]] | None = None,
-        dim: int | None = None,
+        dim: int | Literal["auto"] | None = None,
         **config: Any,
     ) -> AdaptedEmbedding:
         """Train an adaptor on ``base``'s vectors of nodes (their embedding text) or texts, save it to ``path``,

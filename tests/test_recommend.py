@@ -1,0 +1,244 @@
+"""Label-free choices per dim (issue 17): the prefix an unsupervised adaptor serves at each dim, the dim
+recommendation (`recommend_dim`, `matryoshka-rag recommend`, `dim="auto"` in the wrappers, the store and
+`shrink`), and their bad input. Real all-MiniLM-L6-v2 vectors of the committed SciFact slice throughout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import chromadb
+import numpy as np
+import pytest
+import torch
+
+from matryoshka_rag import AdaptorConfig, MatryoshkaAdaptor, estimate_dims, recommend_dim, save_adaptor
+from matryoshka_rag.adaptor_format import CorruptAdaptorError
+from matryoshka_rag.adaptor_numpy import NumpyAdaptor
+from matryoshka_rag.errors import InputError
+from matryoshka_rag.persistence import load_adaptor
+from matryoshka_rag.retrieval_kept import MIN_CORPUS_ROWS, kept_score, retrieval_kept
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _random_weights(config: AdaptorConfig, seed: int = 0) -> MatryoshkaAdaptor:
+    """An adaptor with every weight random (a fresh one's last layer is zero: adapted would equal base)."""
+    torch.manual_seed(seed)
+    adaptor = MatryoshkaAdaptor(config, torch.linalg.qr(torch.randn(config.base_dim, config.base_dim))[0])
+    with torch.no_grad():
+        for parameter in adaptor.mlp.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.2)
+    return adaptor
+
+
+def test_kept_score_is_ndcg_of_the_full_dim_nearest_neighbour():
+    ranked = np.array([[7, 3, 5], [1, 2, 3], [4, 5, 6]])
+    nearest = np.array([7, 3, 9])  # rank 0, rank 2, absent
+    assert kept_score(ranked, nearest) == pytest.approx((1.0 + 1.0 / np.log2(4.0) + 0.0) / 3)
+
+
+def test_unsupervised_training_serves_per_dim_the_prefix_that_keeps_more(small_adaptor_dir, scifact_vectors):
+    adaptor = load_adaptor(small_adaptor_dir)
+    twin = NumpyAdaptor.from_folder(small_adaptor_dir)
+    served = dict(adaptor.config.served_prefixes)
+    kept = adaptor.metadata["retrieval_kept"]
+    assert sorted(served) == [32, 64, 384] and served[384] == "base"
+    assert kept["held_out"] and kept["queries"] == 40  # the training's held-out split (a tenth of 400)
+    for dim in (32, 64):
+        expected = "adapted" if kept["adapted"][str(dim)] > kept["base"][str(dim)] else "base"
+        assert served[dim] == expected
+    docs = scifact_vectors[:200]
+    z, adapted = twin.rotate(docs), twin.forward(docs)
+    assert np.abs(_unit(z) - _unit(adapted)).max() > 1e-3  # training moved f away from z: the choice matters
+    for dim, source in served.items():
+        expected = _unit((z if source == "base" else adapted)[:, :dim])
+        np.testing.assert_allclose(adaptor.transform(docs, dim), expected, atol=2e-5)
+        np.testing.assert_allclose(twin.transform(docs, dim), expected, atol=2e-6)
+    full = adaptor.transform(docs, 384)  # the full dim is the base ranking: cosines of the base vectors
+    np.testing.assert_allclose(full @ full.T, _unit(docs) @ _unit(docs).T, atol=2e-5)
+
+
+def test_a_dim_between_judged_dims_follows_the_next_one_up_in_torch_and_numpy(scifact_vectors):
+    config = AdaptorConfig(
+        384, (32, 64, 384), "all-MiniLM-L6-v2", 96, rotation=True,
+        served_prefixes=((32, "adapted"), (64, "base"), (384, "adapted")),
+    )  # fmt: skip
+    adaptor = _random_weights(config)
+    twin = NumpyAdaptor.from_module(adaptor)
+    docs = scifact_vectors[:50]
+    z, adapted = twin.rotate(docs), twin.forward(docs)
+    for dim, source in (
+        (16, "adapted"),
+        (32, "adapted"),
+        (33, "base"),
+        (48, "base"),
+        (64, "base"),
+        (200, "adapted"),
+    ):
+        assert config.served_prefix(dim) == source
+        expected = _unit((z if source == "base" else adapted)[:, :dim])
+        np.testing.assert_allclose(twin.transform(docs, dim), expected, atol=2e-6)
+        np.testing.assert_allclose(adaptor.transform(docs, dim), expected, atol=2e-5)
+
+
+def test_served_prefixes_are_in_the_fingerprint_and_old_folders_serve_adapted_everywhere(
+    tmp_path, scifact_vectors
+):
+    plain = _random_weights(AdaptorConfig(384, (64, 384), "all-MiniLM-L6-v2", 64, rotation=True))
+    folder = save_adaptor(plain, tmp_path / "old")
+    document = json.loads((folder / "config.json").read_text())
+    assert "served_prefixes" not in document["config"]  # an adaptor without choices hashes as before format 3
+    (folder / "config.json").write_text(json.dumps({**document, "format_version": 2}))
+    old = NumpyAdaptor.from_folder(folder)
+    assert old.fingerprint() == plain.fingerprint() and old.config.served_prefix(384) == "adapted"
+    np.testing.assert_allclose(
+        old.transform(scifact_vectors[:5], 64), _unit(old.forward(scifact_vectors[:5])[:, :64]), atol=2e-6
+    )
+
+    chosen = _random_weights(
+        AdaptorConfig(
+            384,
+            (64, 384),
+            "all-MiniLM-L6-v2",
+            64,
+            rotation=True,
+            served_prefixes=((64, "base"), (384, "base")),
+        )
+    )
+    assert chosen.fingerprint() != plain.fingerprint()
+    folder = save_adaptor(chosen, tmp_path / "new")
+    assert load_adaptor(folder).config.served_prefixes == ((64, "base"), (384, "base"))
+    document = json.loads((folder / "config.json").read_text())
+    assert document["format_version"] == 3 and document["config"]["served_prefixes"] == {
+        "64": "base",
+        "384": "base",
+    }
+    document["config"]["served_prefixes"]["64"] = "adapted"  # tampering with the choice is caught
+    (folder / "config.json").write_text(json.dumps(document))
+    with pytest.raises(CorruptAdaptorError, match="tampered"):
+        NumpyAdaptor.from_folder(folder)
+    with pytest.raises(InputError, match="served_prefixes"):
+        AdaptorConfig(384, (64, 384), served_prefixes=((64, "rotation"),))
+
+
+def test_estimates_recorded_and_measured(small_adaptor_dir, scifact_vectors):
+    recorded = estimate_dims(small_adaptor_dir)
+    kept = NumpyAdaptor.from_folder(small_adaptor_dir).metadata["retrieval_kept"]
+    assert [(row.dim, row.kept) for row in recorded] == [
+        (dim, kept[row.served][str(dim)]) for dim, row in zip((32, 64, 384), recorded)
+    ]
+    measured = estimate_dims(small_adaptor_dir, scifact_vectors, queries=200)
+    assert [row.dim for row in measured] == [32, 64, 384] and measured[-1].kept == 1.0
+    assert 0.3 < measured[0].kept < measured[1].kept < 1.0  # real vectors: more dims keep more
+    twin = NumpyAdaptor.from_folder(small_adaptor_dir)
+    rows = np.sort(np.random.default_rng(0).choice(len(scifact_vectors), 200, replace=False))
+    direct = retrieval_kept(twin, scifact_vectors, rows, [(measured[1].served, 64)], reference="base")
+    assert direct[measured[1].served, 64] == measured[1].kept
+
+
+def test_recommend_dim_is_the_smallest_dim_meeting_the_target(small_adaptor_dir, scifact_vectors):
+    estimates = estimate_dims(small_adaptor_dir, scifact_vectors)
+    assert recommend_dim(small_adaptor_dir, scifact_vectors, target=0.01) == 32
+    assert recommend_dim(small_adaptor_dir, scifact_vectors, target=1.0) == min(
+        row.dim for row in estimates if row.kept >= 1.0
+    )
+    between = (estimates[0].kept + estimates[1].kept) / 2
+    assert recommend_dim(small_adaptor_dir, scifact_vectors, target=between) == 64
+    assert recommend_dim(small_adaptor_dir, scifact_vectors, target=between, below=64) == 32  # largest below
+
+
+@pytest.mark.parametrize("target", [0, -0.5, 1.01, float("nan"), "0.9", True, None])
+def test_a_target_outside_0_1_is_refused(small_adaptor_dir, target):
+    with pytest.raises(InputError, match=r"target must be a number in \(0, 1\]"):
+        recommend_dim(small_adaptor_dir, target=target)
+
+
+def test_a_corpus_too_small_to_hold_out_queries_names_the_minimum(small_adaptor_dir, scifact_vectors):
+    with pytest.raises(InputError, match=f"has 99 vectors: at least {MIN_CORPUS_ROWS} are needed"):
+        recommend_dim(small_adaptor_dir, scifact_vectors[:99])
+    with pytest.raises(InputError, match="dim 128"):
+        recommend_dim(small_adaptor_dir, scifact_vectors[:200, :128])
+
+
+def test_an_adaptor_without_a_recorded_estimate_asks_for_corpus_vectors(tmp_path, scifact_vectors):
+    folder = save_adaptor(
+        _random_weights(AdaptorConfig(384, (64, 384), "all-MiniLM-L6-v2", 64, rotation=True)), tmp_path / "a"
+    )
+    with pytest.raises(InputError, match="pass corpus vectors"):
+        recommend_dim(folder)
+    assert recommend_dim(folder, scifact_vectors, target=1.0) in (64, 384)
+
+
+def _cli(*argv) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "matryoshka_rag.cli", "recommend", *map(str, argv)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_cli_recommend_prints_the_table_and_writes_the_plot(small_adaptor_dir, scifact_vectors, tmp_path):
+    np.save(tmp_path / "corpus.npy", scifact_vectors)
+    plot = tmp_path / "estimate.png"
+    result = _cli("--adaptor", small_adaptor_dir, "--embeddings", tmp_path, "--target", "0.5", "--plot", plot)
+    assert result.returncode == 0, result.stderr
+    chosen = recommend_dim(small_adaptor_dir, scifact_vectors, target=0.5)
+    assert f"recommended dim: {chosen} " in result.stdout and "| 384 |" in result.stdout.replace(
+        " (recommended)", ""
+    )
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    recorded = _cli("--adaptor", small_adaptor_dir, "--plot", tmp_path / "recorded.png")
+    assert recorded.returncode == 0 and "recorded at training" in recorded.stdout
+
+
+def test_cli_recommend_bad_input_is_one_line(small_adaptor_dir, scifact_vectors, tmp_path):
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    client.create_collection("empty")
+    np.save(tmp_path / "small.npy", scifact_vectors[:20])
+    cases = [
+        (["--target", "1.5"], "target must be a number in (0, 1]"),
+        (["--target", "0"], "target must be a number in (0, 1]"),
+        (["--embeddings", tmp_path / "small.npy"], f"at least {MIN_CORPUS_ROWS} are needed"),
+        (["--path", tmp_path / "db", "--collection", "empty"], "is empty: it holds no vectors"),
+        (["--path", tmp_path / "db", "--collection", "nope"], "collection 'nope' does not exist"),
+        (["--path", tmp_path / "db"], "--path and --collection go together"),
+    ]
+    for argv, words in cases:
+        result = _cli("--adaptor", small_adaptor_dir, "--plot", tmp_path / "p.png", *argv)
+        assert result.returncode == 2 and words in result.stderr, (argv, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dim_auto_in_both_wrappers_and_the_store(small_adaptor_dir, precomputed_minilm, scifact):
+    from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
+    from llama_index.embeddings.matryoshka_rag import AdaptedEmbedding, ProviderEmbedding
+    from matryoshka_rag.retriever import MatryoshkaStore
+
+    chosen = recommend_dim(small_adaptor_dir, target=0.5)
+    langchain = AdaptedEmbeddings.from_pretrained(
+        ProviderEmbeddings(provider=precomputed_minilm), small_adaptor_dir, dim="auto", target=0.5
+    )
+    llama = AdaptedEmbedding.from_pretrained(
+        ProviderEmbedding(provider=precomputed_minilm), small_adaptor_dir, dim="auto", target=0.5
+    )
+    assert langchain.output_dim == llama.output_dim == chosen
+    texts = scifact.corpus_texts[:3]
+    expected = load_adaptor(small_adaptor_dir).transform(precomputed_minilm(texts), chosen)
+    np.testing.assert_allclose(langchain.embed_documents(texts), expected, atol=1e-5)
+    assert AdaptedEmbeddings.from_pretrained(
+        ProviderEmbeddings(provider=precomputed_minilm), small_adaptor_dir, dim="auto"
+    ).output_dim == recommend_dim(small_adaptor_dir)
+    with pytest.raises(InputError, match="go with dim='auto'"):
+        AdaptedEmbeddings.from_pretrained(
+            ProviderEmbeddings(provider=precomputed_minilm), small_adaptor_dir, dim=64, target=0.5
+        )
+    with pytest.raises(InputError, match="target must be"):
+        AdaptedEmbedding.from_pretrained(
+            ProviderEmbedding(provider=precomputed_minilm), small_adaptor_dir, dim="auto", target=2
+        )
+    store = MatryoshkaStore("docs", small_adaptor_dir, client=chromadb.EphemeralClient(), small_dim="auto")
+    assert store.small_dim == recommend_dim(small_adaptor_dir, below=384)
