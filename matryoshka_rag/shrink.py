@@ -170,6 +170,7 @@ def shrink(
         dim: the store's searched dim, or "auto": the smallest trained dim whose served prefix keeps `target`
             of full-dim retrieval, estimated label-free on the held-out stored vectors
             (`recommend.recommend_dim`).
+        target: with `dim="auto"`, the share of full-dim retrieval to keep, in (0, 1].
         out: database folder of the store (default `<path>.matryoshka`); must not hold a store of `name`.
         name: the store's name (default: the collection's).
         base_model: the model that made the vectors, recorded in the adaptor.
@@ -193,8 +194,8 @@ def shrink(
         raise InputError(
             f"dim must be in 1..{base_dim - 1} (the stored vectors have {base_dim} dims) or 'auto', got {dim!r}"
         )
-    target = connect(path=out)
-    if any(c.name.startswith(f"{name}__d") for c in target.list_collections()):
+    store_client = connect(path=out)
+    if any(c.name.startswith(f"{name}__d") for c in store_client.list_collections()):
         raise InputError(f"{out} already holds a store named {name!r}: choose another --name or --out")
     dims = tuple(sorted({*default_dims(base_dim), *([] if dim == "auto" else [dim])}))
     config = UnsupervisedConfig(seed=seed, **({"max_steps": max_steps} if max_steps else {}))
@@ -202,7 +203,7 @@ def shrink(
     if dim == "auto":
         dim = recommend_dim(adaptor, target=target, below=base_dim)
     adaptor_path = save_adaptor(adaptor, out / "matryoshka_rag" / "adaptors" / name)
-    store = MatryoshkaStore(name, adaptor_path, client=target, small_dim=dim)
+    store = MatryoshkaStore(name, adaptor_path, client=store_client, small_dim=dim)
     documents = documents if any(d is not None for d in documents) else None
     store.upsert(ids, texts=documents, embeddings=vectors, metadatas=metadatas)
 

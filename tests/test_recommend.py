@@ -242,3 +242,27 @@ def test_dim_auto_in_both_wrappers_and_the_store(small_adaptor_dir, precomputed_
         )
     store = MatryoshkaStore("docs", small_adaptor_dir, client=chromadb.EphemeralClient(), small_dim="auto")
     assert store.small_dim == recommend_dim(small_adaptor_dir, below=384)
+
+
+def test_shrink_dim_auto_serves_the_recommended_dim(tmp_path, scifact, scifact_vectors):
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    collection = client.create_collection("docs", embedding_function=None)
+    collection.add(ids=scifact.corpus_ids, embeddings=scifact_vectors, documents=scifact.corpus_texts)
+    del client
+    argv = ["--path", tmp_path / "db", "--collection", "docs", "--out", tmp_path / "small", "--dim", "auto"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "matryoshka_rag.cli", "shrink", *map(str, argv), "--target", "1.5"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "target must be a number in (0, 1]" in refused.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "matryoshka_rag.cli", "shrink", *map(str, argv), "--target", "0.9"]
+        + ["--max-steps", "20", "--sample", "20"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    adaptor = result.stdout.split("adaptor: ")[1].strip()
+    chosen = recommend_dim(adaptor, target=0.9, below=384)
+    assert f"dims searched: 384 -> {chosen}\n" in result.stdout
