@@ -1,9 +1,9 @@
 """Set-up shared by the RAG examples: command line, a SciFact slice, questions and an adaptor (all offline).
 
-The data is ``<shared>/beir/scifact`` with ``<shared>`` = the ``shared`` folder beside the repository
-(override with ``--shared``). Without ``--adaptor``, an adaptor is trained in seconds from the precomputed
-all-MiniLM-L6-v2 vectors of the whole corpus (``<shared>/embeddings/all-MiniLM-L6-v2/scifact/corpus.npy``)
-and saved under ``--runs``, where later runs reuse it.
+The data is ``--dataset`` (default ``scifact``: a BEIR folder, or a name found in ``../shared/beir`` beside the
+repository or downloaded once into the user cache). Without ``--adaptor``, an adaptor is trained in seconds from
+the precomputed all-MiniLM-L6-v2 vectors of the whole corpus (``--embeddings``, default
+``../shared/embeddings/all-MiniLM-L6-v2/scifact``) and saved under ``--runs``, where later runs reuse it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from matryoshka_rag.beir import load_beir
 from matryoshka_rag.persistence import is_adaptor_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+VECTORS = REPO.parent / "shared" / "embeddings" / "all-MiniLM-L6-v2" / "scifact"
 MODEL = "all-MiniLM-L6-v2"
 STAND_IN_NOTE = "[offline stand-in: no language model was called; it returns the retrieved context]"
 
@@ -27,7 +27,13 @@ STAND_IN_NOTE = "[offline stand-in: no language model was called; it returns the
 def parser(description: str) -> argparse.ArgumentParser:
     """The examples' common options."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shared", type=Path, default=SHARED, help="folder holding beir/ and embeddings/")
+    p.add_argument("--dataset", default="scifact", help="SciFact: a BEIR folder or the name scifact")
+    p.add_argument(
+        "--embeddings",
+        type=Path,
+        default=VECTORS,
+        help="precomputed vectors for the quick adaptor (corpus.npy)",
+    )
     p.add_argument("--adaptor", type=Path, help="adaptor folder (default: train one quickly into --runs)")
     p.add_argument("--runs", type=Path, default=REPO / "runs" / "examples", help="adaptor and caches")
     p.add_argument(
@@ -57,13 +63,13 @@ class Demo:
     adaptor: Path
 
 
-def quick_adaptor(shared: Path, runs: Path, steps: int) -> Path:
+def quick_adaptor(embeddings: Path, runs: Path, steps: int) -> Path:
     """An all-MiniLM-L6-v2 adaptor for SciFact under ``runs`` (trained from precomputed vectors if absent)."""
     path = runs / "scifact-adaptor"
     if is_adaptor_dir(path):
         print(f"adaptor: reusing {path}")
         return path
-    vectors = np.load(shared / "embeddings" / MODEL / "scifact" / "corpus.npy")
+    vectors = np.load(embeddings / "corpus.npy")
     print(f"adaptor: training on {len(vectors)} precomputed vectors ({steps} steps) into {path}")
     config = UnsupervisedConfig(max_steps=steps)
     adaptor = train_unsupervised(vectors, (32, 64, 128, 384), config, base_model=MODEL, progress=False)
@@ -72,7 +78,7 @@ def quick_adaptor(shared: Path, runs: Path, steps: int) -> Path:
 
 def prepare(args: argparse.Namespace) -> Demo:
     """Load SciFact, pick the questions, slice the corpus (the questions' relevant documents first)."""
-    dataset = load_beir(args.shared / "beir" / "scifact")
+    dataset = load_beir(args.dataset)
     qrels = dataset.qrels("test")
     asked = [(q, t) for q, t in zip(dataset.query_ids, dataset.query_texts) if q in qrels][: args.queries]
     relevant = [{d for d, grade in qrels[q].items() if grade > 0} for q, _ in asked]
@@ -81,7 +87,7 @@ def prepare(args: argparse.Namespace) -> Demo:
     limit = len(order) if args.docs == "all" else max(int(args.docs), len(set(first)))
     text_of = dict(zip(dataset.corpus_ids, dataset.corpus_texts))
     ids = order[:limit]
-    adaptor = args.adaptor or quick_adaptor(args.shared, args.runs, args.train_steps)
+    adaptor = args.adaptor or quick_adaptor(args.embeddings, args.runs, args.train_steps)
     return Demo(
         doc_ids=ids,
         doc_texts=[text_of[d] for d in ids],

@@ -1,4 +1,10 @@
-"""Shared test fixtures: the offline BEIR copies and precomputed embeddings in ../shared."""
+"""Shared test fixtures.
+
+`scifact`, `scifact_embeddings` and `scifact_vectors` are the committed SciFact slice (`tests/data`, made by
+`tests/data/make_slice.py`: 800 documents, 100 test and 200 train queries, their all-MiniLM-L6-v2 vectors), so the
+suite runs in a bare clone. `scifact_full`, `scifact_full_embeddings`, `nfcorpus` and `nfcorpus_embeddings` are
+the whole sets in `../shared` beside the repository; the tests that take them skip, saying so, without it.
+"""
 
 from __future__ import annotations
 
@@ -24,28 +30,59 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BEIR_DIR = SHARED / "beir"
 EMBEDDINGS_DIR = SHARED / "embeddings" / "all-MiniLM-L6-v2"
+SLICE_DIR = REPO / "tests" / "data" / "scifact"
+SLICE_EMBEDDINGS_DIR = REPO / "tests" / "data" / "embeddings" / "all-MiniLM-L6-v2" / "scifact"
+
+
+def full_set(folder: Path) -> Path:
+    """`folder` (a whole BEIR set or its vectors in ../shared); the test skips, naming it, when it is absent."""
+    if not folder.is_dir():
+        pytest.skip(
+            f"needs {folder.relative_to(SHARED.parent)} (the full set; the committed slice is not enough)"
+        )
+    return folder
 
 
 @pytest.fixture(scope="session")
 def scifact() -> BeirDataset:
-    return load_beir(BEIR_DIR / "scifact")
-
-
-@pytest.fixture(scope="session")
-def nfcorpus() -> BeirDataset:
-    return load_beir(BEIR_DIR / "nfcorpus")
+    """The committed SciFact slice: 800 documents, 300 queries (100 test, 200 train) with their qrels."""
+    return load_beir(SLICE_DIR)
 
 
 @pytest.fixture(scope="session")
 def scifact_embeddings(scifact: BeirDataset):
-    """Precomputed all-MiniLM-L6-v2 vectors of SciFact: (docs (5183, 384), queries (1109, 384))."""
-    return load_precomputed(EMBEDDINGS_DIR / "scifact", scifact)
+    """Precomputed all-MiniLM-L6-v2 vectors of the slice (stored float16): (docs (800, 384), queries (300, 384))."""
+    return load_precomputed(SLICE_EMBEDDINGS_DIR, scifact)
 
 
 @pytest.fixture(scope="session")
 def scifact_vectors(scifact_embeddings) -> np.ndarray:
-    """SciFact corpus vectors (5183, 384)."""
+    """The slice's corpus vectors (800, 384)."""
     return scifact_embeddings[0]
+
+
+@pytest.fixture(scope="session")
+def scifact_full() -> BeirDataset:
+    """The whole of SciFact (5183 documents, 1109 queries) from ../shared."""
+    return load_beir(full_set(BEIR_DIR / "scifact"))
+
+
+@pytest.fixture(scope="session")
+def scifact_full_embeddings(scifact_full: BeirDataset):
+    """Precomputed all-MiniLM-L6-v2 vectors of the whole of SciFact: (docs (5183, 384), queries (1109, 384))."""
+    return load_precomputed(full_set(EMBEDDINGS_DIR / "scifact"), scifact_full)
+
+
+@pytest.fixture(scope="session")
+def nfcorpus() -> BeirDataset:
+    """The whole of NFCorpus (3633 documents, 3237 queries) from ../shared."""
+    return load_beir(full_set(BEIR_DIR / "nfcorpus"))
+
+
+@pytest.fixture(scope="session")
+def nfcorpus_embeddings(nfcorpus: BeirDataset):
+    """Precomputed all-MiniLM-L6-v2 vectors of NFCorpus: (docs (3633, 384), queries (3237, 384))."""
+    return load_precomputed(full_set(EMBEDDINGS_DIR / "nfcorpus"), nfcorpus)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,8 @@ def run_example(name: str, scifact: BeirDataset, adaptor: Path, runs: Path) -> l
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
     example = importlib.import_module(name)
-    results = example.main(["--adaptor", str(adaptor), "--docs", "40", "--queries", "2", "--runs", str(runs)])
+    options = ["--dataset", str(scifact.path), "--docs", "40", "--queries", "2", "--runs", str(runs)]
+    results = example.main(["--adaptor", str(adaptor), *options])
     text_of = dict(zip(scifact.corpus_ids, scifact.corpus_texts))
     qrels = scifact.qrels("test")
     asked = [q for q in scifact.query_ids if q in qrels][:2]

@@ -22,8 +22,9 @@ def test_rotation_start_keeps_full_dim_cosines(scifact_vectors):
     rotation = pca_rotation(corpus)
     assert torch.allclose(rotation.T @ rotation, torch.eye(384), atol=1e-4)
     adaptor = MatryoshkaAdaptor(AdaptorConfig(base_dim=384, dims=(32, 384), rotation=True), rotation)
-    full = adaptor.transform(corpus)
-    assert np.allclose(full @ full.T, corpus @ corpus.T, atol=1e-4)
+    full = adaptor.transform(corpus)  # unit norm, as cosines are
+    unit = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    assert np.allclose(full @ full.T, unit @ unit.T, atol=1e-4)
     # The first axis carries the most variance: prefixes are PCA projections.
     variances = (corpus @ rotation.numpy()).var(axis=0)
     assert variances[0] == pytest.approx(variances.max())

@@ -1,4 +1,5 @@
-"""BEIR loader and precomputed-embedding alignment, against the offline SciFact and NFCorpus copies."""
+"""BEIR loader and precomputed-embedding alignment, against the committed SciFact slice and, where ../shared holds
+them, the whole SciFact and NFCorpus copies."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from matryoshka_rag.beir import BeirDataset, load_beir, load_precomputed
 from matryoshka_rag.errors import InputError
 
-from .conftest import BEIR_DIR, EMBEDDINGS_DIR
+from .conftest import SLICE_EMBEDDINGS_DIR
 
 
 def _raw_qrels(file: Path) -> list[tuple[str, str, int]]:
@@ -38,7 +39,8 @@ DOCS = [{"_id": f"d{i}", "title": f"Title {i}", "text": f"body {i}"} for i in ra
 QUERIES = [{"_id": f"q{i}", "text": f"question {i}"} for i in range(2)]
 
 
-def test_scifact_counts(scifact: BeirDataset) -> None:
+def test_scifact_counts(scifact_full: BeirDataset) -> None:
+    scifact = scifact_full
     assert scifact.name == "scifact"
     assert (len(scifact.corpus_ids), len(scifact.corpus_texts)) == (5183, 5183)
     assert (len(scifact.query_ids), len(scifact.query_texts)) == (1109, 1109)
@@ -60,21 +62,21 @@ def test_nfcorpus_counts(nfcorpus: BeirDataset) -> None:
         assert {g for docs in qrels.values() for g in docs.values()} == grades
 
 
-@pytest.mark.parametrize("name,split", [("scifact", "test"), ("nfcorpus", "test")])
+@pytest.mark.parametrize("name,split", [("scifact", "test"), ("scifact", "train"), ("nfcorpus", "test")])
 def test_qrels_match_naive_crlf_parse(name: str, split: str, request: pytest.FixtureRequest) -> None:
     dataset: BeirDataset = request.getfixturevalue(name)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every judgement of the shipped files is known
         qrels = dataset.qrels(split)
     expected: dict[str, dict[str, int]] = {}
-    for q, d, g in _raw_qrels(BEIR_DIR / name / "qrels" / f"{split}.tsv"):
+    for q, d, g in _raw_qrels(dataset.path / "qrels" / f"{split}.tsv"):
         expected.setdefault(q, {})[d] = g
     assert qrels == expected
     assert not any("\r" in q or "\r" in d for q, docs in qrels.items() for d in docs)
 
 
 def test_corpus_text_is_title_plus_text(scifact: BeirDataset) -> None:
-    with (BEIR_DIR / "scifact" / "corpus.jsonl").open(encoding="utf-8") as f:
+    with (scifact.path / "corpus.jsonl").open(encoding="utf-8") as f:
         first = json.loads(f.readline())
     assert scifact.corpus_ids[0] == first["_id"] == "4983"
     assert scifact.corpus_texts[0] == f"{first['title']} {first['text']}".strip()
@@ -95,9 +97,9 @@ def test_unknown_ids_in_qrels_warn_once(tmp_path: Path) -> None:
     assert qrels == {"q0": {"d0": 2}, "q1": {"d2": 0}}  # zero grades are kept
 
 
-def test_unknown_ids_on_scifact_copy(tmp_path: Path) -> None:
+def test_unknown_ids_on_scifact_copy(scifact: BeirDataset, tmp_path: Path) -> None:
     """A copy of SciFact with half its corpus: judgements on the dropped documents are skipped."""
-    src, dst = BEIR_DIR / "scifact", tmp_path / "scifact_half"
+    src, dst = scifact.path, tmp_path / "scifact_half"
     shutil.copytree(src / "qrels", dst / "qrels")
     shutil.copy(src / "queries.jsonl", dst / "queries.jsonl")
     lines = (src / "corpus.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
@@ -174,11 +176,11 @@ def test_missing_folder_files_and_split(tmp_path: Path) -> None:
 
 def test_load_precomputed_aligns_rows(scifact: BeirDataset, scifact_embeddings) -> None:
     docs, queries = scifact_embeddings
-    assert docs.shape == (5183, 384) and queries.shape == (1109, 384)
+    assert docs.shape == (800, 384) and queries.shape == (300, 384)
     assert docs.dtype == queries.dtype == np.float32
-    raw_docs = np.load(EMBEDDINGS_DIR / "scifact" / "corpus.npy")
-    raw_ids = json.loads((EMBEDDINGS_DIR / "scifact" / "corpus_ids.json").read_text())
-    for doc_id in ("4983", scifact.corpus_ids[-1], scifact.corpus_ids[2500]):
+    raw_docs = np.load(SLICE_EMBEDDINGS_DIR / "corpus.npy")
+    raw_ids = json.loads((SLICE_EMBEDDINGS_DIR / "corpus_ids.json").read_text())
+    for doc_id in ("4983", scifact.corpus_ids[-1], scifact.corpus_ids[300]):
         np.testing.assert_array_equal(docs[scifact.corpus_ids.index(doc_id)], raw_docs[raw_ids.index(doc_id)])
     np.testing.assert_allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-4)
 
@@ -191,17 +193,17 @@ def test_load_precomputed_aligns_rows(scifact: BeirDataset, scifact_embeddings) 
         scifact.query_ids[::-1],
         scifact.query_texts[::-1],
     )
-    docs2, queries2 = load_precomputed(EMBEDDINGS_DIR / "scifact", other)
+    docs2, queries2 = load_precomputed(SLICE_EMBEDDINGS_DIR, other)
     np.testing.assert_array_equal(docs2, docs[shuffled])
     np.testing.assert_array_equal(queries2, queries[::-1])
 
 
 def test_load_precomputed_errors(scifact: BeirDataset, tmp_path: Path) -> None:
-    src = EMBEDDINGS_DIR / "scifact"
+    src = SLICE_EMBEDDINGS_DIR
     extra = BeirDataset(
         "x", scifact.corpus_ids + ["new-1", "new-2"], scifact.corpus_texts + ["a", "b"], [], []
     )
-    with pytest.raises(InputError, match=r"2 of 5185 corpus ids have no vector .*'new-1'"):
+    with pytest.raises(InputError, match=r"2 of 802 corpus ids have no vector .*'new-1'"):
         load_precomputed(src, extra)
 
     bad = tmp_path / "bad"
@@ -209,7 +211,7 @@ def test_load_precomputed_errors(scifact: BeirDataset, tmp_path: Path) -> None:
     for name in ("corpus_ids.json", "queries.npy", "queries_ids.json"):
         (bad / name).symlink_to(src / name)
     np.save(bad / "corpus.npy", np.zeros((10, 384), dtype=np.float32))
-    with pytest.raises(InputError, match=r"shape \(10, 384\) but .*corpus_ids\.json lists 5183 ids"):
+    with pytest.raises(InputError, match=r"shape \(10, 384\) but .*corpus_ids\.json lists 800 ids"):
         load_precomputed(bad, scifact)
     with pytest.raises(InputError, match="missing precomputed embeddings file"):
         load_precomputed(tmp_path, scifact)

@@ -119,9 +119,10 @@ def test_a_folder_path_wins_and_a_local_copy_is_used_without_asking_the_server(
     (tmp_path / NAME).mkdir()
     monkeypatch.chdir(tmp_path)
     assert dataset_folder(NAME) == Path(NAME)  # a folder of that name in the working directory
-    if not (LOCAL_BEIR / "scifact").is_dir():
-        pytest.skip(f"no local copy at {LOCAL_BEIR / 'scifact'}")
-    assert dataset_folder("scifact") == LOCAL_BEIR / "scifact"
+    beside = tmp_path / "shared" / "beir"  # stands for ../shared/beir beside the repository
+    (beside / "scifact").mkdir(parents=True)
+    monkeypatch.setattr("matryoshka_rag.beir_source.LOCAL_BEIR", beside)
+    assert dataset_folder("scifact") == beside / "scifact"
     assert server.requests == []
 
 

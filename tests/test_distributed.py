@@ -239,13 +239,11 @@ def _worker(corpus: Path, out: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def ddp_steps(tmp_path_factory) -> Path:
+def ddp_steps(tmp_path_factory, scifact_vectors) -> Path:
     """One torchrun launch of 2 CPU ranks computing every case's step; their results, per rank."""
-    from .conftest import EMBEDDINGS_DIR
-
     out = tmp_path_factory.mktemp("ddp")
     # more rows than dims: the PCA start is then unique, so the ranks (1 thread) and this process agree
-    np.save(out / "corpus.npy", np.load(EMBEDDINGS_DIR / "scifact" / "corpus.npy", mmap_mode="r")[:1000])
+    np.save(out / "corpus.npy", scifact_vectors)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     command += [__file__, str(out / "corpus.npy"), str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

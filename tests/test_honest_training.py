@@ -28,11 +28,11 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def labelled(scifact, scifact_embeddings):
-    """SciFact's corpus vectors, a stage-one adaptor, and its train queries split 600 / rest."""
+    """SciFact's corpus vectors, a stage-one adaptor, and its train queries split 150 / rest."""
     corpus, queries = scifact_embeddings
     vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
     base = train_unsupervised(corpus, DIMS, FAST, progress=False)
-    return corpus, base, (vectors[:600], relevance[:600]), (vectors[600:], relevance[600:])
+    return corpus, base, (vectors[:150], relevance[:150]), (vectors[150:], relevance[150:])
 
 
 def test_a_tied_validation_score_records_and_refits_the_step_of_the_weights_kept(labelled):
@@ -77,7 +77,7 @@ def test_validation_numbers_name_the_weights_they_measured(labelled):
 def test_held_out_items_are_never_read_by_a_training_step(scifact_vectors):
     """No training anchor has a held-out item as a neighbour, so two epochs of training blocks never hold
     one; a table that links them is refused."""
-    vectors = scifact_vectors[:800]
+    vectors = scifact_vectors
     table, _ = neighbour_table(vectors, FAST, CPU)
     objective = unsupervised_objective(vectors, DIMS, FAST, CPU, table)
     held = set(objective.holdout_rows.tolist())
@@ -87,7 +87,7 @@ def test_held_out_items_are_never_read_by_a_training_step(scifact_vectors):
     for step in range(2 * per_epoch):
         read |= set(objective.block_rows(objective.train_rows_at(step)).tolist())
     assert not read & held
-    assert len(read) > 600  # the blocks did cover the trained items
+    assert len(read) > 700  # the blocks did cover the 750 trained items
     plain, _ = knn_table(vectors, FAST.k, "exact")  # every row's neighbours, held-out ones included
     with pytest.raises(ValueError, match="held-out neighbours"):
         UnsupervisedObjective(HostCorpus(vectors, CPU), plain, DIMS, FAST)
@@ -106,8 +106,8 @@ def test_stage_two_reuses_stage_one_neighbour_table(labelled, monkeypatch):
     monkeypatch.setattr(matryoshka_rag.distributed, "knn_table", counting)
     config = SupervisedConfig(max_steps=2, eval_every=1, batch_size=32, temperature=0.05, refit=False)
     stage_one = UnsupervisedConfig(max_steps=2, eval_every=1, batch_size=64, holdout=50)
-    train_supervised(corpus[:2000], *_within(train, 2000), DIMS, config, stage_one, progress=False)
-    assert built == [(2000, 384)]
+    train_supervised(corpus[:400], *_within(train, 400), DIMS, config, stage_one, progress=False)
+    assert built == [(400, 384)]
 
 
 def _within(labelled: tuple[np.ndarray, list], n_docs: int) -> tuple[np.ndarray, list]:

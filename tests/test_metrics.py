@@ -1,4 +1,4 @@
-"""Our nDCG@10 and Recall@100 against pytrec_eval on real runs (SciFact binary, NFCorpus graded)."""
+"""Our nDCG@10 and Recall@100 against pytrec_eval on real runs (the SciFact slice binary, NFCorpus graded)."""
 
 import random
 
@@ -7,11 +7,8 @@ import pytest
 import pytrec_eval
 import torch
 
-from matryoshka_rag.beir import load_precomputed
 from matryoshka_rag.metrics import mean_metric, ndcg_at_k, recall_at_k
 from matryoshka_rag.neighbours import exact_search
-
-from .conftest import EMBEDDINGS_DIR
 
 
 def run_at_dim(dataset, corpus, queries, qrels, dim):
@@ -28,7 +25,7 @@ def run_at_dim(dataset, corpus, queries, qrels, dim):
 @pytest.mark.parametrize("name", ["scifact", "nfcorpus"])
 def test_matches_pytrec_eval_on_real_runs(request, name):
     dataset = request.getfixturevalue(name)
-    corpus, queries = load_precomputed(EMBEDDINGS_DIR / name, dataset)
+    corpus, queries = request.getfixturevalue(f"{name}_embeddings")
     qrels = dataset.qrels("test")
     run = run_at_dim(dataset, corpus, queries, qrels, 64)
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"})

@@ -17,7 +17,7 @@ from matryoshka_rag import (
 from matryoshka_rag.evaluation import labelled_queries
 
 FAST = UnsupervisedConfig(max_steps=20, eval_every=10, batch_size=64, holdout=50, patience=100)
-N_DOCS = 800
+N_DOCS = 400
 
 
 @pytest.fixture(scope="module")

@@ -72,9 +72,9 @@ def adaptor(small_adaptor_dir) -> MatryoshkaAdaptor:
 
 @pytest.fixture(scope="module")
 def corpus(scifact, scifact_vectors):
-    """First 1000 SciFact documents: ids, texts, base vectors (1000, 384), metadata with a `group` 0..2."""
-    n = 1000
-    metadatas = [{"group": i % 3, "rare": i in (7, 70, 700)} for i in range(n)]
+    """The slice's 800 SciFact documents: ids, texts, base vectors (800, 384), metadata with a `group` 0..2."""
+    n = 800
+    metadatas = [{"group": i % 3, "rare": i in (7, 70, 500)} for i in range(n)]
     return scifact.corpus_ids[:n], scifact.corpus_texts[:n], scifact_vectors[:n], metadatas
 
 
@@ -159,11 +159,11 @@ def test_add_upsert_delete_count_query(mode, location, name, adaptor, corpus, sc
 
 
 def test_funnel_equals_exact_search(location, name, adaptor, corpus, scifact_embeddings):
-    """Small-dim shortlist + rerank finds the exact large-dim top 10 on 1000 real SciFact documents."""
+    """Small-dim shortlist + rerank finds the exact large-dim top 10 on 800 real SciFact documents."""
     ids, _, vectors, _ = corpus
-    store = filled_store(location, name, adaptor, corpus, 1000)
+    store = filled_store(location, name, adaptor, corpus, 800)
     queries = scifact_embeddings[1][:200]
-    exact = np.stack([cosines(adaptor, vectors, query, 384) for query in queries], axis=1)  # (1000, 200)
+    exact = np.stack([cosines(adaptor, vectors, query, 384) for query in queries], axis=1)  # (800, 200)
     recalls = []
     for q, query in enumerate(queries):
         truth = [ids[i] for i in np.argsort(-exact[:, q], kind="stable")[:10]]
@@ -181,7 +181,7 @@ def test_shortlist_widens_until_conclusive(location, name, adaptor, corpus, scif
     """A 1 x k first shortlist is widened (hits found only then say so) and still finds the exact top 10;
     with widening off it misses."""
     ids, _, vectors, _ = corpus
-    store = filled_store(location, name, adaptor, corpus, 1000, shortlist_factor=1, max_shortlist_factor=160)
+    store = filled_store(location, name, adaptor, corpus, 800, shortlist_factor=1, max_shortlist_factor=160)
     queries = scifact_embeddings[1][:50]
     exact = np.stack([cosines(adaptor, vectors, query, 384) for query in queries], axis=1)
     stages, recall_widening, recall_fixed = [], [], []
@@ -370,7 +370,7 @@ def test_sigkill_mid_ingest_keeps_acknowledged_batches(
     location, name, tmp_path, small_adaptor_dir, scifact, scifact_vectors
 ):
     """`index` killed with SIGKILL mid-ingest: every acknowledged batch is there; re-running completes."""
-    n = 3000
+    n = len(scifact.corpus_ids)  # 800
     corpus_file = tmp_path / "corpus.jsonl"
     corpus_file.write_text(
         "".join(
@@ -386,7 +386,7 @@ def test_sigkill_mid_ingest_keeps_acknowledged_batches(
         else ["--host", "127.0.0.1", "--port", location["port"]]
     )
     argv = ["index", "--corpus", corpus_file, "--adaptor", small_adaptor_dir, *where, "--collection", name]
-    argv += ["--embeddings", tmp_path / "vectors.npy", "--batch-size", 100]
+    argv += ["--embeddings", tmp_path / "vectors.npy", "--batch-size", 25]
 
     with open(tmp_path / "index.log", "wb") as log:
         process = subprocess.Popen(
@@ -399,7 +399,7 @@ def test_sigkill_mid_ingest_keeps_acknowledged_batches(
     for line in process.stdout:
         if line.startswith("indexed "):
             acknowledged = int(line.split()[1].split("/")[0])
-        if acknowledged >= 300:
+        if acknowledged >= 100:
             os.kill(process.pid, signal.SIGKILL)
             break
     process.wait(timeout=30)
