@@ -424,7 +424,7 @@ def test_cli_query(
             for i, t in zip(scifact.corpus_ids[:200], scifact.corpus_texts)
         )
     )
-    monkeypatch.setattr("matryoshka_rag.cli_index._text_provider", lambda model, base: precomputed_minilm)
+    monkeypatch.setattr("matryoshka_rag.cli_index.text_provider", lambda model, base: precomputed_minilm)
     db = tmp_path / "db"
     index_command(parse_cli("index", "--corpus", corpus_file, "--adaptor", small_adaptor_dir, "--path", db))
     assert "200 records" in capsys.readouterr().out
