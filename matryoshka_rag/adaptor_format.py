@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from .errors import AdaptorMismatchError, InputError
+from .hub import adaptor_location
 from .validation import check_dims, check_vectors
 
 WEIGHTS = "model.safetensors"  # format 1's weights file
@@ -222,11 +223,14 @@ def expected_shapes(config: AdaptorConfig) -> dict[str, tuple[int, ...]]:
 def read_adaptor_files(path: str | Path) -> tuple[AdaptorConfig, dict[str, np.ndarray], dict]:
     """Config, weights (name -> float32 array) and metadata of an adaptor folder, every checksum checked.
 
+    `path`: a folder, or a Hugging Face Hub repo id (``"org/name"``, a string that is not a local folder),
+    downloaded once into the Hugging Face cache (`hub.adaptor_location`) and checked as a folder.
+
     Raises `CorruptAdaptorError` if a file is missing or unreadable, the weights' sha256 differs from the
     one recorded, the tensors do not fit the config, or config and weights do not hash to the recorded
     fingerprint (tampering); `InputError` ("newer format") for a folder written by a later version.
     """
-    path = Path(path)
+    path = adaptor_location(path)
     document = read_config(path)
     weights_path = path / weights_file(document, path / CONFIG)
     if not weights_path.is_file():

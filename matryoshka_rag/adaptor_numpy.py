@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,8 +60,8 @@ class NumpyAdaptor:
 
     @classmethod
     def from_folder(cls, path: str | os.PathLike) -> NumpyAdaptor:
-        """Load an adaptor folder written by `save_adaptor`, every checksum checked."""
-        config, tensors, metadata = read_adaptor_files(Path(path).expanduser())
+        """Load an adaptor folder written by `save_adaptor` (or a Hub repo id), every checksum checked."""
+        config, tensors, metadata = read_adaptor_files(path)
         return cls(config, tensors, metadata)
 
     @classmethod
