@@ -20,8 +20,8 @@ _A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """Elementwise error function, float64, absolute error <= 1.5e-7 (numpy has none)."""
-    x = np.asarray(x, dtype=np.float64)
+    """Elementwise error function, absolute error <= 1.5e-7 (numpy has none); keeps a float dtype."""
+    x = np.asarray(x)
     t = 1.0 / (1.0 + _P * np.abs(x))
     poly = t * (_A[0] + t * (_A[1] + t * (_A[2] + t * (_A[3] + t * _A[4]))))
     return np.sign(x) * (1.0 - poly * np.exp(-x * x))
@@ -51,8 +51,8 @@ class NumpyAdaptor:
         self._rotation = tensors.get("rotation") if config.rotation else None
         self._layers = [
             (
-                np.asarray(tensors[f"mlp.{2 * i}.weight"], np.float64).T,
-                np.asarray(tensors[f"mlp.{2 * i}.bias"]),
+                np.ascontiguousarray(np.asarray(tensors[f"mlp.{2 * i}.weight"], np.float32).T),
+                np.asarray(tensors[f"mlp.{2 * i}.bias"], np.float32),
             )
             for i in range(config.num_layers + 1)
         ]
@@ -78,12 +78,12 @@ class NumpyAdaptor:
         self.config.check_base(base_dim, base_model)
 
     def rotate(self, embeddings: np.ndarray) -> np.ndarray:
-        """`z`: the input the residual is added to, `(n, base_dim)` float64."""
-        z = np.asarray(embeddings, dtype=np.float64)
+        """`z`: the input the residual is added to, `(n, base_dim)` float32 (torch's precision)."""
+        z = np.asarray(embeddings, dtype=np.float32)
         return z @ self._rotation if self._rotation is not None else z
 
     def forward(self, embeddings: np.ndarray) -> np.ndarray:
-        """`(n, base_dim)` float32 -> `(n, base_dim)` float64, not normalised."""
+        """`(n, base_dim)` float32 -> `(n, base_dim)` float32, not normalised."""
         z = self.rotate(embeddings)
         hidden = z
         for weight, bias in self._layers[:-1]:
