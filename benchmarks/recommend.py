@@ -8,7 +8,8 @@ For each set (all-MiniLM-L6-v2 vectors, exact cosine search, nDCG@10 by `evaluat
   at the full dim, on validation (NFCorpus dev; SciFact has no dev split: its train queries) and test;
 - part 1: per dim, the estimate recorded at training (held-out corpus items) and one measured on the whole
   corpus (500 random items as queries), against the labelled ratio nDCG@10(dim) / nDCG@10(full dim) of the
-  served vectors; Spearman and Kendall over dims; the recommended dim at each target and its labelled ratio;
+  served vectors, at every dim of the estimate's grid; Spearman and Kendall over dims; the recommended dim (among
+  the grid, and among the trained dims as the store's `small_dim="auto"` chooses) at each target and its labelled ratio;
   beside it, recall@10 of each served prefix's search against the full dim's on the same held-out items (the
   agreement `CALIBRATION.md` measured), the estimate it was compared with.
 `--train` trains the adaptors first (`train_unsupervised` defaults, one thread), into `--adaptors/<dataset>`.
@@ -80,19 +81,29 @@ def evaluate_set(name: str, folder: Path, targets: list[float]) -> dict:
     }
     recorded = estimate_dims(adaptor)
     measured = estimate_dims(adaptor, docs)
+    grid = [row.dim for row in recorded]
     # the alternative estimate, for comparison: recall@10 of the served prefix's search against the served full
     # dim's, on the training's held-out items (the recorded estimate's queries)
     held_out = holdout_split(len(docs), UnsupervisedConfig())[0]
     full = (adaptor.config.served_prefix(dims[-1]), dims[-1])
-    served = [(adaptor.config.served_prefix(d), d) for d in dims]
+    served = [(row.served, row.dim) for row in recorded]
     rankings = prefix_rankings(adaptor, docs, held_out, [*served, full])
-    recall = [DimEstimate(d, s, overlap(rankings[s, d], rankings[full])) for s, d in served]
+    recall = [
+        DimEstimate(row.dim, row.served, overlap(rankings[row.served, row.dim], rankings[full]), row.trained)
+        for row in recorded
+    ]
+    served_ndcg = {
+        split: {
+            d: ndcg(data, adaptor.transform(docs, d), adaptor.transform(queries, d), qrels, d) for d in grid
+        }
+        for split, qrels in splits.items()
+    }
     ratio = {
-        split: {d: scores[split]["served"][d] / scores[split]["served"][dims[-1]] for d in dims}
-        for split in splits
+        split: {d: served_ndcg[split][d] / served_ndcg[split][grid[-1]] for d in grid} for split in splits
     }
     result = {
         "dims": dims,
+        "grid": grid,
         "served": dict(adaptor.config.served_prefixes),
         "ndcg": scores,
         "estimate_recorded": {row.dim: row.kept for row in recorded},
@@ -104,17 +115,18 @@ def evaluate_set(name: str, folder: Path, targets: list[float]) -> dict:
     }
     for source, rows in (("recorded", recorded), ("measured", measured), ("recall@10", recall)):
         for split in splits:
-            estimate, labelled = [r.kept for r in rows], [ratio[split][d] for d in dims]
+            estimate, labelled = [r.kept for r in rows], [ratio[split][d] for d in grid]
             result["rank_agreement"][f"{source}/{split}"] = {
                 "spearman": float(spearmanr(estimate, labelled).statistic),
                 "kendall": float(kendalltau(estimate, labelled).statistic),
             }
         for target in targets:
-            dim = recommended(rows, target)
-            result["recommended"][f"{source}/{target}"] = {
-                "dim": dim,
-                **{f"ratio_{split}": ratio[split][dim] for split in splits},
-            }
+            for among, trained_only in (("grid", False), ("trained dims", True)):
+                dim = recommended(rows, target, trained_only=trained_only)
+                result["recommended"][f"{source}/{target}/{among}"] = {
+                    "dim": dim,
+                    **{f"ratio_{split}": ratio[split][dim] for split in splits},
+                }
     return result
 
 
@@ -139,9 +151,9 @@ def print_tables(name: str, r: dict) -> None:
         "| ratio validation | ratio test |"
     )
     print("|---|---|---|---|---|---|")
-    for d in r["dims"]:
+    for d in r["grid"]:
         print(
-            f"| {d} | {r['estimate_recorded'][d]:.4f} | {r['estimate_measured'][d]:.4f} | "
+            f"| {d}{' (trained)' if d in r['dims'] else ''} | {r['estimate_recorded'][d]:.4f} | {r['estimate_measured'][d]:.4f} | "
             f"{r['recall_at_10'][d]:.4f} | {r['ratio']['validation'][d]:.4f} | {r['ratio']['test'][d]:.4f} |"
         )
     print()

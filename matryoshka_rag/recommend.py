@@ -16,7 +16,7 @@ import numpy as np
 from .adaptor_format import PrefixSource
 from .adaptor_numpy import NumpyAdaptor, as_numpy_adaptor
 from .errors import InputError
-from .retrieval_kept import MAX_QUERIES, judged_dims, query_rows, retrieval_kept
+from .retrieval_kept import MAX_QUERIES, estimate_grid, judged_dims, query_rows, retrieval_kept
 from .training_options import DEFAULT_TARGET, check_target
 from .validation import check_rows, open_corpus
 
@@ -34,20 +34,21 @@ __all__ = [
 @dataclass(frozen=True)
 class DimEstimate:
     """One row of the estimate: at `dim` the adaptor serves the `served` prefix, which keeps `kept` of the
-    full dim's retrieval (1.0 at the full dim)."""
+    full dim's retrieval (1.0 at the full dim); `trained` says whether `dim` is one of its trained dims."""
 
     dim: int
     served: PrefixSource
     kept: float
+    trained: bool
 
 
 def _recorded(adaptor: NumpyAdaptor) -> dict[int, float]:
-    """The served prefix's kept score per judged dim from the table training recorded; `InputError` when the
-    adaptor has none (trained before it was recorded, or with labels)."""
+    """The served prefix's kept score per dim of `estimate_grid`, from the table training recorded;
+    `InputError` when the adaptor has none (trained with labels, or before estimates were recorded)."""
     table = adaptor.metadata.get("retrieval_kept")
-    dims = judged_dims(adaptor.config.dims, adaptor.config.base_dim)
+    dims = estimate_grid(adaptor.config.dims, adaptor.config.base_dim)
     try:
-        return {dim: float(table[adaptor.config.served_prefix(dim)][str(dim)]) for dim in dims}
+        return {dim: float(table["served"][str(dim)]) for dim in dims}
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(
             "the adaptor records no label-free estimate (it was trained with labels, or before estimates were "
@@ -58,7 +59,8 @@ def _recorded(adaptor: NumpyAdaptor) -> dict[int, float]:
 def estimate_dims(
     adaptor: Any, corpus_vectors: Any = None, *, queries: int = MAX_QUERIES, seed: int = 0
 ) -> list[DimEstimate]:
-    """The estimate at each judged dim (the trained dims and the base dim), increasing.
+    """The estimate at each dim of `retrieval_kept.estimate_grid` (the trained dims, the base dim and 3 dims
+    evenly spaced between each two), increasing.
 
     Args:
         adaptor: a `MatryoshkaAdaptor`, a `NumpyAdaptor` or a folder.
@@ -68,7 +70,7 @@ def estimate_dims(
     """
     adaptor = as_numpy_adaptor(adaptor)
     config = adaptor.config
-    dims = judged_dims(config.dims, config.base_dim)
+    dims = estimate_grid(config.dims, config.base_dim)
     if corpus_vectors is None:
         kept = _recorded(adaptor)
     else:
@@ -84,15 +86,21 @@ def estimate_dims(
             reference=config.served_prefix(config.base_dim),
         )
         kept = {dim: measured[config.served_prefix(dim), dim] for dim in dims}
-    return [DimEstimate(dim, config.served_prefix(dim), kept[dim]) for dim in dims]
+    trained = set(judged_dims(config.dims, config.base_dim))
+    return [DimEstimate(dim, config.served_prefix(dim), kept[dim], dim in trained) for dim in dims]
 
 
-def recommended(estimates: list[DimEstimate], target: float, below: int | None = None) -> int:
+def recommended(
+    estimates: list[DimEstimate], target: float, below: int | None = None, trained_only: bool = False
+) -> int:
     """The smallest dim whose estimate reaches `target` (the largest dim when none does); only dims under
-    `below` when given (e.g. a store's rerank dim), `InputError` when there is none."""
-    rows = [row for row in estimates if below is None or row.dim < below]
+    `below` when given (e.g. a store's rerank dim), only trained dims with `trained_only`; `InputError` when
+    no dim is left."""
+    rows = [
+        row for row in estimates if (below is None or row.dim < below) and (row.trained or not trained_only)
+    ]
     if not rows:
-        raise InputError(f"the adaptor has no judged dim below {below}")
+        raise InputError(f"the adaptor has no {'trained ' if trained_only else ''}dim below {below}")
     return next((row.dim for row in rows if row.kept >= check_target(target)), rows[-1].dim)
 
 
@@ -102,16 +110,19 @@ def recommend_dim(
     target: float = DEFAULT_TARGET,
     *,
     below: int | None = None,
+    trained_only: bool = False,
     queries: int = MAX_QUERIES,
     seed: int = 0,
 ) -> int:
-    """The smallest judged dim whose served prefix keeps at least `target` of full-dim retrieval, label-free.
+    """The smallest dim whose served prefix keeps at least `target` of full-dim retrieval, label-free.
 
     `target` in (0, 1]; `corpus_vectors` as `estimate_dims` (None: the table recorded at training); `below`:
-    consider only dims under it (the largest of them when none reaches the target).
+    consider only dims under it (the largest of them when none reaches the target); `trained_only`: only the
+    adaptor's trained dims (a store's searched dim).
     """
     target = check_target(target)
-    return recommended(estimate_dims(adaptor, corpus_vectors, queries=queries, seed=seed), target, below)
+    estimates = estimate_dims(adaptor, corpus_vectors, queries=queries, seed=seed)
+    return recommended(estimates, target, below, trained_only)
 
 
 def chosen_dim(adaptor: Any, dim: Any, target: float | None = None, corpus_vectors: Any = None) -> Any:
@@ -128,7 +139,7 @@ def estimate_table(estimates: list[DimEstimate], target: float, chosen: int) -> 
     """The estimates as a markdown table, the chosen dim marked."""
     lines = ["| dim | served prefix | kept (estimate) | meets target |", "|---|---|---|---|"]
     for row in estimates:
-        mark = " (recommended)" if row.dim == chosen else ""
+        mark = (" (trained)" if row.trained else "") + (" (recommended)" if row.dim == chosen else "")
         lines.append(
             f"| {row.dim}{mark} | {row.served} | {row.kept:.4f} | {'yes' if row.kept >= target else 'no'} |"
         )

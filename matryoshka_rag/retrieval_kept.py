@@ -11,6 +11,7 @@ unsupervised training serves, per dim, the prefix that keeps more (`served_prefi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, get_args
 
 import numpy as np
@@ -23,6 +24,7 @@ KEPT_AT_K = 10  # the cut-off of the score: retrieval's usual top 10
 MAX_QUERIES = 500  # corpus items used as queries
 MIN_CORPUS_ROWS = 100  # fewer items leave too few queries and candidates for the score to mean anything
 CHUNK_ROWS = 16384  # corpus rows adapted and searched at a time
+GRID_STEPS = 4  # the estimate is given at the judged dims and 3 evenly spaced dims between each two
 
 Prefix = tuple[PrefixSource, int]  # (source, dim)
 
@@ -41,8 +43,18 @@ def kept_score(ranked: np.ndarray, nearest: np.ndarray) -> float:
 
 
 def judged_dims(dims: Iterable[int], base_dim: int) -> tuple[int, ...]:
-    """The dims scored: the trained `dims` and the base dim, increasing."""
+    """The dims a served prefix is chosen at: the trained `dims` and the base dim, increasing."""
     return tuple(sorted({*dims, base_dim}))
+
+
+def estimate_grid(dims: Iterable[int], base_dim: int, steps: int = GRID_STEPS) -> tuple[int, ...]:
+    """The dims the estimate is given at: the judged dims and `steps - 1` evenly spaced dims between each two
+    (16, 32, 64 -> 16, 20, 24, 28, 32, 40, 48, 56, 64), increasing."""
+    judged = judged_dims(dims, base_dim)
+    between = {
+        low + (high - low) * i // steps for low, high in zip(judged, judged[1:]) for i in range(1, steps)
+    }
+    return tuple(sorted({*judged, *between}))
 
 
 def query_rows(n: int, seed: int = 0, limit: int = MAX_QUERIES) -> np.ndarray:
@@ -132,26 +144,28 @@ def retrieval_kept(
 def served_prefix_choice(
     adaptor: Any, corpus: np.ndarray, queries: np.ndarray
 ) -> tuple[tuple[tuple[int, PrefixSource], ...], dict[str, dict[str, float]]]:
-    """The prefix to serve at each judged dim of an unsupervised adaptor, and the scores it was chosen by.
+    """The prefix to serve at each judged dim of an unsupervised adaptor, the scores it was chosen by, and
+    the served prefix's score at every dim of `estimate_grid` (what `recommend` reads).
 
     At each trained dim, the source whose prefix keeps more of the base vectors' full-dim search ("base"
-    on a tie); at the base dim always "base" (the base ranking: the rotation is orthogonal). Returns
-    `served_prefixes` for `AdaptorConfig` and `{source: {dim: kept}}`.
+    on a tie); at the base dim always "base" (the base ranking: the rotation is orthogonal); a dim between
+    judged dims serves what the next judged dim up serves (`AdaptorConfig.served_prefix`). Returns
+    `served_prefixes` for `AdaptorConfig` and `{"adapted" | "base": {judged dim: kept}, "served": {grid dim:
+    kept}}`.
     """
     adaptor = as_numpy_adaptor(adaptor)
-    dims = judged_dims(adaptor.config.dims, adaptor.config.base_dim)
+    config = adaptor.config
+    dims = judged_dims(config.dims, config.base_dim)
     prefixes = [(source, dim) for dim in dims for source in get_args(PrefixSource)]
     kept = retrieval_kept(adaptor, corpus, queries, prefixes, reference="base")
     served = tuple(
-        (
-            dim,
-            "adapted"
-            if dim < adaptor.config.base_dim and kept["adapted", dim] > kept["base", dim]
-            else "base",
-        )
+        (dim, "adapted" if dim < config.base_dim and kept["adapted", dim] > kept["base", dim] else "base")
         for dim in dims
     )
+    serving = replace(config, served_prefixes=served)
+    grid = [(serving.served_prefix(dim), dim) for dim in estimate_grid(config.dims, config.base_dim)]
+    kept |= retrieval_kept(adaptor, corpus, queries, [p for p in grid if p not in kept], reference="base")
     table = {
         source: {str(dim): round(kept[source, dim], 4) for dim in dims} for source in get_args(PrefixSource)
     }
-    return served, table
+    return served, table | {"served": {str(dim): round(kept[source, dim], 4) for source, dim in grid}}

@@ -271,7 +271,9 @@ class MatryoshkaStore:
                 check_k(dim, label)
         self.large_dim = int(large_dim or existing.get("large_dim") or base_dim)
         if small_dim == "auto":  # label-free: the smallest trained dim keeping DEFAULT_TARGET (recommend_dim)
-            small_dim = existing.get("small_dim") or recommend_dim(self.adaptor, below=self.large_dim)
+            small_dim = existing.get("small_dim") or recommend_dim(
+                self.adaptor, below=self.large_dim, trained_only=True
+            )
         self.small_dim = int(small_dim or existing.get("small_dim") or min(64, base_dim))
         if not 0 < self.small_dim < self.large_dim <= base_dim:
             raise InputError(

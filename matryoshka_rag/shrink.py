@@ -201,7 +201,7 @@ def shrink(
     config = UnsupervisedConfig(seed=seed, **({"max_steps": max_steps} if max_steps else {}))
     adaptor = train_unsupervised(vectors, dims, config, base_model=base_model, progress=progress)
     if dim == "auto":
-        dim = recommend_dim(adaptor, target=target, below=base_dim)
+        dim = recommend_dim(adaptor, target=target, below=base_dim, trained_only=True)
     adaptor_path = save_adaptor(adaptor, out / "matryoshka_rag" / "adaptors" / name)
     store = MatryoshkaStore(name, adaptor_path, client=store_client, small_dim=dim)
     documents = documents if any(d is not None for d in documents) else None

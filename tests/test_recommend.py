@@ -125,30 +125,55 @@ def test_served_prefixes_are_in_the_fingerprint_and_old_folders_serve_adapted_ev
         AdaptorConfig(384, (64, 384), served_prefixes=((64, "rotation"),))
 
 
+GRID = [
+    32,
+    40,
+    48,
+    56,
+    64,
+    144,
+    224,
+    304,
+    384,
+]  # small_adaptor_dir's dims (32, 64, 384) and 3 between each two
+
+
 def test_estimates_recorded_and_measured(small_adaptor_dir, scifact_vectors):
+    adaptor = NumpyAdaptor.from_folder(small_adaptor_dir)
+    kept = adaptor.metadata["retrieval_kept"]
     recorded = estimate_dims(small_adaptor_dir)
-    kept = NumpyAdaptor.from_folder(small_adaptor_dir).metadata["retrieval_kept"]
-    assert [(row.dim, row.kept) for row in recorded] == [
-        (dim, kept[row.served][str(dim)]) for dim, row in zip((32, 64, 384), recorded)
-    ]
+    assert [row.dim for row in recorded] == GRID
+    assert [row.trained for row in recorded] == [dim in (32, 64, 384) for dim in GRID]
+    for row in recorded:  # a dim between trained dims serves what the next trained dim up serves
+        assert (
+            row.served == adaptor.config.served_prefix(row.dim) and row.kept == kept["served"][str(row.dim)]
+        )
+    for dim in (32, 64, 384):  # at a trained dim, the score the choice was made by
+        assert kept["served"][str(dim)] == kept[adaptor.config.served_prefix(dim)][str(dim)]
     measured = estimate_dims(small_adaptor_dir, scifact_vectors, queries=200)
-    assert [row.dim for row in measured] == [32, 64, 384] and measured[-1].kept == 1.0
-    assert 0.3 < measured[0].kept < measured[1].kept < 1.0  # real vectors: more dims keep more
-    twin = NumpyAdaptor.from_folder(small_adaptor_dir)
+    assert [row.dim for row in measured] == GRID and measured[-1].kept == recorded[-1].kept == 1.0
+    assert (
+        0.3 < measured[0].kept < measured[4].kept < measured[-2].kept < 1.0
+    )  # real vectors: more dims keep more
     rows = np.sort(np.random.default_rng(0).choice(len(scifact_vectors), 200, replace=False))
-    direct = retrieval_kept(twin, scifact_vectors, rows, [(measured[1].served, 64)], reference="base")
-    assert direct[measured[1].served, 64] == measured[1].kept
+    direct = retrieval_kept(adaptor, scifact_vectors, rows, [(measured[4].served, 64)], reference="base")
+    assert direct[measured[4].served, 64] == measured[4].kept
 
 
 def test_recommend_dim_is_the_smallest_dim_meeting_the_target(small_adaptor_dir, scifact_vectors):
     estimates = estimate_dims(small_adaptor_dir, scifact_vectors)
     assert recommend_dim(small_adaptor_dir, scifact_vectors, target=0.01) == 32
-    assert recommend_dim(small_adaptor_dir, scifact_vectors, target=1.0) == min(
-        row.dim for row in estimates if row.kept >= 1.0
-    )
-    between = (estimates[0].kept + estimates[1].kept) / 2
-    assert recommend_dim(small_adaptor_dir, scifact_vectors, target=between) == 64
-    assert recommend_dim(small_adaptor_dir, scifact_vectors, target=between, below=64) == 32  # largest below
+    for row in estimates[1:]:
+        target = row.kept
+        assert recommend_dim(small_adaptor_dir, scifact_vectors, target=target) == min(
+            other.dim for other in estimates if other.kept >= target
+        )
+        assert recommend_dim(small_adaptor_dir, scifact_vectors, target=target, trained_only=True) == min(
+            other.dim for other in estimates if other.kept >= target and other.dim in (32, 64, 384)
+        )
+    assert (
+        recommend_dim(small_adaptor_dir, scifact_vectors, target=1.0, below=64) == 56
+    )  # none: the largest below
 
 
 @pytest.mark.parametrize("target", [0, -0.5, 1.01, float("nan"), "0.9", True, None])
@@ -187,7 +212,7 @@ def test_cli_recommend_prints_the_table_and_writes_the_plot(small_adaptor_dir, s
     result = _cli("--adaptor", small_adaptor_dir, "--embeddings", tmp_path, "--target", "0.5", "--plot", plot)
     assert result.returncode == 0, result.stderr
     chosen = recommend_dim(small_adaptor_dir, scifact_vectors, target=0.5)
-    assert f"recommended dim: {chosen} " in result.stdout and "| 384 |" in result.stdout.replace(
+    assert f"recommended dim: {chosen} " in result.stdout and "| 384 (trained) |" in result.stdout.replace(
         " (recommended)", ""
     )
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -241,7 +266,7 @@ def test_dim_auto_in_both_wrappers_and_the_store(small_adaptor_dir, precomputed_
             ProviderEmbedding(provider=precomputed_minilm), small_adaptor_dir, dim="auto", target=2
         )
     store = MatryoshkaStore("docs", small_adaptor_dir, client=chromadb.EphemeralClient(), small_dim="auto")
-    assert store.small_dim == recommend_dim(small_adaptor_dir, below=384)
+    assert store.small_dim == recommend_dim(small_adaptor_dir, below=384, trained_only=True) in (32, 64)
 
 
 def test_shrink_dim_auto_serves_the_recommended_dim(tmp_path, scifact, scifact_vectors):
@@ -264,5 +289,5 @@ def test_shrink_dim_auto_serves_the_recommended_dim(tmp_path, scifact, scifact_v
     )
     assert result.returncode == 0, result.stderr
     adaptor = result.stdout.split("adaptor: ")[1].strip()
-    chosen = recommend_dim(adaptor, target=0.9, below=384)
+    chosen = recommend_dim(adaptor, target=0.9, below=384, trained_only=True)
     assert f"dims searched: 384 -> {chosen}\n" in result.stdout

@@ -94,7 +94,7 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
     ) -> AdaptedEmbeddings:
         """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim`` (or ``dimensions``).
 
-        ``dim="auto"``: the smallest trained dim keeping ``target`` (default 0.99) of full-dim retrieval,
+        ``dim="auto"``: the smallest dim keeping ``target`` (default 0.99) of full-dim retrieval,
         estimated label-free (``matryoshka_rag.recommend.chosen_dim``: the adaptor's recorded estimate, or one
         measured on ``corpus_vectors``, base vectors of your corpus)."""
         adaptor = NumpyAdaptor.from_folder(path)
