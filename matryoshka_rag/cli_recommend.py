@@ -14,7 +14,10 @@ from .training_options import DEFAULT_TARGET
 def add_recommend_arguments(subparsers: argparse._SubParsersAction) -> None:
     """Register the `recommend` command on an argparse subparsers object."""
     recommend = subparsers.add_parser(
-        "recommend", help="label-free: how much of full-dim retrieval each dim keeps, and the dim to use"
+        "recommend",
+        help="label-free: how much of full-dim retrieval each dim keeps, and the dim to use",
+        description="The label-free estimate per dim and the smallest dim keeping --target. Measured on "
+        "--corpus, --embeddings or --path/--collection when given, else the estimate recorded at training.",
     )
     recommend.add_argument("--adaptor", required=True, help="adaptor folder")
     source = recommend.add_mutually_exclusive_group()
