@@ -3,7 +3,6 @@
 #   make test   run the test suite (what CI runs)
 VENV ?= .venv
 PYTHON ?= python3
-SHARED ?= $(abspath ../shared)
 # The CPU wheel of torch 2.13.0 (a bare `torch` would pull a multi-GB CUDA build on a CPU machine); the
 # version constraints.txt pins.
 TORCH ?= torch==2.13.0
@@ -27,15 +26,14 @@ $(STAMP): pyproject.toml constraints.txt $(LANGCHAIN)/pyproject.toml $(LLAMA_EMB
 
 install: $(STAMP)
 
+# Minutes on 2 CPU cores with ../shared/embeddings: short training stages; it prints what a full run adds.
+# One torch thread: on 2 cores shared with other work, two threads wait on each other (BENCHMARKS.md, "make demo").
+DATASET ?= scifact
 DEMO_QUERY ?= Vitamin D deficiency is associated with an increased risk of tuberculosis.
+DEMO_THREADS ?= 1
 
 demo: $(STAMP)
-	$(BIN)/matryoshka-rag eval --dataset $(SHARED)/beir/scifact --embeddings $(SHARED)/embeddings/all-MiniLM-L6-v2 \
-		--methods truncate,pca,pca-rotation,unsupervised,supervised --out runs/demo --save-adaptors
-	rm -rf runs/demo/chroma
-	$(BIN)/matryoshka-rag index --corpus $(SHARED)/beir/scifact/corpus.jsonl --adaptor runs/demo/adaptors/supervised \
-		--embeddings $(SHARED)/embeddings/all-MiniLM-L6-v2/scifact --path runs/demo/chroma --small-dim 64
-	$(BIN)/matryoshka-rag query --path runs/demo/chroma -k 3 "$(DEMO_QUERY)"
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(BIN)/python -m matryoshka_rag.demo --dataset $(DATASET) --query "$(DEMO_QUERY)"
 
 test: $(STAMP)
 	$(BIN)/pytest -q
