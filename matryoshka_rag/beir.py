@@ -24,6 +24,7 @@ __all__ = [
     "load_beir",
     "load_precomputed",
     "read_corpus",
+    "read_corpus_fields",
     "read_qrels",
     "read_queries",
 ]
@@ -88,14 +89,23 @@ def load_beir(path: str | Path) -> BeirDataset:
 
 def read_corpus(file: str | Path) -> tuple[list[str], list[str]]:
     """Ids and texts (``(title + " " + text).strip()``) of a BEIR ``corpus.jsonl``; an empty one is an error."""
+    ids, titles, bodies = read_corpus_fields(file)
+    return ids, [f"{title} {body}".strip() for title, body in zip(titles, bodies)]
+
+
+def read_corpus_fields(file: str | Path) -> tuple[list[str], list[str], list[str]]:
+    """Ids, titles ("" where absent) and bodies (``text``) of a BEIR ``corpus.jsonl``, in file order (the rows
+    of `read_corpus`); an empty one is an error."""
     ids: list[str] = []
-    texts: list[str] = []
+    titles: list[str] = []
+    bodies: list[str] = []
     for record in _read_jsonl(Path(file)):
         ids.append(record["_id"])
-        texts.append(f"{record.get('title') or ''} {record.get('text') or ''}".strip())
+        titles.append(str(record.get("title") or ""))
+        bodies.append(str(record.get("text") or ""))
     if not ids:
         raise InputError(f"empty corpus: {file} has no documents")
-    return ids, texts
+    return ids, titles, bodies
 
 
 def read_queries(file: str | Path) -> tuple[list[str], list[str]]:

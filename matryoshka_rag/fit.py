@@ -12,6 +12,7 @@ from .adaptor_folder import check_destination
 from .errors import InputError
 from .extras import needs_extra
 from .providers import CallableProvider, canonical_model_name, check_texts, embed_texts
+from .pseudo_queries import pseudo_queries as make_pseudo_queries
 
 if TYPE_CHECKING:
     from .adaptor import MatryoshkaAdaptor
@@ -41,7 +42,8 @@ def _relevance(
         relevance.setdefault(query, {})[row_of[text]] = 1.0
     if len(relevance) < 2:
         raise InputError(
-            f"supervised training needs at least 2 distinct queries (one is held out for early stopping), "
+            f"supervised training needs at least 2 distinct queries (with fewer than 2 x "
+            f"SupervisedConfig.min_validation the supervised stage is dropped: too few to validate it), "
             f"got {len(relevance)}"
         )
     return corpus, list(relevance), list(relevance.values())
@@ -54,6 +56,7 @@ def fit_from_texts(
     *,
     embed_query: Callable[[str], Sequence[float]] | None = None,
     pairs: Sequence[tuple[str, str]] | None = None,
+    pseudo_queries: bool = False,
     dims: Sequence[int] | None = None,
     base_model: str | None = None,
     unsupervised: UnsupervisedConfig | None = None,
@@ -72,6 +75,10 @@ def fit_from_texts(
         pairs: ``(query, relevant text)`` pairs -> supervised training (at least 2 distinct queries). A
             relevant text absent from ``texts`` is added to the corpus; a query in several pairs gets every
             text as a positive. ``None``: unsupervised.
+        pseudo_queries: without ``pairs``, train the supervised stage on queries made from ``texts`` alone
+            (`matryoshka_rag.pseudo_queries`: one sentence of each text, kept in it, is a query for it; one
+            query embedded per text), early-stopped on held-out pseudo-queries (no labels needed). The counts
+            (texts without a sentence long enough are skipped) go to ``metadata["training"]["pseudo_queries"]``.
         dims: Matryoshka dims (default: powers of two from 16, plus the base dim).
         base_model: the base model's name, recorded (canonical) in the adaptor.
         unsupervised, supervised: stage configs; ``settings`` (e.g. ``max_steps=30``) override fields of
@@ -90,10 +97,18 @@ def fit_from_texts(
     unsupervised, supervised = training_configs(unsupervised, supervised, **settings)
     name = canonical_model_name(base_model) if base_model and base_model.strip() else "unknown"
     corpus = check_texts(texts)
+    if pairs is not None and pseudo_queries:
+        raise InputError("give pairs (labelled queries) or pseudo_queries=True, not both")
+    pseudo = None
     if pairs is not None:
         corpus, queries, relevance = _relevance(corpus, pairs)
+    elif pseudo_queries:
+        pseudo = make_pseudo_queries(corpus)
+        if not pseudo.texts:
+            raise InputError(f"no text has a sentence long enough to be a pseudo-query ({pseudo.counts()})")
+        queries, relevance = pseudo.texts, pseudo.relevance()
     corpus_vectors = embed_texts(CallableProvider(embed_documents, name), corpus, progress=progress)
-    if pairs is None:
+    if pairs is None and pseudo is None:
         adaptor = train_unsupervised(
             corpus_vectors, dims, config=unsupervised, base_model=name, device=device, progress=progress
         )
@@ -112,5 +127,7 @@ def fit_from_texts(
             device=device,
             progress=progress,
         )
+        if pseudo is not None:
+            adaptor.metadata["training"]["pseudo_queries"] = pseudo.counts()
     save_adaptor(adaptor, path, overwrite=overwrite)
     return adaptor

@@ -76,8 +76,13 @@ def test_supervised_adaptor_beats_its_start_on_held_back_queries(scifact, scifac
     train = labelled_queries(scifact, queries, scifact.qrels("train"))
     test = labelled_queries(scifact, queries, scifact.qrels("test"))
     base = train_unsupervised(corpus, (32, 384), FAST, progress=False)
-    config = SupervisedConfig(
-        objective=objective, max_steps=40, eval_every=20, batch_size=32, max_candidates=6000
+    config = SupervisedConfig(  # the objective's effect, kept whatever validation says of each dim
+        objective=objective,
+        max_steps=40,
+        eval_every=20,
+        batch_size=32,
+        max_candidates=6000,
+        validate_stage=False,
     )
     adaptor = train_supervised(
         corpus, train[0], train[1], (32, 384), config, FAST, adaptor=base, progress=False
@@ -104,7 +109,9 @@ def test_supervised_refit_adds_the_validation_queries(scifact, scifact_embedding
     corpus, queries = scifact_embeddings
     vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
     base = train_unsupervised(corpus, (32, 384), FAST, progress=False)
-    config = SupervisedConfig(max_steps=20, eval_every=10, batch_size=32, hidden_dim=512)
+    config = SupervisedConfig(
+        max_steps=20, eval_every=10, batch_size=32, hidden_dim=512, validate_stage=False
+    )
     kept, held = slice(0, 150), slice(150, None)
     train = (vectors[kept], relevance[kept])
     validation = (vectors[held], relevance[held])

@@ -104,7 +104,9 @@ class SupervisedConfig:
     prefixes its ranking) is added; the pairwise objective stays the paper's. Every objective is added to
     `regularization` x the unsupervised objective on a corpus batch.
     Several softmax `temperature`s are each trained (early-stopped on validation) and the best validation
-    score wins (BENCHMARKS.md, "Quality by dim": which temperatures each objective wants).
+    score wins (BENCHMARKS.md, "Quality by dim": which temperatures each objective wants). The stage is kept
+    only when validation says it beats its start and loses at no dim, and it takes `min_validation`
+    validation queries to say so (BENCHMARKS.md, "Few labels").
     The stage starts from the stage-one adaptor, widened to `hidden_dim` hidden units when that is wider
     (the same `f`: new units start with zero outgoing weights).
     """
@@ -124,6 +126,8 @@ class SupervisedConfig:
     max_positives: int = 32
     max_candidates: int = 16384
     validation_fraction: float = 0.15
+    min_validation: int = 10  # fewer validation queries than this cannot validate the stage: it is dropped
+    validate_stage: bool = True  # False: the trained stage is kept whatever validation says (still recorded)
     refit: bool = True  # after validation chose the step count, train again on training + validation queries
     seed: int = 0
 
@@ -150,9 +154,11 @@ class SupervisedConfig:
             check_int(name, getattr(self, name), minimum)
         check_int("max_positives", self.max_positives, 1)
         check_int("max_candidates", self.max_candidates, 1)
+        check_int("min_validation", self.min_validation, 1)
         check_int("seed", self.seed, 0)
         check_number("validation_fraction", self.validation_fraction, 0, 1)
         check_bool("refit", self.refit)
+        check_bool("validate_stage", self.validate_stage)
 
     @property
     def optimiser(self) -> OptimiserConfig:

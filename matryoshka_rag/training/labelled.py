@@ -34,11 +34,33 @@ def check_relevance(
     return cleaned
 
 
-def split_validation(n_queries: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Deterministic split of query positions into (train, validation)."""
+def split_validation(
+    n_queries: int, fraction: float, seed: int, minimum: int = 1
+) -> tuple[list[int], list[int]]:
+    """Deterministic split of query positions into (train, validation): a `fraction` share of them, and at
+    least `minimum`, held out (none of one query)."""
     order = torch.randperm(n_queries, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, int(round(n_queries * fraction))) if n_queries > 1 else 0
+    n_val = max(minimum, 1, int(round(n_queries * fraction))) if n_queries > 1 else 0
     return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def validation_ndcg_per_query(
+    adaptor: MatryoshkaAdaptor,
+    corpus: torch.Tensor,
+    queries: torch.Tensor,
+    relevance: Relevance,
+    dims: Sequence[int],
+    k: int = 10,
+) -> dict[int, np.ndarray]:
+    """Per dim m of `dims`, nDCG@k `(q,)` of each of `queries (q, dim)` by exact search with the adapted m-dim
+    prefixes over `corpus (n, dim)`."""
+    adapted_corpus = adapt_all(adaptor, corpus).float()
+    adapted_queries = adapt_all(adaptor, queries).float()
+    scores = {}
+    for m in dims:
+        found = exact_search(adapted_queries[:, :m], adapted_corpus[:, :m], k)[1].tolist()
+        scores[m] = np.array([ndcg_at_k(row, rel, k) for row, rel in zip(found, relevance)])
+    return scores
 
 
 def validation_ndcg(
@@ -49,12 +71,37 @@ def validation_ndcg(
     dims: Sequence[int],
     k: int = 10,
 ) -> float:
-    """Mean over `dims` of nDCG@k of exact search with adapted prefixes of `queries (q, dim)` over
-    `corpus (n, dim)`: the supervised early-stopping score."""
-    adapted_corpus = adapt_all(adaptor, corpus).float()
-    adapted_queries = adapt_all(adaptor, queries).float()
-    scores = []
-    for m in dims:
-        found = exact_search(adapted_queries[:, :m], adapted_corpus[:, :m], k)[1].tolist()
-        scores.append(np.mean([ndcg_at_k(row, rel, k) for row, rel in zip(found, relevance)]))
-    return float(np.mean(scores))
+    """Mean over `dims` of the mean `validation_ndcg_per_query`: the supervised early-stopping score."""
+    per_query = validation_ndcg_per_query(adaptor, corpus, queries, relevance, dims, k)
+    return float(np.mean([scores.mean() for scores in per_query.values()]))
+
+
+def stage_verdict(start: dict[int, np.ndarray], trained: dict[int, np.ndarray]) -> tuple[bool, str, dict]:
+    """Whether to keep a supervised stage, from per-query validation nDCG@10 `(q,)` per dim of its start and of
+    its trained weights: kept when the mean over dims rose and at no dim the mean fell by more than one
+    standard error of the per-query differences `s = std(trained - start) / sqrt(q)` (a smaller fall is
+    within the validation set's noise). Returns the verdict, the reason in words, and per dim the start's and
+    the trained mean and `s`."""
+    change = {m: trained[m] - start[m] for m in start}
+    error = {m: float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0 for m, d in change.items()}
+    by_dim = {
+        "start": {str(m): float(s.mean()) for m, s in start.items()},
+        "trained": {str(m): float(t.mean()) for m, t in trained.items()},
+        "standard_error": {str(m): e for m, e in error.items()},
+    }
+    gain = float(np.mean([d.mean() for d in change.values()]))
+    if gain <= 0:
+        return False, f"validation nDCG@10 did not rise above the start's (mean change {gain:+.4f})", by_dim
+    fell = [m for m, d in change.items() if d.mean() < -error[m]]
+    if fell:
+        worst = min(fell, key=lambda m: change[m].mean())
+        return (
+            False,
+            (
+                f"validation nDCG@10 fell below the start's by more than one standard error at dims {fell} (at "
+                f"{worst}: {trained[worst].mean():.4f} vs {start[worst].mean():.4f}, standard error "
+                f"{error[worst]:.4f})"
+            ),
+            by_dim,
+        )
+    return True, f"validation nDCG@10 rose by {gain:+.4f} on average and fell at no dim beyond noise", by_dim

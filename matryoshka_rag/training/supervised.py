@@ -20,7 +20,13 @@ from ..errors import AdaptorMismatchError
 from ..run_identity import array_fingerprint, relevance_fingerprint, run_identity
 from ..validation import check_dims, check_vectors, default_dims
 from .config import Relevance, SupervisedConfig, UnsupervisedConfig
-from .labelled import check_relevance, split_validation, validation_ndcg
+from .labelled import (
+    check_relevance,
+    split_validation,
+    stage_verdict,
+    validation_ndcg,
+    validation_ndcg_per_query,
+)
 from .loop import optimise
 from .ranking import RankingObjective
 from .unsupervised import unsupervised_stage
@@ -29,6 +35,7 @@ from .unsupervised_objective import UnsupervisedObjective, neighbour_table, unsu
 # which weights the recorded validation numbers measured
 PRE_REFIT = "the chosen run before the refit (the returned adaptor is the refit, trained on validation too)"
 RETURNED = "the returned adaptor"
+DROPPED = "the chosen run, not returned: validation dropped the stage (the returned adaptor is stage one's)"
 
 
 @dataclass(frozen=True)
@@ -194,10 +201,17 @@ def train_supervised(
         adaptor: a stage-one adaptor to start from; its base dim, dims (default: `dims`) and base model
             (unless `base_model` is "unknown") must be the data's (`AdaptorMismatchError` otherwise).
 
-    Returns the refit adaptor (`config.refit`, when validation chose at least one step), else the chosen
-    run's weights at their best validation nDCG@10 (mean over dims). `metadata["metrics"]` holds the
-    chosen run's validation numbers, and `weights_measured` says which weights they measured (`PRE_REFIT`
-    or `RETURNED`); `metadata["training"]["refit"]` the refit's steps and queries.
+    The stage is kept only when validation says it beats its start (`labelled.stage_verdict`: the mean over
+    dims rose and no dim fell by more than one standard error), with at least `config.min_validation`
+    validation queries (`too_few_to_validate`); else (unless `config.validate_stage=False`) the stage-one
+    adaptor is returned (`dropped_stage`). `metadata["training"]["supervised_stage"]` says which and why.
+
+    Returns the refit adaptor (`config.refit`, when the stage is kept), else the chosen run's weights at their
+    best validation nDCG@10 (mean over dims), or stage one's when the stage is dropped.
+    `metadata["metrics"]` holds the chosen run's validation numbers (per dim in
+    `validation_ndcg@10_by_dim`: start, trained, standard error), and `weights_measured` says which weights
+    they measured (`PRE_REFIT`, `RETURNED` or `DROPPED`); `metadata["training"]["refit"]` the refit's steps
+    and queries.
     """
     corpus = check_vectors(corpus, what="corpus embeddings")
     if adaptor is not None:  # a given stage one must fit the data
@@ -212,26 +226,42 @@ def train_supervised(
     queries = check_vectors(queries, corpus.shape[1], what="query embeddings")
     relevance = check_relevance(queries, relevance, len(corpus), "training qrels")
     config = as_trained(config)
-    if validation is None:
-        train_rows, val_rows = split_validation(len(queries), config.validation_fraction, config.seed)
+    too_few = too_few_to_validate(len(queries), None if validation is None else len(validation[0]), config)
+    if validation is None and not too_few:
+        train_rows, val_rows = split_validation(
+            len(queries), config.validation_fraction, config.seed, config.min_validation
+        )
         validation = (queries[val_rows], [relevance[i] for i in val_rows])
         queries, relevance = queries[train_rows], [relevance[i] for i in train_rows]
-    val_queries = check_vectors(validation[0], corpus.shape[1], what="validation query embeddings")
-    val_relevance = check_relevance(val_queries, validation[1], len(corpus), "validation qrels")
-    all_queries, all_relevance = np.concatenate([queries, val_queries]), relevance + val_relevance
     resolved = resolve_device(device)
     started = time.perf_counter()
     if adaptor is None:
         adaptor, table = unsupervised_stage(
             corpus, dims, unsupervised, base_model, str(resolved), progress=progress
         )
-    else:
+    elif not too_few:
         table = neighbour_table(corpus, unsupervised, resolved)[0]
+    stage_one_adaptor = adaptor
+    summary = {
+        "mode": "supervised",
+        "supervised": asdict(config),
+        "unsupervised": asdict(unsupervised),
+        "device": str(resolved),
+        "corpus_size": len(corpus),
+        "train_queries": len(queries),
+        "stage_one": stage_one_adaptor.metadata,
+    }
+    if too_few:
+        return dropped_stage(
+            stage_one_adaptor, summary | {"seconds": time.perf_counter() - started}, too_few, {}
+        )
+    val_queries = check_vectors(validation[0], corpus.shape[1], what="validation query embeddings")
+    val_relevance = check_relevance(val_queries, validation[1], len(corpus), "validation qrels")
+    all_queries, all_relevance = np.concatenate([queries, val_queries]), relevance + val_relevance
     torch.manual_seed(config.seed)  # the widened MLP's fresh weights
     start = adaptor.widened(max(config.hidden_dim, adaptor.config.hidden_dim)).to(resolved)
     # the labelled stage is judged on labelled validation: it serves its adapted prefix at every dim
     start.config = replace(start.config, served_prefixes=())
-    stage_one = start.metadata
     corpus_t = torch.from_numpy(corpus).to(resolved)
     regulariser = unsupervised_objective(corpus, dims, unsupervised, resolved, table)
     train = LabelledQueries(torch.from_numpy(queries).to(resolved), relevance)
@@ -262,8 +292,15 @@ def train_supervised(
             },
             progress,
         )
+        with torch.no_grad():
+            kept, reason, by_dim = stage_verdict(
+                validation_ndcg_per_query(start, corpus_t, held.vectors, held.relevance, dims),
+                validation_ndcg_per_query(adaptor, corpus_t, held.vectors, held.relevance, dims),
+            )
+        if not (kept or config.validate_stage):
+            kept, reason = True, f"kept unvalidated (SupervisedConfig.validate_stage=False): {reason}"
         refitted = None  # the refit's loop outcome
-        if config.refit and outcome["best_step"]:
+        if kept and config.refit:
             adaptor, refitted = refit(
                 start,
                 config,
@@ -284,23 +321,57 @@ def train_supervised(
             )
     finally:
         regulariser.corpus.close()
+    summary["supervised"] = asdict(config)
+    metrics = {  # of the chosen run's kept weights: the returned ones unless refit or dropped
+        "weights_measured": RETURNED if kept and not refitted else PRE_REFIT if kept else DROPPED,
+        "validation_ndcg@10": outcome.pop("best_score"),
+        **outcome,
+        "validation_ndcg@10_by_temperature": by_temperature,
+        "validation_ndcg@10_by_dim": by_dim,
+    }
+    if not kept:
+        return dropped_stage(
+            stage_one_adaptor, summary | {"seconds": time.perf_counter() - started}, reason, metrics
+        )
     adaptor.metadata = {
-        "training": {
-            "mode": "supervised",
-            "supervised": asdict(config),
-            "unsupervised": asdict(unsupervised),
-            "device": str(resolved),
+        "training": summary
+        | {
             "seconds": time.perf_counter() - started,
-            "corpus_size": len(corpus),
-            "train_queries": len(queries),
             "refit": {"steps": refitted["steps"], "queries": len(all_queries)} if refitted else None,
-            "stage_one": stage_one,
+            "supervised_stage": {"kept": True, "reason": reason},
         },
-        "metrics": {  # of the chosen run's kept weights: the returned ones unless refit
-            "weights_measured": PRE_REFIT if refitted else RETURNED,
-            "validation_ndcg@10": outcome.pop("best_score"),
-            **outcome,
-            "validation_ndcg@10_by_temperature": by_temperature,
-        },
+        "metrics": metrics,
+    }
+    return adaptor
+
+
+def too_few_to_validate(n_queries: int, n_validation: int | None, config: SupervisedConfig) -> str:
+    """Why `n_queries` labelled queries (and `n_validation` given validation queries, or None to hold them
+    out of the labelled ones) cannot validate a supervised stage; "" when they can."""
+    need = config.min_validation
+    if n_validation is None and n_queries < 2 * need:
+        return (
+            f"{n_queries} labelled queries are too few to validate the supervised stage: it takes "
+            f"{need} held out for validation (SupervisedConfig.min_validation) and as many to train on"
+        )
+    if n_validation is not None and n_validation < need:
+        return (
+            f"{n_validation} validation queries are too few to validate the supervised stage "
+            f"(SupervisedConfig.min_validation = {need})"
+        )
+    return ""
+
+
+def dropped_stage(
+    stage_one: MatryoshkaAdaptor, summary: dict, reason: str, metrics: dict
+) -> MatryoshkaAdaptor:
+    """A copy of the stage-one adaptor, its metadata saying the supervised stage was dropped and why
+    (`summary`: the training record; `metrics`: the chosen run's validation numbers, when validation
+    ran)."""
+    adaptor = copy.deepcopy(stage_one)
+    adaptor.metadata = {
+        "training": summary | {"refit": None, "supervised_stage": {"kept": False, "reason": reason}},
+        "metrics": metrics
+        or {"weights_measured": None, "validation_ndcg@10": None, "best_step": 0, "steps": 0},
     }
     return adaptor
