@@ -4,7 +4,8 @@ Corpus items are the queries (each one's own row left out of its search). For a 
 `kept = mean_q 1 / log2(2 + r_q)` with `r_q` the 0-based rank of the full dim's nearest neighbour of `q` in
 the prefix's top k (0 when absent): nDCG@k of the prefix's search with the full-dim nearest neighbour as the
 one relevant document, so the full dim itself scores 1. It is the one label-free score of the package:
-unsupervised training serves, per dim, the prefix that keeps more (`served_prefix_choice`), and
+unsupervised training serves, per dim, its adapted prefix unless the rotation's keeps clearly more
+(`served_prefix_choice`), and
 `recommend.recommend_dim` picks the smallest dim whose served prefix keeps a target share.
 """
 
@@ -25,21 +26,34 @@ MAX_QUERIES = 500  # corpus items used as queries
 MIN_CORPUS_ROWS = 100  # fewer items leave too few queries and candidates for the score to mean anything
 CHUNK_ROWS = 16384  # corpus rows adapted and searched at a time
 GRID_STEPS = 4  # the estimate is given at the judged dims and 3 evenly spaced dims between each two
+CLEARLY_SE = 2.0  # "clearly more": by over 2 standard errors (chosen on validation: BENCHMARKS.md, issue 17)
 
 Prefix = tuple[PrefixSource, int]  # (source, dim)
 
 
-def kept_score(ranked: np.ndarray, nearest: np.ndarray) -> float:
-    """`mean_q 1 / log2(2 + r_q)`, `r_q` the position of `nearest[q]` in `ranked[q]` (gain 0 when absent).
+def kept_gains(ranked: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """`1 / log2(2 + r_q)` per query `(q,)`, `r_q` the position of `nearest[q]` in `ranked[q]` (0 when absent).
 
     Args:
         ranked: corpus rows `(q, k)` of each query's prefix search, best first.
         nearest: the full dim's nearest corpus row `(q,)` of each query.
     """
     hits = ranked == nearest[:, None]
-    found = hits.any(axis=1)
-    gains = np.where(found, 1.0 / np.log2(2.0 + hits.argmax(axis=1)), 0.0)
+    return np.where(hits.any(axis=1), 1.0 / np.log2(2.0 + hits.argmax(axis=1)), 0.0)
+
+
+def kept_score(ranked: np.ndarray, nearest: np.ndarray) -> float:
+    """`kept = mean_q kept_gains(ranked, nearest)`: `(q, k)`, `(q,)` -> float (0 for no query)."""
+    gains = kept_gains(ranked, nearest)
     return float(gains.mean()) if len(gains) else 0.0
+
+
+def clearly_better(gains: np.ndarray, other: np.ndarray, z: float = CLEARLY_SE) -> bool:
+    """Whether `mean(gains - other) > z * SE` over the queries `(q,)`, `(q,)`: a paired check that `gains`
+    keeps more than `other` by more than the estimate's noise (SE = std / sqrt(q))."""
+    difference = np.asarray(gains, np.float64) - np.asarray(other, np.float64)
+    se = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
+    return bool(difference.mean() > z * se)
 
 
 def judged_dims(dims: Iterable[int], base_dim: int) -> tuple[int, ...]:
@@ -125,6 +139,22 @@ def prefix_rankings(
     return {prefix: found[1] for prefix, found in best.items()}
 
 
+def retrieval_gains(
+    adaptor: Any,
+    corpus: np.ndarray,
+    queries: np.ndarray,
+    prefixes: Sequence[Prefix],
+    reference: PrefixSource = "base",
+    k: int = KEPT_AT_K,
+) -> dict[Prefix, np.ndarray]:
+    """`kept_gains` per query `(q,)` of each `(source, dim)` prefix of `adaptor`'s outputs, against the
+    `reference` source's full-dim search; arguments as `prefix_rankings`."""
+    adaptor = as_numpy_adaptor(adaptor)
+    full = (reference, adaptor.config.base_dim)
+    rankings = prefix_rankings(adaptor, corpus, queries, [*prefixes, full], k)
+    return {prefix: kept_gains(rankings[prefix], rankings[full][:, 0]) for prefix in prefixes}
+
+
 def retrieval_kept(
     adaptor: Any,
     corpus: np.ndarray,
@@ -133,12 +163,9 @@ def retrieval_kept(
     reference: PrefixSource = "base",
     k: int = KEPT_AT_K,
 ) -> dict[Prefix, float]:
-    """`kept` (module docstring) of each `(source, dim)` prefix of `adaptor`'s outputs, against the
-    `reference` source's full-dim search; arguments as `prefix_rankings`."""
-    adaptor = as_numpy_adaptor(adaptor)
-    full = (reference, adaptor.config.base_dim)
-    rankings = prefix_rankings(adaptor, corpus, queries, [*prefixes, full], k)
-    return {prefix: kept_score(rankings[prefix], rankings[full][:, 0]) for prefix in prefixes}
+    """`kept` (module docstring) of each prefix: the mean of `retrieval_gains` over the queries."""
+    gains = retrieval_gains(adaptor, corpus, queries, prefixes, reference, k)
+    return {prefix: float(values.mean()) for prefix, values in gains.items()}
 
 
 def served_prefix_choice(
@@ -147,21 +174,27 @@ def served_prefix_choice(
     """The prefix to serve at each judged dim of an unsupervised adaptor, the scores it was chosen by, and
     the served prefix's score at every dim of `estimate_grid` (what `recommend` reads).
 
-    At each trained dim, the source whose prefix keeps more of the base vectors' full-dim search ("base"
-    on a tie); at the base dim always "base" (the base ranking: the rotation is orthogonal); a dim between
-    judged dims serves what the next judged dim up serves (`AdaptorConfig.served_prefix`). Returns
-    `served_prefixes` for `AdaptorConfig` and `{"adapted" | "base": {judged dim: kept}, "served": {grid dim:
-    kept}}`.
+    At each trained dim the adapted prefix, unless the rotation's keeps clearly more of the base vectors'
+    full-dim search (`clearly_better`: by over `CLEARLY_SE` standard errors, paired over the queries); at the
+    base dim always "base" (the base ranking: the rotation is orthogonal); a dim between judged dims serves
+    what the next judged dim up serves (`AdaptorConfig.served_prefix`). Returns `served_prefixes` for
+    `AdaptorConfig` and `{"adapted" | "base": {judged dim: kept}, "served": {grid dim: kept}}`.
     """
     adaptor = as_numpy_adaptor(adaptor)
     config = adaptor.config
     dims = judged_dims(config.dims, config.base_dim)
     prefixes = [(source, dim) for dim in dims for source in get_args(PrefixSource)]
-    kept = retrieval_kept(adaptor, corpus, queries, prefixes, reference="base")
+    gains = retrieval_gains(adaptor, corpus, queries, prefixes, reference="base")
     served = tuple(
-        (dim, "adapted" if dim < config.base_dim and kept["adapted", dim] > kept["base", dim] else "base")
+        (
+            dim,
+            "base"
+            if dim == config.base_dim or clearly_better(gains["base", dim], gains["adapted", dim])
+            else "adapted",
+        )
         for dim in dims
     )
+    kept = {prefix: float(values.mean()) for prefix, values in gains.items()}
     serving = replace(config, served_prefixes=served)
     grid = [(serving.served_prefix(dim), dim) for dim in estimate_grid(config.dims, config.base_dim)]
     kept |= retrieval_kept(adaptor, corpus, queries, [p for p in grid if p not in kept], reference="base")
