@@ -101,12 +101,13 @@ def test_full_dim_and_adaptor_object(
 
 
 def test_any_dim_up_to_base_dim(base: ProviderEmbeddings, small_adaptor_dir: Path) -> None:
-    """Dims outside the trained ones (32, 64, 384) are allowed: they are prefixes of the full vector."""
-    full = AdaptedEmbeddings(base=base, path=str(small_adaptor_dir)).embed_query(TEXTS[1])
-    for dim in (1, 50, 383):
+    """Dims outside the trained ones (32, 64, 384) are allowed: each is a prefix of the vector served at the next
+    trained dim up (the adaptor serves, per trained dim, its adapted prefix or the rotation's)."""
+    for dim, trained in ((1, 32), (50, 64), (383, 384)):
+        served = AdaptedEmbeddings(base=base, path=str(small_adaptor_dir), dim=trained).embed_query(TEXTS[1])
         vector = AdaptedEmbeddings(base=base, path=str(small_adaptor_dir), dim=dim).embed_query(TEXTS[1])
         assert len(vector) == dim
-        prefix = np.array(full[:dim])
+        prefix = np.array(served[:dim])
         np.testing.assert_allclose(vector, prefix / np.linalg.norm(prefix), atol=1e-5)
 
 
