@@ -6,18 +6,18 @@ import pytest
 from matryoshka_rag import InputError
 from matryoshka_rag.beir import read_corpus_fields
 from matryoshka_rag.pseudo_queries import pseudo_queries, sentences
-from tests.conftest import BEIR_DIR
+from tests.conftest import SLICE_DIR
 
 
 @pytest.fixture(scope="module")
-def nfcorpus_slice():
-    """Titles and bodies of NFCorpus's first 200 documents."""
-    _, titles, bodies = read_corpus_fields(BEIR_DIR / "nfcorpus" / "corpus.jsonl")
+def corpus_slice():
+    """Titles and bodies of the first 200 documents of the committed SciFact slice."""
+    _, titles, bodies = read_corpus_fields(SLICE_DIR / "corpus.jsonl")
     return titles[:200], bodies[:200]
 
 
-def test_each_query_is_its_documents_title_or_one_of_its_long_sentences(nfcorpus_slice):
-    titles, bodies = nfcorpus_slice
+def test_each_query_is_its_documents_title_or_one_of_its_long_sentences(corpus_slice):
+    titles, bodies = corpus_slice
     queries = pseudo_queries(bodies, titles, min_words=8, title_share=0.3, seed=1)
     assert len(queries.texts) == len(queries.doc_rows) == len(queries.kinds) == 200 - len(queries.skipped)
     for text, row, kind in zip(queries.texts, queries.doc_rows, queries.kinds):
@@ -32,16 +32,16 @@ def test_each_query_is_its_documents_title_or_one_of_its_long_sentences(nfcorpus
     assert queries.relevance() == [{row: 1.0} for row in queries.doc_rows]
 
 
-def test_deterministic_for_a_seed_and_another_seed_draws_other_queries(nfcorpus_slice):
-    titles, bodies = nfcorpus_slice
+def test_deterministic_for_a_seed_and_another_seed_draws_other_queries(corpus_slice):
+    titles, bodies = corpus_slice
     first, again = pseudo_queries(bodies, titles, seed=3), pseudo_queries(bodies, titles, seed=3)
     other = pseudo_queries(bodies, titles, seed=4)
     assert first == again
     assert first.texts != other.texts
 
 
-def test_without_titles_every_query_is_a_sentence(nfcorpus_slice):
-    _, bodies = nfcorpus_slice
+def test_without_titles_every_query_is_a_sentence(corpus_slice):
+    _, bodies = corpus_slice
     queries = pseudo_queries(bodies, seed=0)
     assert set(queries.kinds) == {"sentence"}
     assert queries.counts()["title"] == 0
