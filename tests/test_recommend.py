@@ -28,6 +28,8 @@ from matryoshka_rag.retrieval_kept import (
 from matryoshka_rag.training import UnsupervisedConfig
 from matryoshka_rag.training.unsupervised_objective import holdout_split
 
+from .conftest import SLICE_DIR
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -317,3 +319,35 @@ def test_shrink_dim_auto_serves_the_recommended_dim(tmp_path, scifact, scifact_v
     adaptor = result.stdout.split("adaptor: ")[1].strip()
     chosen = recommend_dim(adaptor, target=0.9, below=384, trained_only=True)
     assert f"dims searched: 384 -> {chosen}\n" in result.stdout
+
+
+@pytest.mark.slow
+def test_cli_recommend_corpus_encodes_with_the_adaptors_base_model(
+    small_adaptor_dir, scifact_vectors, tmp_path
+):
+    """`--corpus` encodes the texts with the real all-MiniLM-L6-v2 (the adaptor's base model) and measures the
+    same table as the precomputed vectors of those texts."""
+    rows = 120
+    lines = (SLICE_DIR / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:rows]
+    (tmp_path / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    np.save(tmp_path / "corpus.npy", scifact_vectors[:rows])
+    tables = {}
+    for source in ("--corpus", "--embeddings"):
+        path = tmp_path / ("corpus.jsonl" if source == "--corpus" else "corpus.npy")
+        result = _cli("--adaptor", small_adaptor_dir, source, path, "--plot", tmp_path / "p.png")
+        assert result.returncode == 0, result.stderr
+        assert "measured on the given corpus" in result.stdout
+        tables[source] = _estimates(result.stdout)
+    assert tables["--corpus"].keys() == tables["--embeddings"].keys() and len(tables["--corpus"]) > 2
+    for dim, kept in tables["--embeddings"].items():
+        assert abs(tables["--corpus"][dim] - kept) <= 0.01, (dim, tables)
+
+
+def _estimates(stdout: str) -> dict[int, float]:
+    """`{dim: estimate}` from the rows `| dim ... | served prefix | estimate | ... |` of the printed table."""
+    table = {}
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].split(" ")[0].isdigit():
+            table[int(cells[0].split(" ")[0])] = float(cells[2])
+    return table
