@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from .beir_source import LOCAL_BEIR
+from .errors import InputError
 
 DEMO_QUERY = "Vitamin D deficiency is associated with an increased risk of tuberculosis."
 DEMO_METHODS = ("truncate", "pca-rotation", "unsupervised", "supervised")
@@ -95,6 +96,19 @@ def full_run_note(results: dict, embeddings: Path | None) -> str:
     return "\n".join(lines)
 
 
+STORE_MARK = ".matryoshka-rag-demo-store"  # in the store folder the demo writes, so a rerun may replace it
+
+
+def demo_store(out: Path) -> Path:
+    """`out/chroma`, the demo's store; `InputError` when that folder exists and the demo did not write it."""
+    store = out / "chroma"
+    if store.exists() and not (store / STORE_MARK).is_file():
+        raise InputError(
+            f"{store} exists and was not written by the demo; nothing was changed: pass another --out or move it"
+        )
+    return store
+
+
 def run(args: argparse.Namespace) -> None:
     """Steps 1-5 of the module docstring; `InputError` for a dataset that cannot be found or downloaded."""
     import dataclasses
@@ -106,6 +120,8 @@ def run(args: argparse.Namespace) -> None:
     from .training import SupervisedConfig, UnsupervisedConfig
 
     started = time.perf_counter()
+    out = Path(args.out)
+    store = demo_store(out)  # checked before any work
     folder = dataset_folder(args.dataset)
     embeddings = precomputed_folder(args.embeddings, args.model, folder.name)
     print(f"dataset: {folder}")
@@ -114,7 +130,6 @@ def run(args: argparse.Namespace) -> None:
         if embeddings
         else f"vectors: encoding with {args.model} through the cache (the first run only; slow on a CPU)"
     )
-    out = Path(args.out)
     settings = EvalSettings(
         unsupervised=dataclasses.replace(UnsupervisedConfig(), **DEMO_UNSUPERVISED),
         supervised=dataclasses.replace(SupervisedConfig(), **DEMO_SUPERVISED),
@@ -141,11 +156,14 @@ def run(args: argparse.Namespace) -> None:
         embeddings.mkdir(parents=True, exist_ok=True)
         np.save(embeddings / "corpus.npy", corpus)
         (embeddings / "corpus_ids.json").write_text(json.dumps(dataset.corpus_ids))
-    store = out / "chroma"
-    if store.exists():
+    if store.exists():  # a previous demo's (demo_store checked its mark)
         import shutil
 
         shutil.rmtree(store)
+    store.mkdir(parents=True)
+    (store / STORE_MARK).write_text(
+        "written by python -m matryoshka_rag.demo; a rerun replaces this folder\n"
+    )
     adaptor = out / "adaptors" / "supervised"
     index = ["index", "--dataset", str(folder), "--adaptor", str(adaptor), "--embeddings", str(embeddings)]
     index += ["--path", str(store), "--small-dim", "64", "--batch-size", "2000"]
@@ -160,7 +178,6 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .errors import InputError
     from .extras import MissingExtraError, needs_extra
 
     try:

@@ -37,6 +37,7 @@ def test_the_demo_reports_indexes_the_supervised_adaptor_and_answers(tmp_path, m
     answers = [line for line in printed.splitlines() if line.strip()[:3] in ("1. ", "2. ", "3. ")]
     assert len(answers) == 3 and all("[small+rerank]" in a or "[widened]" in a for a in answers)
     assert "What a full run adds" in printed and "matryoshka-rag eval --dataset scifact" in printed
+    assert (out / "chroma" / demo.STORE_MARK).is_file()  # a rerun may replace this store, and only this
 
 
 def test_offline_without_the_dataset_is_one_line(tmp_path, monkeypatch, capsys) -> None:
@@ -56,3 +57,22 @@ def test_the_full_run_note_gives_the_measured_figures_and_the_command() -> None:
     assert "0.788 at 64" in note and "this demo: 0.700 at 64" in note
     other = demo.full_run_note({**results, "dataset": "fiqa"}, None)
     assert "--dataset fiqa --methods" in other and "measured" not in other
+
+
+def test_a_store_folder_the_demo_did_not_write_is_refused_before_any_work(tmp_path, capsys) -> None:
+    mine = tmp_path / "demo" / "chroma"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("the user's")
+    argv = [
+        "--dataset",
+        str(SLICE_DIR),
+        "--embeddings",
+        str(SLICE_EMBEDDINGS_DIR),
+        "--out",
+        str(tmp_path / "demo"),
+    ]
+    assert demo.main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert "chroma exists and was not written by the demo; nothing was changed" in error and "\n" not in error
+    assert (mine / "notes.txt").read_text() == "the user's"
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["chroma"]  # no training ran
