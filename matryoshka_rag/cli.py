@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import get_args
 
@@ -217,18 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(command: str, action: Callable[[], None], needing: str = "this command") -> int:
+    """Run `action`: 0, or 2 after one line `matryoshka-rag <command>: error: ...` on stderr for bad input or a
+    missing extra (named for `needing`)."""
     from .errors import InputError
     from .extras import MissingExtraError, needs_extra
 
     try:
-        with needs_extra("this command"):
-            args.handler(args)
+        with needs_extra(needing):
+            action()
     except (InputError, MissingExtraError) as error:
-        print(f"matryoshka-rag {args.command}: error: {error}", file=sys.stderr)
+        print(f"matryoshka-rag {command}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args.command, lambda: args.handler(args))
 
 
 if __name__ == "__main__":

@@ -178,15 +178,9 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .extras import MissingExtraError, needs_extra
+    from .cli import run_command
 
-    try:
-        with needs_extra("the demo"):
-            run(args)
-    except (InputError, MissingExtraError) as error:
-        print(f"matryoshka-rag demo: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("demo", lambda: run(args), "the demo")
 
 
 if __name__ == "__main__":
