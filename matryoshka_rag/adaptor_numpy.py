@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,17 @@ class NumpyAdaptor:
         weight, bias = self._layers[-1]
         return z + (hidden @ weight + bias)
 
+    def _serving(self, dim: int) -> Callable[[np.ndarray], np.ndarray]:
+        """The function whose output's prefix is served at `dim`: `rotate` or `forward`."""
+        return self.rotate if self.config.served_prefix(dim) == "base" else self.forward
+
+    def prefixes(self, embeddings: np.ndarray, dims: Sequence[int]) -> list[np.ndarray]:
+        """The served prefixes `(n, m)` float32, not normalised, of base vectors `(n, base_dim)` for each m of
+        `dims` (checked as `transform` checks them), each of `rotate` and `forward` computed at most once."""
+        vectors, _ = self.config.transform_input(embeddings, max(dims))
+        outputs = {serve: serve(vectors) for serve in {self._serving(m) for m in dims}}
+        return [outputs[self._serving(m)][:, :m] for m in dims]
+
     def transform(
         self, embeddings: np.ndarray, dim: int | None = None, batch_size: int = 4096, normalize: bool = True
     ) -> np.ndarray:
@@ -100,10 +111,9 @@ class NumpyAdaptor:
         all dims. Rows are L2-normalised unless `normalize=False`.
         """
         vectors, dim = self.config.transform_input(embeddings, dim)
-        serve = self.rotate if self.config.served_prefix(dim) == "base" else self.forward
         out = np.empty((len(vectors), dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):
-            adapted = serve(vectors[start : start + batch_size])[:, :dim]
+            adapted = self._serving(dim)(vectors[start : start + batch_size])[:, :dim]
             if normalize:
                 adapted /= np.maximum(np.linalg.norm(adapted, axis=1, keepdims=True), 1e-12)  # as torch
             out[start : start + batch_size] = adapted

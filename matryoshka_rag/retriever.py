@@ -454,15 +454,13 @@ class MatryoshkaStore:
 
     def _vectors(self, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Base vectors `(n, base_dim)` -> unit-norm small `(n, small_dim)` and rerank `(n, large_dim)`."""
-        small = self.adaptor.transform(base, dim=self.small_dim, normalize=False)  # checks dim, NaN, zeros
+        base_rerank = self.large_vectors == "base"
+        dims = (self.small_dim,) if base_rerank else (self.small_dim, self.large_dim)
+        small, *adapted = self.adaptor.prefixes(base, dims)  # checks dim, NaN, zeros
         norms = np.linalg.norm(small, axis=1, keepdims=True)
         if not norms.all():
             raise InputError(f"row {int(np.argmin(norms))} adapts to an all-zero {self.small_dim}-dim prefix")
-        large = (
-            np.asarray(base, dtype=np.float32)
-            if self.large_vectors == "base"
-            else self.adaptor.transform(base, dim=self.large_dim, normalize=False)
-        )
+        large = np.asarray(base, dtype=np.float32) if base_rerank else adapted[0]
         large = large / np.linalg.norm(large, axis=1, keepdims=True)
         return np.ascontiguousarray(small / norms), np.ascontiguousarray(large, dtype=np.float32)
 

@@ -90,3 +90,18 @@ def test_a_later_format_version_says_newer_format_not_tampered(tmp_path):
     with pytest.raises(InputError, match="newer format") as caught:
         NumpyAdaptor.from_folder(folder)
     assert "tampered" not in str(caught.value)
+
+
+def test_prefixes_are_the_served_prefixes_with_each_source_computed_once(small_adaptor_dir, scifact_vectors):
+    adaptor = NumpyAdaptor.from_folder(small_adaptor_dir)
+    assert {adaptor.config.served_prefix(m) for m in (32, 384)} == {"adapted", "base"}  # both sources at work
+    calls = []
+    forward = adaptor.forward
+    adaptor.forward = lambda x: calls.append(len(x)) or forward(x)
+    dims = (32, 64, 384)
+    prefixes = adaptor.prefixes(scifact_vectors[:50], dims)
+    assert calls == [50]
+    for dim, prefix in zip(dims, prefixes):
+        np.testing.assert_array_equal(prefix, adaptor.transform(scifact_vectors[:50], dim, normalize=False))
+    with pytest.raises(InputError, match="NaN"):
+        adaptor.prefixes(np.full((1, 384), np.nan, np.float32), dims)
