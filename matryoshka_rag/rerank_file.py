@@ -1,10 +1,12 @@
-"""An append-only file of float16 rerank vectors beside a Chroma database, read row by row for a shortlist.
+"""An append-only file of float16 rerank vectors and their records beside a Chroma database, read row by row.
 
 Layout: `<stem>.f16`, a 64-byte header (magic, format version, dim, the owning store's id), then rows of
-`dim` float16 values followed by an 8-byte key of the record id (blake2b), so a row read for an id is checked
-to be that id's; and `<stem>.keys`, the same keys alone (8 bytes a row), from which a reader builds its
-id -> row index without touching the vectors. Rows are only appended (vectors, then keys, each fsynced) or
-cut from the end; `read` reads the shortlist's rows with `os.pread`: nothing is mapped or kept in memory.
+`dim` float16 values, an 8-byte key of the record id (blake2b), so a row read for an id is checked to be
+that id's, and where the row's record (an opaque byte string: the store keeps the document and metadata
+there) lies in `<stem>.rec` (offset, size); `<stem>.keys`, the same keys alone (8 bytes a row), from which a
+reader builds its id -> row index without touching the vectors. Rows are only appended (records, vectors,
+then keys, each fsynced) or cut from the end; `read` and `records` read the rows asked for with `os.pread`:
+nothing is mapped or kept in memory.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .errors import InputError
 __all__ = ["RerankFile", "RerankFileError", "id_keys"]
 
 MAGIC = b"MRAGRRK\x00"
-VERSION = 1
+VERSION = 2  # 1 had no records
 HEADER_SIZE = 64
 _HEADER = struct.Struct("<8sII16s")  # magic, version, dim, store id
 
@@ -34,20 +36,16 @@ class RerankFileError(InputError):
 
 
 def id_keys(ids: Sequence[str]) -> np.ndarray:
-    """`(n,)` uint64 keys of record ids (blake2b, 8 bytes), stored beside each row to check it."""
-    return np.array(
-        [
-            int.from_bytes(
-                hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
-            )
-            for i in ids
-        ],
-        dtype=np.uint64,
+    """`(n,)` uint64 keys of record ids (blake2b, 8 bytes, little-endian), stored beside each row to check it."""
+    digests = b"".join(
+        [hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=8).digest() for i in ids]
     )
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
 
 
 class RerankFile:
-    """Rows `(dim,)` float16 + id key, appended durably; `read(rows, ids)` -> `(n, dim)` float32.
+    """Rows `(dim,)` float16 + id key + record, appended durably; `read(rows, ids)` -> `(n, dim)` float32,
+    `records(rows, ids)` -> their records.
 
     Args:
         path: the file; created (header written and fsynced) when missing and `create` is true.
@@ -58,12 +56,17 @@ class RerankFile:
     def __init__(self, path: str | os.PathLike, dim: int, store_id: str, create: bool = False) -> None:
         self.path, self.dim, self.store_id = Path(path), int(dim), store_id
         self.keys_path = self.path.with_suffix(".keys")
-        self.row_dtype = np.dtype([("vector", "<f2", (self.dim,)), ("key", "<u8")])
+        self.records_path = self.path.with_suffix(".rec")
+        self.row_dtype = np.dtype(
+            [("vector", "<f2", (self.dim,)), ("key", "<u8"), ("record_at", "<u8"), ("record_size", "<u4")]
+        )
         if not self.path.exists():
             if not create or self.keys_path.exists() and self.keys_path.stat().st_size:
                 raise RerankFileError(f"the rerank file {self.path} is missing: the store cannot rerank")
             self._create()
         self._check_header()
+        if not self.records_path.exists():
+            raise RerankFileError(f"the records file {self.records_path} is missing: the store cannot serve")
 
     def _create(self) -> None:
         header = _HEADER.pack(MAGIC, VERSION, self.dim, uuid.UUID(self.store_id).bytes).ljust(
@@ -76,6 +79,7 @@ class RerankFile:
             handle.flush()
             os.fsync(handle.fileno())
         self.keys_path.write_bytes(b"")
+        self.records_path.write_bytes(b"")
         os.replace(staging, self.path)
         fsync_dir(self.path.parent)
 
@@ -87,7 +91,8 @@ class RerankFile:
         _, version, dim, store = _HEADER.unpack(raw[: _HEADER.size])
         if version != VERSION:
             raise RerankFileError(
-                f"{self.path} has rerank file version {version}, this version reads {VERSION}"
+                f"{self.path} has rerank file version {version}, this version of matryoshka-rag reads "
+                f"{VERSION}: build the store again (add its records into a new store name)"
             )
         if uuid.UUID(bytes=store).hex != self.store_id:
             raise RerankFileError(
@@ -115,18 +120,33 @@ class RerankFile:
             )
         return keys
 
-    def append(self, ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
-        """Write `vectors` `(n, dim)` with the keys of `ids` after the last whole row; fsync before returning.
+    def _records_end(self, rows: int) -> int:
+        """Where the record of row `rows - 1` ends in the records file (0 for no rows)."""
+        if rows == 0:
+            return 0
+        last = self._rows_at(np.array([rows - 1]))[0]
+        return int(last["record_at"]) + int(last["record_size"])
 
-        Returns the `(n,)` row numbers. A partial row left by a crash is overwritten.
+    def append(self, ids: Sequence[str], vectors: np.ndarray, records: Sequence[bytes]) -> np.ndarray:
+        """Write `vectors` `(n, dim)` with the keys of `ids` and their `records` after the last whole row;
+        fsync before returning.
+
+        Returns the `(n,)` row numbers. A partial row or record left by a crash is overwritten.
         """
-        if vectors.shape != (len(ids), self.dim):
-            raise InputError(f"rerank vectors must be ({len(ids)}, {self.dim}), got {vectors.shape}")
+        if vectors.shape != (len(ids), self.dim) or len(records) != len(ids):
+            raise InputError(
+                f"rerank vectors must be ({len(ids)}, {self.dim}) with {len(ids)} records, got "
+                f"{vectors.shape} and {len(records)}"
+            )
+        start = self.rows
+        sizes = np.array([len(record) for record in records], dtype=np.int64)
         block = np.empty(len(ids), dtype=self.row_dtype)
         block["vector"] = vectors
         block["key"] = id_keys(ids)
-        start = self.rows
+        block["record_at"] = self._records_end(start) + np.cumsum(sizes) - sizes
+        block["record_size"] = sizes
         for path, offset, data in (
+            (self.records_path, int(block["record_at"][0]) if len(ids) else 0, b"".join(records)),
             (self.path, HEADER_SIZE + start * self.row_dtype.itemsize, block.tobytes()),
             (self.keys_path, start * 8, block["key"].tobytes()),
         ):
@@ -144,6 +164,7 @@ class RerankFile:
             for path, size in (
                 (self.path, HEADER_SIZE + rows * self.row_dtype.itemsize),
                 (self.keys_path, rows * 8),
+                (self.records_path, self._records_end(rows)),
             ):
                 with open(path, "r+b") as handle:
                     handle.truncate(size)
@@ -163,12 +184,8 @@ class RerankFile:
             )
         return np.frombuffer(data, dtype=self.row_dtype)
 
-    def read(self, rows: np.ndarray, ids: Sequence[str], keys: np.ndarray | None = None) -> np.ndarray:
-        """The vectors at `rows` `(n,)` as `(n, dim)` float32, each checked to be the row of its id
-        (`keys`: `id_keys(ids)`, when the caller has them already)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if rows.size == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
+    def _checked_rows(self, rows: np.ndarray, ids: Sequence[str], keys: np.ndarray | None) -> np.ndarray:
+        """Rows `(n,)` read and checked to be those of `ids` (`keys`: `id_keys(ids)`, when known)."""
         if rows.min() < 0:
             raise RerankFileError(f"a record points at row {int(rows.min())} of {self.path}: corrupt pointer")
         found = self._rows_at(rows)
@@ -178,9 +195,37 @@ class RerankFile:
                 f"row {int(rows[wrong[0]])} of {self.path} is not the vector of id {ids[wrong[0]]!r}: the file "
                 "was replaced by another one or is corrupt"
             )
-        return found["vector"].astype(np.float32)
+        return found
+
+    def read(self, rows: np.ndarray, ids: Sequence[str], keys: np.ndarray | None = None) -> np.ndarray:
+        """The vectors at `rows` `(n,)` as `(n, dim)` float32, each checked to be the row of its id
+        (`keys`: `id_keys(ids)`, when the caller has them already)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self._checked_rows(rows, ids, keys)["vector"].astype(np.float32)
+
+    def records(self, rows: np.ndarray, ids: Sequence[str], keys: np.ndarray | None = None) -> list[bytes]:
+        """The records of the rows `(n,)`, each row checked to be that of its id."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return []
+        found = self._checked_rows(rows, ids, keys)
+        with open(self.records_path, "rb", buffering=0) as handle:
+            records = [
+                os.pread(handle.fileno(), int(size), int(at))
+                for at, size in zip(found["record_at"], found["record_size"])
+            ]
+        short = [
+            i for i, (record, size) in enumerate(zip(records, found["record_size"])) if len(record) < size
+        ]
+        if short:
+            raise RerankFileError(
+                f"the records file {self.records_path} is truncated: the record of id {ids[short[0]]!r} is cut"
+            )
+        return records
 
     def remove(self) -> None:
-        """Delete both files."""
-        self.path.unlink(missing_ok=True)
-        self.keys_path.unlink(missing_ok=True)
+        """Delete the vectors, keys and records files."""
+        for path in (self.path, self.keys_path, self.records_path):
+            path.unlink(missing_ok=True)

@@ -1,10 +1,12 @@
 """Where a Matryoshka store keeps its rerank vectors: a file beside an embedded database, or a collection.
 
 Both homes share one interface, used by `retriever.MatryoshkaStore` inside `writing()`:
-`write(ids, vectors)` stores the vectors *before* the searched collection's records that point at them and
-returns the pointer metadata for those records (or None); `acknowledge()` runs after the records are
-written; `read(ids)` returns the vectors of the ids that have one, and which do; `remove(ids)` runs after
-records are deleted.
+`write(ids, vectors, records)` stores the vectors *before* the searched collection's records that point at
+them and returns the pointer metadata for those records (or None); `acknowledge()` runs after the records
+are written; `read(ids)` returns the vectors of the ids that have one, and which do; `remove(ids)` runs
+after records are deleted. A home that `keeps_records` (the file) also keeps each id's document and
+metadata (`records`, `write(..., records)`), so a query reads its hits without a second Chroma call; the
+collection home leaves them to the searched collection.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .atomic import atomic_write_text
 from .chroma_client import chroma_errors
 from .rerank_file import RerankFile, RerankFileError, id_keys
 
-__all__ = ["POINTER_KEY", "RESERVED_PREFIX", "CollectionVectors", "FileVectors", "RerankHome"]
+__all__ = ["POINTER_KEY", "RESERVED_PREFIX", "CollectionVectors", "FileVectors", "Record", "RerankHome"]
 
 RerankHome = Literal["auto", "file", "collection"]
 RESERVED_PREFIX = "mrag:"  # metadata keys of the store's own, hidden from users
@@ -32,9 +34,34 @@ POINTER_KEY = f"{RESERVED_PREFIX}ptr"  # record metadata: generation << 40 | row
 _ROW_BITS = 40
 _ROW_MASK = (1 << _ROW_BITS) - 1
 
+Record = tuple[str | None, dict[str, Any]]  # a record's document and user metadata
+
+
+def _encode(record_id: str, record: Record) -> bytes:
+    """JSON `[id, document, metadata]`; nothing for a record with neither document nor metadata."""
+    if record[0] is None and not record[1]:
+        return b""
+    return json.dumps([record_id, *record], ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _decode(raw: bytes, record_id: str, path: Path) -> Record:
+    """The record `_encode` wrote for `record_id`; `RerankFileError` naming `path` if it is not that."""
+    if not raw:
+        return None, {}
+    try:
+        found_id, document, metadata = json.loads(raw.decode("utf-8", "surrogatepass"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RerankFileError(f"the record of id {record_id!r} in {path} is corrupt: {error}") from error
+    if found_id != record_id:
+        raise RerankFileError(
+            f"the record of id {record_id!r} in {path} holds id {found_id!r}: the file was replaced or is corrupt"
+        )
+    return document, metadata
+
 
 class FileVectors:
-    """Rerank vectors as float16 rows in `<folder>/<name>.d<dim>.g<generation>.f16` (+ `.keys`).
+    """Rerank vectors as float16 rows in `<folder>/<name>.d<dim>.g<generation>.f16` (+ `.keys`), each
+    with its record (document and user metadata) in `.rec`.
 
     `<name>.d<dim>.progress` (JSON, replaced atomically) names the current generation and how many of its
     rows are acknowledged; readers index only those (id key -> latest row), refreshed when it changes.
@@ -44,6 +71,8 @@ class FileVectors:
     record points at them, else cut (on opening and before each write). `compact()` copies the live rows to
     a new generation, switches the progress file to it (the commit point) and deletes the other files.
     """
+
+    keeps_records = True
 
     def __init__(
         self, folder: Path, name: str, dim: int, collection: Collection, location: str, create: bool = False
@@ -155,9 +184,12 @@ class FileVectors:
             self._write_progress(generation, rows)
         self._generation, self._rows = generation, rows
 
-    def write(self, ids: Sequence[str], vectors: np.ndarray) -> list[dict[str, Any]]:
-        """Append and fsync `vectors` `(n, dim)`; the pointer metadata of each id."""
-        rows = self._file(self._generation).append(ids, vectors.astype(np.float16))
+    def write(
+        self, ids: Sequence[str], vectors: np.ndarray, records: Sequence[Record]
+    ) -> list[dict[str, Any]]:
+        """Append and fsync `vectors` `(n, dim)` and the ids' records; the pointer metadata of each id."""
+        raw = [_encode(record_id, record) for record_id, record in zip(ids, records)]
+        rows = self._file(self._generation).append(ids, vectors.astype(np.float16), raw)
         return [{POINTER_KEY: (self._generation << _ROW_BITS) | int(row)} for row in rows]
 
     def acknowledge(self) -> None:
@@ -178,7 +210,9 @@ class FileVectors:
             for start in range(0, len(ids), batch_size):
                 part = ids[start : start + batch_size]
                 vectors, found = self.read(part)
-                target.append([i for i, f in zip(part, found) if f], vectors.astype(np.float16))
+                kept = [i for i, f in zip(part, found) if f]
+                records = self.records(kept)
+                target.append(kept, vectors.astype(np.float16), [_encode(i, records[i]) for i in kept])
             self._write_progress(generation, target.rows)
             for stale in old:
                 self._files.pop(stale).remove()
@@ -187,22 +221,35 @@ class FileVectors:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors `(m, dim)` float32 of the `ids` with an acknowledged row, and the `(n,)` mask of those."""
+    def _locate(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Of `ids`: the `(n,)` mask of those with an acknowledged row, and those rows and keys `(m,)`."""
         self._refresh()
         keys, rows = self._index
         wanted = id_keys(ids)
         position = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
         found = (keys[position] == wanted) if len(keys) else np.zeros(len(ids), bool)
         chosen = np.flatnonzero(found)
-        vectors = self._file(self._generation).read(
-            rows[position[chosen]], [ids[i] for i in chosen], wanted[chosen]
-        )
-        return vectors, found
+        return found, rows[position[chosen]], wanted[chosen]
+
+    def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors `(m, dim)` float32 of the `ids` with an acknowledged row, and the `(n,)` mask of those."""
+        found, rows, keys = self._locate(ids)
+        chosen = [i for i, f in zip(ids, found) if f]
+        return self._file(self._generation).read(rows, chosen, keys), found
+
+    def records(self, ids: Sequence[str]) -> dict[str, Record]:
+        """`(document, metadata)` of the `ids` with an acknowledged row, by id."""
+        found, rows, keys = self._locate(ids)
+        chosen = [i for i, f in zip(ids, found) if f]
+        current = self._file(self._generation)
+        raw = current.records(rows, chosen, keys)
+        return {i: _decode(r, i, current.records_path) for i, r in zip(chosen, raw)}
 
 
 class CollectionVectors:
     """Rerank vectors in a second Chroma collection (server mode): written first, deleted last, read by id."""
+
+    keeps_records = False
 
     def __init__(self, collection: Collection, location: str) -> None:
         self.collection, self.location = collection, location
@@ -211,7 +258,8 @@ class CollectionVectors:
     def writing(self) -> Iterator[None]:
         yield
 
-    def write(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+    def write(self, ids: Sequence[str], vectors: np.ndarray, records: None = None) -> None:
+        """Upsert the vectors; records stay in the searched collection (`keeps_records` is false)."""
         with chroma_errors(self.location, f"writing rerank vectors to {self.collection.name!r}"):
             self.collection.upsert(ids=list(ids), embeddings=vectors)
 

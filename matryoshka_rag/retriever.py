@@ -2,12 +2,14 @@
 
 Layout (one searched collection, the rerank vectors beside it):
 
-- ``<name>__d<small>`` holds the adapted vectors cut to ``small_dim`` (renormalised, HNSW), the documents and
-  the metadata (for ``where`` filters). It is the only thing searched.
+- ``<name>__d<small>`` holds the adapted vectors cut to ``small_dim`` (renormalised, HNSW) and the metadata
+  (for ``where`` filters). It is the only thing searched.
 - The rerank vectors (``large_dim``) live outside HNSW: with an embedded `PersistentClient` in a float16 file
   beside the database (`rerank_vectors.FileVectors`, read only for the shortlist), through a server in a
   second collection ``<name>__d<large>`` read by id (`rerank_vectors.CollectionVectors`). They are the
   adapted vectors when the adaptor was trained with labels (or below the full dim), else the base vectors.
+- The documents, and the metadata as served: in the rerank file beside each vector (embedded: a query
+  makes one Chroma call), else in the searched collection.
 
 A query searches ``shortlist_factor * k`` candidates at the small dim, reranks them exactly (numpy) at the
 large dim and widens the shortlist (x4, up to ``max_shortlist_factor * k``) while
@@ -42,7 +44,7 @@ from .chroma_client import ChromaUnavailableError, chroma_errors, connect, locat
 from .errors import AdaptorMismatchError, InputError
 from .providers import CallableProvider, EmbeddingProvider, canonical_model_name, embed_texts
 from .recommend import recommend_dim
-from .rerank_vectors import RESERVED_PREFIX, CollectionVectors, FileVectors, RerankHome
+from .rerank_vectors import RESERVED_PREFIX, CollectionVectors, FileVectors, Record, RerankHome
 from .shortlist import shortlist_is_conclusive
 from .store_input import check_k, check_unique_ids
 
@@ -520,9 +522,14 @@ class MatryoshkaStore:
         for start in range(0, len(ids), self.batch_size):
             part = slice(start, start + self.batch_size)
             last = ids[min(start + self.batch_size, len(ids)) - 1]
+            meta = checked[part] if checked is not None else [None] * len(ids[part])
+            documents = texts[part] if texts else None
             with self.vectors.writing():
-                pointers = self.vectors.write(ids[part], large[part])
-                meta = checked[part] if checked is not None else [None] * len(ids[part])
+                records = None
+                if self.vectors.keeps_records:
+                    records = self._merged_records(ids[part], documents, meta)
+                    documents = None  # served from the rerank file
+                pointers = self.vectors.write(ids[part], large[part], records)
                 if pointers is not None:
                     meta = [{**(m or {}), **p} for m, p in zip(meta, pointers)]
                 with self._errors(f"writing ids {ids[start]!r}..{last!r}"):
@@ -530,10 +537,29 @@ class MatryoshkaStore:
                         ids=ids[part],
                         embeddings=small[part],
                         metadatas=meta if any(m is not None for m in meta) else None,
-                        documents=texts[part] if texts else None,
+                        documents=documents,
                     )
                 self.vectors.acknowledge()
         return len(ids)
+
+    def _merged_records(
+        self, ids: list[str], documents: list[str] | None, metadatas: list[dict | None]
+    ) -> list[Record]:
+        """The records an upsert leaves, as Chroma merges them: a new document replaces the stored one (none
+        keeps it), new metadata keys are set on the stored ones and a None value removes its key."""
+        with self._errors("reading the records to replace"):
+            stored = self.vectors.records(self.small.get(ids=ids, include=[])["ids"])
+        merged = []
+        for position, record_id in enumerate(ids):
+            document, metadata = stored.get(record_id, (None, {}))
+            metadata = dict(metadata)
+            for key, value in (metadatas[position] or {}).items():
+                if value is None:
+                    metadata.pop(key, None)
+                else:
+                    metadata[key] = value
+            merged.append((documents[position] if documents else document, metadata))
+        return merged
 
     # Adding an id again (e.g. re-sending a batch after a failure) replaces it: `add` is `upsert`.
     add = upsert
@@ -584,13 +610,16 @@ class MatryoshkaStore:
     ) -> dict[str, tuple[str | None, dict[str, Any]]]:
         """Stored `(document, metadata)` by id: of `ids` (those that exist), filtered by `where`, at most
         `limit` (all records when neither ids nor where is given)."""
+        keeps_records = self.vectors.keeps_records
         with self._errors("reading records"):
             found = self.small.get(
                 ids=_check_ids(ids) if ids is not None else None,
                 where=dict(where) if where else None,
                 limit=limit,
-                include=["documents", "metadatas"],
+                include=[] if keeps_records else ["documents", "metadatas"],
             )
+        if keeps_records:
+            return self.vectors.records(found["ids"])
         metadatas = found["metadatas"] or [None] * len(found["ids"])
         return {
             record_id: (document, _user_metadata(metadata))
@@ -655,7 +684,10 @@ class MatryoshkaStore:
         self.stats.queries += 1
         self.stats.widened += n > k * self.shortlist_factor
         best = _top_k(large_scores, ids, k)
-        records = self.get([ids[i] for i in best]) if best else {}
+        winners = [ids[i] for i in best]
+        records = {}
+        if best:  # hits exist in the searched collection: the rerank file serves them without asking it
+            records = self.vectors.records(winners) if self.vectors.keeps_records else self.get(winners)
         return [
             Hit(
                 ids[i],

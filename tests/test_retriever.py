@@ -224,6 +224,72 @@ def test_adapted_large_vectors(location, name, adaptor, corpus, dims):
         new_store(location, f"{name}x", adaptor, large_dim=256, large_vectors="base")
 
 
+def test_upserts_merge_documents_and_metadata_as_chroma_does(location, name, adaptor, corpus):
+    """An upsert without texts keeps the stored document, its metadata is merged into the stored one (a None
+    value removes the key), a deleted id added again starts afresh; in both homes (embedded: the rerank
+    file serves records, server: the searched collection), through `get`, `query` and after `compact`."""
+    ids, texts, vectors, _ = corpus
+    store = new_store(location, name, adaptor)
+    store.add(ids[:3], texts=texts[:3], embeddings=vectors[:3], metadatas=[{"a": 1, "b": "x"}] * 3)
+    store.upsert(ids[:1], embeddings=vectors[:1], metadatas=[{"b": None, "c": [1.5, 2.5]}])
+    store.upsert(ids[1:2], texts=["new text"], embeddings=vectors[1:2])
+    store.delete(ids[2:3])
+    store.upsert(ids[2:3], embeddings=vectors[2:3], metadatas=[{"d": True}])
+    expected = {
+        ids[0]: (texts[0], {"a": 1, "c": [1.5, 2.5]}),
+        ids[1]: ("new text", {"a": 1, "b": "x"}),
+        ids[2]: (None, {"d": True}),
+    }
+    assert store.get(ids[:3]) == expected
+    store.compact()
+    for i in range(3):
+        hit = store.query(vectors[i], k=1)[0]
+        assert (hit.id, hit.document, hit.metadata) == (ids[i], *expected[ids[i]])
+    assert new_store(location, name, adaptor).get(ids[:3]) == expected  # reopened
+
+
+def test_embedded_query_makes_one_chroma_call(tmp_path, adaptor, corpus):
+    """Embedded, a query's hits come with their documents and metadata from the rerank file: the searched
+    collection is asked once (the shortlist search), never read by id."""
+    ids, texts, vectors, metadatas = corpus
+    store = filled_store({"path": tmp_path / "db"}, "docs", adaptor, corpus, 200)
+    calls = []
+    for method in ("get", "query"):
+        original = getattr(store.small, method)
+        setattr(
+            store.small, method, lambda *a, _f=original, _m=method, **kw: calls.append(_m) or _f(*a, **kw)
+        )
+    hits = store.query(vectors[4], k=5)
+    assert calls == ["query"]
+    assert [(h.document, h.metadata) for h in hits[:1]] == [(texts[4], metadatas[4])]
+
+
+def test_bad_records_file_is_refused_and_left_as_is(tmp_path, adaptor, corpus):
+    """The records beside the rerank rows truncated, replaced by another store's or missing: reading them
+    names the file, and nothing is rewritten."""
+    ids, texts, vectors, _ = corpus
+    stores = {}
+    for name in ("docs", "other"):
+        stores[name] = MatryoshkaStore(name, adaptor, path=tmp_path / "db")
+        stores[name].add(ids[:50], texts=texts[:50], embeddings=vectors[:50])
+    records = _rerank_file(stores["docs"]).with_suffix(".rec")
+    good = records.read_bytes()
+    shifted = _rerank_file(stores["other"]).with_suffix(".rec").read_bytes()
+    shifted = shifted.replace(ids[0].encode(), ids[1].encode(), 1)  # another id's record at these bytes
+    for content, words in ((good[: len(good) // 2], "is truncated"), (shifted, "holds id|is corrupt")):
+        records.write_bytes(content)
+        with pytest.raises(RerankFileError, match=words) as raised:
+            stores["docs"].get(ids[:50])
+        assert str(records) in str(raised.value) and records.read_bytes() == content
+    records.unlink()
+    with pytest.raises(RerankFileError, match="records file .* is missing"):
+        MatryoshkaStore("docs", adaptor, path=tmp_path / "db").query(vectors[0], k=3)
+    records.write_bytes(good)
+    assert MatryoshkaStore("docs", adaptor, path=tmp_path / "db").get(ids[:2]) == {
+        i: (t, {}) for i, t in zip(ids[:2], texts[:2])
+    }
+
+
 def test_where_filters_and_fewer_matches_than_k(location, name, adaptor, corpus):
     ids, _, vectors, metadatas = corpus
     store = filled_store(location, name, adaptor, corpus, 300)
@@ -453,11 +519,12 @@ def test_bad_rerank_file_is_refused_and_left_as_is(tmp_path, small_adaptor_dir, 
         stores[name].add(ids[:100], texts=texts[:100], embeddings=vectors[:100])
     path = _rerank_file(stores["docs"])
     good = path.read_bytes()
+    row = (len(good) - 64) // 100  # 100 rows after the 64-byte header
     cases = [
         (good[:-1000], "is truncated"),  # the last rows are gone
         (_rerank_file(stores["other"]).read_bytes(), "belongs to another store"),
         (
-            good[:64] + good[64 + 776 : 64 + 2 * 776] + good[64 + 776 :],
+            good[:64] + good[64 + row : 64 + 2 * row] + good[64 + row :],
             "is not the vector of id",
         ),  # rows shifted
         (b"not a rerank file at all" * 10, "bad header"),
