@@ -2,8 +2,9 @@
 prefix keeps (`retrieval_kept`), and the smallest dim that keeps a target share.
 
 The estimate is measured on corpus vectors when they are given (corpus items as queries, against the
-adaptor's served full-dim search), else read from the table unsupervised training recorded on its held-out
-items (`metadata["retrieval_kept"]`), so `dim="auto"` needs no corpus at serving time.
+adaptor's served full-dim search), else read from the table training recorded (`metadata["retrieval_kept"]`:
+unsupervised training on its held-out items, a kept supervised stage on corpus items), so `dim="auto"` needs
+no corpus at serving time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from .adaptor_format import PrefixSource
 from .adaptor_numpy import NumpyAdaptor, as_numpy_adaptor
 from .errors import InputError
-from .retrieval_kept import MAX_QUERIES, estimate_grid, judged_dims, query_rows, retrieval_kept
+from .retrieval_kept import MAX_QUERIES, estimate_grid, judged_dims, query_rows, served_kept
 from .training_options import DEFAULT_TARGET, check_target
 from .validation import check_rows, open_corpus
 
@@ -44,15 +45,15 @@ class DimEstimate:
 
 def _recorded(adaptor: NumpyAdaptor) -> dict[int, float]:
     """The served prefix's kept score per dim of `estimate_grid`, from the table training recorded;
-    `InputError` when the adaptor has none (trained with labels, or before estimates were recorded)."""
+    `InputError` when the adaptor has none (trained before estimates were recorded, or on too few vectors)."""
     table = adaptor.metadata.get("retrieval_kept")
     dims = estimate_grid(adaptor.config.dims, adaptor.config.base_dim)
     try:
         return {dim: float(table["served"][str(dim)]) for dim in dims}
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(
-            "the adaptor records no label-free estimate (it was trained with labels, or before estimates were "
-            "recorded): pass corpus vectors to measure it"
+            "the adaptor records no label-free estimate (it was trained before estimates were recorded, or on "
+            "too few vectors): pass corpus vectors to measure it"
         ) from error
 
 
@@ -77,15 +78,7 @@ def estimate_dims(
         corpus = open_corpus(corpus_vectors)
         config.check_base(corpus.shape[1])
         check_rows(corpus, "corpus embeddings")
-        rows = query_rows(len(corpus), seed, queries)
-        measured = retrieval_kept(
-            adaptor,
-            corpus,
-            rows,
-            [(config.served_prefix(dim), dim) for dim in dims],
-            reference=config.served_prefix(config.base_dim),
-        )
-        kept = {dim: measured[config.served_prefix(dim), dim] for dim in dims}
+        kept = served_kept(adaptor, corpus, query_rows(len(corpus), seed, queries))
     trained = set(judged_dims(config.dims, config.base_dim))
     return [DimEstimate(dim, config.served_prefix(dim), kept[dim], dim in trained) for dim in dims]
 

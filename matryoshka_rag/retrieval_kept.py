@@ -168,6 +168,22 @@ def retrieval_kept(
     return {prefix: float(values.mean()) for prefix, values in gains.items()}
 
 
+def served_kept(adaptor: Any, corpus: np.ndarray, queries: np.ndarray) -> dict[int, float]:
+    """`kept` of the prefix the adaptor serves at each dim of `estimate_grid`, against its served full dim's
+    search: `{dim: kept}`, increasing dims; arguments as `prefix_rankings`."""
+    adaptor = as_numpy_adaptor(adaptor)
+    config = adaptor.config
+    dims = estimate_grid(config.dims, config.base_dim)
+    measured = retrieval_kept(
+        adaptor,
+        corpus,
+        queries,
+        [(config.served_prefix(dim), dim) for dim in dims],
+        reference=config.served_prefix(config.base_dim),
+    )
+    return {dim: measured[config.served_prefix(dim), dim] for dim in dims}
+
+
 def served_prefix_choice(
     adaptor: Any, corpus: np.ndarray, queries: np.ndarray
 ) -> tuple[tuple[tuple[int, PrefixSource], ...], dict[str, dict[str, float]]]:

@@ -12,7 +12,7 @@ Layout (one searched collection, the rerank vectors beside it):
   makes one Chroma call), else in the searched collection.
 
 A query searches ``shortlist_factor * k`` candidates at the small dim, reranks them exactly (numpy) at the
-large dim and widens the shortlist (x4, up to ``max_shortlist_factor * k``) while
+large dim and widens the shortlist (x ``WIDEN_STEP``, up to ``max_shortlist_factor * k``) while
 `shortlist.shortlist_is_conclusive` says a record outside it could still enter the top k.
 
 Writes put the rerank vectors first (fsynced), then the searched records that point at them, with
@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_HNSW",
     "STAGE_FUNNEL",
     "STAGE_WIDENED",
+    "WIDEN_STEP",
     "ChromaUnavailableError",
     "Hit",
     "MatryoshkaStore",
@@ -65,7 +66,7 @@ LAYOUT_VERSION = 2
 DEFAULT_HNSW = {"ef_construction": 200, "ef_search": 400, "max_neighbors": 32}  # defaults give low recall
 STAGE_FUNNEL = "small+rerank"
 STAGE_WIDENED = "widened"
-WIDEN_STEP = 4
+WIDEN_STEP = 4  # chosen on validation: benchmarks/shortlist_rule.py
 _INT64 = (-(2**63), 2**63 - 1)
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$")
 _LAYOUT_KEYS = (
@@ -223,7 +224,7 @@ class MatryoshkaStore:
         space: HNSW space of the searched collection: "cosine" (default), "ip" or "l2" (vectors are
             unit-norm, so all three rank alike; scores are always cosines).
         shortlist_factor: the first shortlist holds `shortlist_factor * k` candidates.
-        max_shortlist_factor: the shortlist widens (x4) up to `max_shortlist_factor * k` candidates while
+        max_shortlist_factor: the shortlist widens (x `WIDEN_STEP`) up to `max_shortlist_factor * k` candidates while
             `shortlist_is_conclusive` is false; equal to `shortlist_factor` turns widening off.
         hnsw: HNSW settings of a new searched collection (default `DEFAULT_HNSW`).
     """
@@ -660,7 +661,7 @@ class MatryoshkaStore:
         """The k best records for a query text or base vector `(base_dim,)`, optionally `where`-filtered.
 
         Small-dim search for `shortlist_factor * k` candidates -> exact rerank at the large dim -> widen
-        (x4, up to `max_shortlist_factor * k`) until `shortlist_is_conclusive` -> top k. Fewer than k
+        (x `WIDEN_STEP`, up to `max_shortlist_factor * k`) until `shortlist_is_conclusive` -> top k. Fewer than k
         records (in the store, or passing `where`) give fewer hits. A record whose rerank vector is not
         acknowledged yet (a batch being written) is left out.
         """

@@ -117,6 +117,22 @@ def small_adaptor_dir(tmp_path_factory, scifact_vectors) -> Path:
 
 
 @pytest.fixture(scope="session")
+def supervised_adaptor_dir(tmp_path_factory, scifact, scifact_embeddings, small_adaptor_dir) -> Path:
+    """A supervised adaptor (a few steps on SciFact's train qrels, from the session's unsupervised one)."""
+    from matryoshka_rag import SupervisedConfig, load_adaptor, save_adaptor, train_supervised
+    from matryoshka_rag.evaluation import labelled_queries
+
+    docs, queries = scifact_embeddings
+    vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
+    config = SupervisedConfig(max_steps=20, eval_every=10, batch_size=32, max_candidates=6000)
+    adaptor = train_supervised(
+        docs, vectors, relevance, config=config, adaptor=load_adaptor(small_adaptor_dir), progress=False
+    )
+    assert adaptor.metadata["training"]["mode"] == "supervised"
+    return save_adaptor(adaptor, tmp_path_factory.mktemp("supervised") / "adaptor")
+
+
+@pytest.fixture(scope="session")
 def chroma_server_session(tmp_path_factory):
     """One real `chroma run` server for the session's framework vector-store tests, stopped at the end."""
     from tests.chroma_server import ChromaServer

@@ -10,7 +10,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from matryoshka_rag.metrics import ndcg_at_k
 
@@ -22,22 +21,6 @@ def _load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def supervised_adaptor_dir(tmp_path_factory, scifact, scifact_embeddings, small_adaptor_dir) -> Path:
-    """A supervised adaptor (a few steps on SciFact's train qrels, from the session's unsupervised one)."""
-    from matryoshka_rag import SupervisedConfig, load_adaptor, save_adaptor, train_supervised
-    from matryoshka_rag.evaluation import labelled_queries
-
-    docs, queries = scifact_embeddings
-    vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
-    config = SupervisedConfig(max_steps=20, eval_every=10, batch_size=32, max_candidates=6000)
-    adaptor = train_supervised(
-        docs, vectors, relevance, config=config, adaptor=load_adaptor(small_adaptor_dir), progress=False
-    )
-    assert adaptor.metadata["training"]["mode"] == "supervised"
-    return save_adaptor(adaptor, tmp_path_factory.mktemp("supervised") / "adaptor")
 
 
 def test_framework_stores_equal_the_core_store(

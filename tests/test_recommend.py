@@ -25,6 +25,7 @@ from matryoshka_rag.retrieval_kept import (
     retrieval_gains,
     retrieval_kept,
 )
+from matryoshka_rag.retriever import MatryoshkaStore
 from matryoshka_rag.training import UnsupervisedConfig
 from matryoshka_rag.training.unsupervised_objective import holdout_split
 
@@ -224,6 +225,24 @@ def test_an_adaptor_without_a_recorded_estimate_asks_for_corpus_vectors(tmp_path
     with pytest.raises(InputError, match="pass corpus vectors"):
         recommend_dim(folder)
     assert recommend_dim(folder, scifact_vectors, target=1.0) in (64, 384)
+
+
+def test_a_supervised_adaptor_records_its_estimate_and_the_store_follows_it(
+    supervised_adaptor_dir, scifact_vectors, tmp_path
+):
+    """A kept supervised stage records the estimate of its served (adapted) prefixes on corpus items, the
+    same as measuring it afresh on its training corpus; `small_dim="auto"` then needs no corpus."""
+    assert load_adaptor(supervised_adaptor_dir).metadata["training"]["supervised_stage"]["kept"]
+    recorded = estimate_dims(supervised_adaptor_dir)
+    measured = estimate_dims(supervised_adaptor_dir, scifact_vectors)
+    assert [(r.dim, r.served, r.kept) for r in recorded] == [
+        (m.dim, m.served, round(m.kept, 4)) for m in measured
+    ]
+    assert {r.served for r in recorded} == {"adapted"} and recorded[-1].kept == 1.0
+    store = MatryoshkaStore("sup", supervised_adaptor_dir, path=tmp_path / "db", small_dim="auto")
+    trained_below = [m for m in measured if m.trained and m.dim < 384]
+    meeting = [m.dim for m in trained_below if round(m.kept, 4) >= 0.99]
+    assert store.small_dim == (meeting[0] if meeting else trained_below[-1].dim)
 
 
 def _cli(*argv) -> subprocess.CompletedProcess:

@@ -17,6 +17,7 @@ import torch
 from ..adaptor import MatryoshkaAdaptor
 from ..devices import resolve_device
 from ..errors import AdaptorMismatchError
+from ..retrieval_kept import MIN_CORPUS_ROWS, query_rows, served_kept
 from ..run_identity import array_fingerprint, relevance_fingerprint, run_identity
 from ..validation import check_dims, check_vectors, default_dims
 from .config import Relevance, SupervisedConfig, UnsupervisedConfig
@@ -341,8 +342,21 @@ def train_supervised(
             "supervised_stage": {"kept": True, "reason": reason},
         },
         "metrics": metrics,
+        **corpus_estimate(adaptor, corpus),
     }
     return adaptor
+
+
+def corpus_estimate(adaptor: MatryoshkaAdaptor, corpus: np.ndarray) -> dict:
+    """`{"retrieval_kept": {"queries", "held_out", "served": {dim: kept}}}`: the label-free estimate of the
+    supervised adaptor's served prefixes (`retrieval_kept.served_kept`, random corpus items as queries), what
+    `recommend` reads; `{}` for a corpus under `retrieval_kept.MIN_CORPUS_ROWS` vectors."""
+    if len(corpus) < MIN_CORPUS_ROWS:
+        return {}
+    rows = query_rows(len(corpus))
+    kept = served_kept(adaptor, corpus, rows)
+    served = {str(dim): round(value, 4) for dim, value in kept.items()}
+    return {"retrieval_kept": {"queries": len(rows), "held_out": False, "served": served}}
 
 
 def too_few_to_validate(n_queries: int, n_validation: int | None, config: SupervisedConfig) -> str:
@@ -365,13 +379,16 @@ def too_few_to_validate(n_queries: int, n_validation: int | None, config: Superv
 def dropped_stage(
     stage_one: MatryoshkaAdaptor, summary: dict, reason: str, metrics: dict
 ) -> MatryoshkaAdaptor:
-    """A copy of the stage-one adaptor, its metadata saying the supervised stage was dropped and why
+    """A copy of the stage-one adaptor (its label-free estimate kept), its metadata saying the supervised stage
+    was dropped and why
     (`summary`: the training record; `metrics`: the chosen run's validation numbers, when validation
     ran)."""
     adaptor = copy.deepcopy(stage_one)
+    estimate = stage_one.metadata.get("retrieval_kept")
     adaptor.metadata = {
         "training": summary | {"refit": None, "supervised_stage": {"kept": False, "reason": reason}},
         "metrics": metrics
         or {"weights_measured": None, "validation_ndcg@10": None, "best_step": 0, "steps": 0},
+        **({"retrieval_kept": estimate} if estimate else {}),
     }
     return adaptor
