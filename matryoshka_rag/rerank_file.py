@@ -139,14 +139,15 @@ class RerankFile:
                 f"{vectors.shape} and {len(records)}"
             )
         start = self.rows
+        records_start = self._records_end(start)
         sizes = np.array([len(record) for record in records], dtype=np.int64)
         block = np.empty(len(ids), dtype=self.row_dtype)
         block["vector"] = vectors
         block["key"] = id_keys(ids)
-        block["record_at"] = self._records_end(start) + np.cumsum(sizes) - sizes
+        block["record_at"] = records_start + np.cumsum(sizes) - sizes
         block["record_size"] = sizes
         for path, offset, data in (
-            (self.records_path, int(block["record_at"][0]) if len(ids) else 0, b"".join(records)),
+            (self.records_path, records_start, b"".join(records)),
             (self.path, HEADER_SIZE + start * self.row_dtype.itemsize, block.tobytes()),
             (self.keys_path, start * 8, block["key"].tobytes()),
         ):

@@ -18,7 +18,7 @@ import pytest
 
 from matryoshka_rag import AdaptorConfig, AdaptorMismatchError, InputError, MatryoshkaAdaptor, load_adaptor
 from matryoshka_rag.cli_index import add_index_arguments, index_command, query_command
-from matryoshka_rag.rerank_file import RerankFileError
+from matryoshka_rag.rerank_file import RerankFile, RerankFileError
 from matryoshka_rag.rerank_vectors import CollectionVectors
 from matryoshka_rag.retriever import (
     STAGE_FUNNEL,
@@ -288,6 +288,20 @@ def test_bad_records_file_is_refused_and_left_as_is(tmp_path, adaptor, corpus):
     assert MatryoshkaStore("docs", adaptor, path=tmp_path / "db").get(ids[:2]) == {
         i: (t, {}) for i, t in zip(ids[:2], texts[:2])
     }
+
+
+def test_rerank_file_appends_and_cuts_records_with_their_rows(tmp_path):
+    """Records follow their rows: an empty append (a compaction batch with no live row) leaves every record,
+    and cutting rows cuts their records."""
+    file = RerankFile(tmp_path / "x.f16", 4, uuid.uuid4().hex, create=True)
+    vectors = np.eye(3, 4, dtype=np.float32)
+    file.append(["a", "b"], vectors[:2], [b"ra", b"rbb"])
+    file.append([], vectors[:0], [])
+    file.append(["c"], vectors[2:], [b""])
+    assert file.records(np.arange(3), ["a", "b", "c"]) == [b"ra", b"rbb", b""]
+    np.testing.assert_array_equal(file.read(np.arange(3), ["a", "b", "c"]), vectors)
+    file.truncate(1)
+    assert file.rows == 1 and file.records_path.read_bytes() == b"ra"
 
 
 def test_where_filters_and_fewer_matches_than_k(location, name, adaptor, corpus):
