@@ -17,7 +17,9 @@ Quality: nDCG@10 on the test queries, recall@10 against exact search in each sys
 Cost: each ingest and each serve run in a fresh process; the serve process imports chromadb, numpy and
 `matryoshka_rag.retriever` (the same for every system) before its baseline RSS, then answers `--serve`
 queries (the test queries cycled) with documents and metadata; RSS is its growth (memory-mapped pages
-count), latency is per query. `widened` is the share of queries whose shortlist the store widened.
+count). Latency is per query, measured in one more fresh process that opens every system and asks each query
+of all of them in turn (the order rotating), so that the machine's load changes hit every system alike.
+`widened` is the share of queries whose shortlist the store widened.
 `--append FILE` appends the tables and the command line to a markdown file.
 """
 
@@ -142,20 +144,31 @@ def serve_job(system: str, folder: str, work_dir: str, k: int, serve: int) -> di
     before = rss_mib()
     query, stats = SYSTEMS[system][1](Path(folder))
     queries = work["queries"]
-    ranked, seconds = [], []
+    ranked = []
     for i in range(max(serve, len(queries))):
-        started = time.perf_counter()
         ids = query(queries[i % len(queries)], k)
-        seconds.append(time.perf_counter() - started)
         if i < len(queries):
             ranked.append(ids)
     return {
         "ranked": ranked,
-        "seconds": seconds,
         "rss_mib": rss_mib() - before,
         "widened": stats.widened / stats.queries if stats else 0.0,
         "torch_imported": "torch" in sys.modules,
     }
+
+
+def latency_job(folders: dict[str, str], work_dir: str, k: int, serve: int) -> dict[str, list[float]]:
+    """Seconds per query of each system (name -> database folder), all open in this process, each query
+    asked of every system before the next one, starting with a different system each time."""
+    queries = _load_work(work_dir)["queries"]
+    opened = {system: SYSTEMS[system][1](Path(folder))[0] for system, folder in folders.items()}
+    names, seconds = list(opened), {system: [] for system in opened}
+    for i in range(max(serve, len(queries))):
+        for system in names[i % len(names) :] + names[: i % len(names)]:
+            started = time.perf_counter()
+            opened[system](queries[i % len(queries)], k)
+            seconds[system].append(time.perf_counter() - started)
+    return seconds
 
 
 def in_fresh_process(function, *args):
@@ -170,11 +183,13 @@ def run_systems(systems: dict[str, str], ids, vectors, queries, texts=None, serv
         (Path(tmp) / "work.json").write_text(json.dumps({"ids": list(ids), "texts": texts}))
         np.save(Path(tmp) / "vectors.npy", np.asarray(vectors, np.float32))
         np.save(Path(tmp) / "queries.npy", np.asarray(queries, np.float32))
+        folders = {system: str(Path(tmp) / system.replace(" ", "_")) for system in systems}
         for system, adaptor in systems.items():
-            folder = str(Path(tmp) / system.replace(" ", "_"))
-            ingested = in_fresh_process(ingest_job, system, folder, tmp, adaptor)
+            ingested = in_fresh_process(ingest_job, system, folders[system], tmp, adaptor)
             print(f"  {system}: ingest {ingested['ingest_s']:.1f} s", flush=True)
-            results[system] = ingested | in_fresh_process(serve_job, system, folder, tmp, K, serve)
+            results[system] = ingested | in_fresh_process(serve_job, system, folders[system], tmp, K, serve)
+        for system, seconds in in_fresh_process(latency_job, folders, tmp, K, serve).items():
+            results[system]["seconds"] = seconds  # every system timed in one process, in turn
     return results
 
 
