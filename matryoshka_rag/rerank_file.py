@@ -36,7 +36,8 @@ class RerankFileError(InputError):
 
 
 def id_keys(ids: Sequence[str]) -> np.ndarray:
-    """`(n,)` uint64 keys of record ids (blake2b, 8 bytes, little-endian), stored beside each row to check it."""
+    """`(n,)` uint64 keys of record ids (blake2b, 8 bytes, little-endian), stored beside each row to check
+    it."""
     digests = b"".join(
         [hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=8).digest() for i in ids]
     )

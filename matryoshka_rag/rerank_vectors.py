@@ -54,7 +54,8 @@ def _decode(raw: bytes, record_id: str, path: Path) -> Record:
         raise RerankFileError(f"the record of id {record_id!r} in {path} is corrupt: {error}") from error
     if found_id != record_id:
         raise RerankFileError(
-            f"the record of id {record_id!r} in {path} holds id {found_id!r}: the file was replaced or is corrupt"
+            f"the record of id {record_id!r} in {path} holds id {found_id!r}: the file was replaced or is "
+            "corrupt"
         )
     return document, metadata
 

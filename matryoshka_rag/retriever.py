@@ -224,8 +224,8 @@ class MatryoshkaStore:
         space: HNSW space of the searched collection: "cosine" (default), "ip" or "l2" (vectors are
             unit-norm, so all three rank alike; scores are always cosines).
         shortlist_factor: the first shortlist holds `shortlist_factor * k` candidates.
-        max_shortlist_factor: the shortlist widens (x `WIDEN_STEP`) up to `max_shortlist_factor * k` candidates while
-            `shortlist_is_conclusive` is false; equal to `shortlist_factor` turns widening off.
+        max_shortlist_factor: the shortlist widens (x `WIDEN_STEP`) up to `max_shortlist_factor * k`
+            candidates while `shortlist_is_conclusive` is false; equal to `shortlist_factor` turns widening off.
         hnsw: HNSW settings of a new searched collection (default `DEFAULT_HNSW`).
     """
 
@@ -661,9 +661,9 @@ class MatryoshkaStore:
         """The k best records for a query text or base vector `(base_dim,)`, optionally `where`-filtered.
 
         Small-dim search for `shortlist_factor * k` candidates -> exact rerank at the large dim -> widen
-        (x `WIDEN_STEP`, up to `max_shortlist_factor * k`) until `shortlist_is_conclusive` -> top k. Fewer than k
-        records (in the store, or passing `where`) give fewer hits. A record whose rerank vector is not
-        acknowledged yet (a batch being written) is left out.
+        (x `WIDEN_STEP`, up to `max_shortlist_factor * k`) until `shortlist_is_conclusive` -> top k. Fewer
+        than k records (in the store, or passing `where`) give fewer hits. A record whose rerank vector is
+        not acknowledged yet (a batch being written) is left out.
         """
         k = check_k(k)
         small_query, large_query = (v[0] for v in self._vectors(self._query_vector(query)))
