@@ -105,7 +105,7 @@ class SupervisedConfig:
     `regularization` x the unsupervised objective on a corpus batch.
     Several softmax `temperature`s are each trained (early-stopped on validation) and the best validation
     score wins (BENCHMARKS.md, "Quality by dim": which temperatures each objective wants). The stage is kept
-    only when validation says it beats its start and loses at no dim, and it takes `min_validation`
+    only when validation says it beats its start beyond noise at every dim, and it takes `min_validation`
     validation queries to say so (BENCHMARKS.md, "Few labels").
     The stage starts from the stage-one adaptor, widened to `hidden_dim` hidden units when that is wider
     (the same `f`: new units start with zero outgoing weights).
