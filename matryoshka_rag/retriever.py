@@ -548,8 +548,11 @@ class MatryoshkaStore:
     ) -> list[Record]:
         """The records an upsert leaves, as Chroma merges them: a new document replaces the stored one (none
         keeps it), new metadata keys are set on the stored ones and a None value removes its key."""
-        with self._errors("reading the records to replace"):
-            stored = self.vectors.records(self.small.get(ids=ids, include=[])["ids"])
+        stored = self.vectors.records(ids)  # rows stay until compact(): keep those of live records only
+        if stored:
+            with self._errors("reading the records to replace"):
+                live = set(self.small.get(ids=list(stored), include=[])["ids"])
+            stored = {record_id: record for record_id, record in stored.items() if record_id in live}
         merged = []
         for position, record_id in enumerate(ids):
             document, metadata = stored.get(record_id, (None, {}))
