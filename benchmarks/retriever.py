@@ -114,6 +114,7 @@ SYSTEMS = {
     "store": (_store_ingest, _store_open),
     "store (supervised)": (_store_ingest, _store_open),
     "store-collection": (lambda f, w: _store_ingest(f, w, rerank_home="collection"), _store_open),
+    "store-d128": (lambda f, w: _store_ingest(f, w, small_dim=128), _store_open),
     "plain": (_plain_ingest, _plain_open),
 }
 
