@@ -5,6 +5,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pseudo_labels.py few --dataset scifact \
         --fractions 0.1,0.25,0.5,1.0 --seeds 0,1,2
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pseudo_labels.py mix --dataset scifact --fractions 0.1
+    .venv/bin/python benchmarks/pseudo_labels.py curve --dataset scifact --tags 10,25-100
 
 - `encode`: one pseudo-query per document (`matryoshka_rag.pseudo_queries`: its title or an inverse-cloze
   sentence), embedded once with the base model through an on-disk cache -> runs/pseudo/<set>/pseudo_queries.json
@@ -16,6 +17,8 @@
 - `mix`: at a share of the training queries, the pseudo-queries and the real ones together: `concat` (both in
   every batch, the real ones repeated to half the training queries) and `then` (the pseudo adaptor as the
   start, then the real ones); validation is the real share's split.
+- `curve`: a table of recorded `few` runs (`--tags`): per share, the mean over seeds per dim, how many runs
+  kept the stage, and the largest fall below the unsupervised adaptor at any dim.
 
 Every mode starts from one unsupervised adaptor per set (trained once, saved in runs/pseudo/<set>/unsupervised)
 and writes runs/pseudo/<set>/<mode>[-<tag>].json: test nDCG@10 per dim of base, PCA rotation, unsupervised and the
@@ -167,11 +170,36 @@ def supervised(setting: Setting, config: SupervisedConfig, start, queries, relev
     )
 
 
+def curve(dataset: str, tags: list[str]) -> str:
+    """Markdown: per share of the training queries, test nDCG@10 per dim averaged over the recorded seeds of
+    `few-<tag>.json`, the runs kept, and the largest fall below the unsupervised adaptor at any dim."""
+    records = [json.loads((RUNS / dataset / f"few-{tag}.json").read_text()) for tag in tags]
+    unsupervised = records[0]["baselines"]["unsupervised"]
+    runs = [run for record in records for run in record["runs"]]
+    lines = [
+        f"| {dataset}: share of training queries | seeds | "
+        + " | ".join(str(d) for d in DIMS)
+        + " | kept | largest fall below unsupervised |",
+        "|---|---|" + "---|" * len(DIMS) + "---|---|",
+        "| 0 (unsupervised) | | " + " | ".join(f"{unsupervised[str(d)]:.3f}" for d in DIMS) + " | | |",
+    ]
+    for fraction in sorted({run["fraction"] for run in runs}):
+        chosen = sorted((r for r in runs if r["fraction"] == fraction), key=lambda r: r["seed"])
+        means = [np.mean([r["test_ndcg@10"][str(d)] for r in chosen]) for d in DIMS]
+        fall = max(unsupervised[str(d)] - r["test_ndcg@10"][str(d)] for r in chosen for d in DIMS)
+        lines.append(
+            f"| {fraction:.0%} | {','.join(str(r['seed']) for r in chosen)} | "
+            + " | ".join(f"{m:.3f}" for m in means)
+            + f" | {sum(r['kept'] for r in chosen)} of {len(chosen)} | {max(fall, 0.0):.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["encode", "pseudo", "few", "mix"])
+    parser.add_argument("mode", choices=["encode", "pseudo", "few", "mix", "curve"])
     parser.add_argument("--dataset", default="scifact")
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--fractions", default="0.1,0.25,0.5,1.0")
@@ -190,8 +218,12 @@ def main() -> None:
     )
     parser.add_argument("--variants", default="then,concat", help="mix: which mixes to run")
     parser.add_argument("--tag", default="", help="suffix of the output file: <mode>-<tag>.json")
+    parser.add_argument("--tags", default="", help="curve: the few-<tag>.json files to summarise (comma)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.mode == "curve":
+        print(curve(args.dataset, args.tags.split(",")))
+        return
     if args.mode == "encode":
         record = encode(args.dataset, args.shared, RUNS / args.dataset)
         print(json.dumps({k: record[k] for k in ("dataset", "counts", "encode_seconds", "threads")}))
