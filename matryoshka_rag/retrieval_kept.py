@@ -20,13 +20,13 @@ import numpy as np
 from .adaptor_format import PrefixSource
 from .adaptor_numpy import as_numpy_adaptor
 from .errors import InputError
+from .paired import clearly_better
 
 KEPT_AT_K = 10  # the cut-off of the score: retrieval's usual top 10
 MAX_QUERIES = 500  # corpus items used as queries
 MIN_CORPUS_ROWS = 100  # fewer items leave too few queries and candidates for the score to mean anything
 CHUNK_ROWS = 16384  # corpus rows adapted and searched at a time
 GRID_STEPS = 4  # the estimate is given at the judged dims and 3 evenly spaced dims between each two
-CLEARLY_SE = 2.0  # "clearly more": by over 2 standard errors (chosen on validation: BENCHMARKS.md, issue 17)
 
 Prefix = tuple[PrefixSource, int]  # (source, dim)
 
@@ -46,14 +46,6 @@ def kept_score(ranked: np.ndarray, nearest: np.ndarray) -> float:
     """`kept = mean_q kept_gains(ranked, nearest)`: `(q, k)`, `(q,)` -> float (0 for no query)."""
     gains = kept_gains(ranked, nearest)
     return float(gains.mean()) if len(gains) else 0.0
-
-
-def clearly_better(gains: np.ndarray, other: np.ndarray, z: float = CLEARLY_SE) -> bool:
-    """Whether `mean(gains - other) > z * SE` over the queries `(q,)`, `(q,)`: a paired check that `gains`
-    keeps more than `other` by more than the estimate's noise (SE = std / sqrt(q))."""
-    difference = np.asarray(gains, np.float64) - np.asarray(other, np.float64)
-    se = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
-    return bool(difference.mean() > z * se)
 
 
 def judged_dims(dims: Iterable[int], base_dim: int) -> tuple[int, ...]:

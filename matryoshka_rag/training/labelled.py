@@ -12,6 +12,7 @@ from ..adaptor import MatryoshkaAdaptor
 from ..errors import InputError
 from ..metrics import ndcg_at_k
 from ..neighbours import exact_search
+from ..paired import CLEARLY_SE, clearly_better, standard_error
 from .config import Relevance
 from .ranking import adapt_all
 
@@ -76,32 +77,29 @@ def validation_ndcg(
     return float(np.mean([scores.mean() for scores in per_query.values()]))
 
 
-TIE = 1e-9  # one changed query's mean difference equals its standard error: a tie, which is not "more"
-
-
 def stage_verdict(start: dict[int, np.ndarray], trained: dict[int, np.ndarray]) -> tuple[bool, str, dict]:
     """Whether to keep a supervised stage, from per-query validation nDCG@10 `(q,)` per dim of its start and of
-    its trained weights: kept only when at every dim the mean rose by more than one standard error of the
-    per-query differences, `mean(trained - start) > s`, `s = std(trained - start) / sqrt(q)` (a user cannot
-    check the dim they serve, so the stage must be ahead beyond the validation set's noise at each one).
-    Returns the verdict, the reason in words, and per dim the start's and the trained mean and `s`."""
-    change = {m: trained[m] - start[m] for m in start}
-    error = {m: float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0 for m, d in change.items()}
+    its trained weights: kept only when at every dim the trained weights are `clearly_better`, the mean of the
+    per-query differences above `CLEARLY_SE` standard errors of it (a user cannot check the dim they serve, so
+    the stage must be ahead beyond the validation set's noise at each one).
+    Returns the verdict, the reason in words, and per dim the start's and the trained mean and standard error."""
+    error = {m: standard_error(trained[m] - start[m]) for m in start}
     by_dim = {
         "start": {str(m): float(s.mean()) for m, s in start.items()},
         "trained": {str(m): float(t.mean()) for m, t in trained.items()},
         "standard_error": {str(m): e for m, e in error.items()},
     }
-    short = [m for m, d in change.items() if not d.mean() > error[m] + TIE]
+    short = [m for m in start if not clearly_better(trained[m], start[m])]
     if short:
-        worst = min(short, key=lambda m: change[m].mean() - error[m])
+        worst = min(short, key=lambda m: (trained[m] - start[m]).mean() - CLEARLY_SE * error[m])
         return (
             False,
             (
-                f"validation nDCG@10 did not rise by more than one standard error at dims {short} (at {worst}: "
-                f"{trained[worst].mean():.4f} vs {start[worst].mean():.4f}, standard error {error[worst]:.4f})"
+                f"validation nDCG@10 did not rise by more than {CLEARLY_SE:g} standard errors at dims {short} (at "
+                f"{worst}: {trained[worst].mean():.4f} vs {start[worst].mean():.4f}, standard error "
+                f"{error[worst]:.4f})"
             ),
             by_dim,
         )
-    gain = float(np.mean([d.mean() for d in change.values()]))
+    gain = float(np.mean([(trained[m] - start[m]).mean() for m in start]))
     return True, f"validation nDCG@10 rose beyond noise at every dim ({gain:+.4f} on average)", by_dim

@@ -203,7 +203,7 @@ def train_supervised(
             (unless `base_model` is "unknown") must be the data's (`AdaptorMismatchError` otherwise).
 
     The stage is kept only when validation says it beats its start (`labelled.stage_verdict`: at every dim
-    the mean rose by more than one standard error), with at least `config.min_validation`
+    the mean rose by more than `paired.CLEARLY_SE` standard errors), with at least `config.min_validation`
     validation queries (`too_few_to_validate`); else (unless `config.validate_stage=False`) the stage-one
     adaptor is returned (`dropped_stage`). `metadata["training"]["supervised_stage"]` says which and why.
 
