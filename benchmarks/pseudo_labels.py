@@ -38,6 +38,7 @@ import torch
 
 from matryoshka_rag.beir import BeirDataset, load_beir, load_precomputed, read_corpus_fields
 from matryoshka_rag.evaluation import labelled_queries, score_dims
+from matryoshka_rag.paired import CLEARLY_SE
 from matryoshka_rag.pca import principal_axes
 from matryoshka_rag.persistence import load_adaptor, save_adaptor
 from matryoshka_rag.pseudo_queries import pseudo_queries
@@ -170,12 +171,25 @@ def supervised(setting: Setting, config: SupervisedConfig, start, queries, relev
     )
 
 
+def kept_now(run: dict) -> bool:
+    """Whether today's `stage_verdict` keeps a recorded run's stage, read back from its recorded validation
+    means and standard errors per dim (runs recorded under a laxer rule may be dropped now)."""
+    by_dim = run["validation_ndcg@10_by_dim"]
+    start, trained, error = by_dim["start"], by_dim["trained"], by_dim["standard_error"]
+    return run["kept"] and all(trained[m] - start[m] > CLEARLY_SE * error[m] for m in start)
+
+
 def curve(dataset: str, tags: list[str]) -> str:
     """Markdown: per share of the training queries, test nDCG@10 per dim averaged over the recorded seeds of
-    `few-<tag>.json`, the runs kept, and the largest fall below the unsupervised adaptor at any dim."""
+    `few-<tag>.json` as the product returns them today (a run `kept_now` drops returns the unsupervised
+    adaptor), the runs kept, and the largest fall below the unsupervised adaptor at any dim."""
     records = [json.loads((RUNS / dataset / f"few-{tag}.json").read_text()) for tag in tags]
     unsupervised = records[0]["baselines"]["unsupervised"]
-    runs = [run for record in records for run in record["runs"]]
+    runs = [
+        run if kept_now(run) else run | {"kept": False, "test_ndcg@10": unsupervised}
+        for record in records
+        for run in record["runs"]
+    ]
     lines = [
         f"| {dataset}: share of training queries | seeds | "
         + " | ".join(str(d) for d in DIMS)
