@@ -5,7 +5,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pseudo_labels.py few --dataset scifact \
         --fractions 0.1,0.25,0.5,1.0 --seeds 0,1,2
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pseudo_labels.py mix --dataset scifact --fractions 0.1
-    .venv/bin/python benchmarks/pseudo_labels.py curve --dataset scifact --tags 10,25-100
+    .venv/bin/python benchmarks/pseudo_labels.py curve --dataset scifact --tags 10-perdim,25-100-s0,25-100-s12
 
 - `encode`: one pseudo-query per document (`matryoshka_rag.pseudo_queries`: its title or an inverse-cloze
   sentence), embedded once with the base model through an on-disk cache -> runs/pseudo/<set>/pseudo_queries.json

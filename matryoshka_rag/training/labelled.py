@@ -83,7 +83,8 @@ def stage_verdict(start: dict[int, np.ndarray], trained: dict[int, np.ndarray]) 
     per-query differences above `CLEARLY_SE` standard errors of it (a user cannot check the dim they serve, so
     the stage must be ahead beyond the validation set's noise at each one).
     Returns the verdict, the reason in words, and per dim the start's and the trained mean and standard error."""
-    error = {m: standard_error(trained[m] - start[m]) for m in start}
+    change = {m: trained[m] - start[m] for m in start}
+    error = {m: standard_error(d) for m, d in change.items()}
     by_dim = {
         "start": {str(m): float(s.mean()) for m, s in start.items()},
         "trained": {str(m): float(t.mean()) for m, t in trained.items()},
@@ -91,7 +92,7 @@ def stage_verdict(start: dict[int, np.ndarray], trained: dict[int, np.ndarray]) 
     }
     short = [m for m in start if not clearly_better(trained[m], start[m])]
     if short:
-        worst = min(short, key=lambda m: (trained[m] - start[m]).mean() - CLEARLY_SE * error[m])
+        worst = min(short, key=lambda m: change[m].mean() - CLEARLY_SE * error[m])
         return (
             False,
             (
@@ -101,5 +102,5 @@ def stage_verdict(start: dict[int, np.ndarray], trained: dict[int, np.ndarray]) 
             ),
             by_dim,
         )
-    gain = float(np.mean([(trained[m] - start[m]).mean() for m in start]))
+    gain = float(np.mean([d.mean() for d in change.values()]))
     return True, f"validation nDCG@10 rose beyond noise at every dim ({gain:+.4f} on average)", by_dim
