@@ -38,7 +38,7 @@ import torch
 
 from matryoshka_rag.beir import BeirDataset, load_beir, load_precomputed, read_corpus_fields
 from matryoshka_rag.evaluation import labelled_queries, score_dims
-from matryoshka_rag.paired import CLEARLY_SE
+from matryoshka_rag.paired import clearly_above
 from matryoshka_rag.pca import principal_axes
 from matryoshka_rag.persistence import load_adaptor, save_adaptor
 from matryoshka_rag.pseudo_queries import pseudo_queries
@@ -176,7 +176,7 @@ def kept_now(run: dict) -> bool:
     means and standard errors per dim (runs recorded under a laxer rule may be dropped now)."""
     by_dim = run["validation_ndcg@10_by_dim"]
     start, trained, error = by_dim["start"], by_dim["trained"], by_dim["standard_error"]
-    return run["kept"] and all(trained[m] - start[m] > CLEARLY_SE * error[m] for m in start)
+    return run["kept"] and all(clearly_above(trained[m] - start[m], error[m]) for m in start)
 
 
 def curve(dataset: str, tags: list[str]) -> str:

@@ -222,26 +222,24 @@ class FileVectors:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def _locate(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Of `ids`: the `(n,)` mask of those with an acknowledged row, and those rows and keys `(m,)`."""
+    def _locate(self, ids: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+        """Of `ids`: the `(n,)` mask of those with an acknowledged row, and those ids, rows and keys `(m,)`."""
         self._refresh()
         keys, rows = self._index
         wanted = id_keys(ids)
         position = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
         found = (keys[position] == wanted) if len(keys) else np.zeros(len(ids), bool)
         chosen = np.flatnonzero(found)
-        return found, rows[position[chosen]], wanted[chosen]
+        return found, [ids[i] for i in chosen], rows[position[chosen]], wanted[chosen]
 
     def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors `(m, dim)` float32 of the `ids` with an acknowledged row, and the `(n,)` mask of those."""
-        found, rows, keys = self._locate(ids)
-        chosen = [i for i, f in zip(ids, found) if f]
+        found, chosen, rows, keys = self._locate(ids)
         return self._file(self._generation).read(rows, chosen, keys), found
 
     def records(self, ids: Sequence[str]) -> dict[str, Record]:
         """`(document, metadata)` of the `ids` with an acknowledged row, by id."""
-        found, rows, keys = self._locate(ids)
-        chosen = [i for i, f in zip(ids, found) if f]
+        _, chosen, rows, keys = self._locate(ids)
         current = self._file(self._generation)
         raw = current.records(rows, chosen, keys)
         return {i: _decode(r, i, current.records_path) for i, r in zip(chosen, raw)}

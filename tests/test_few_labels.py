@@ -8,7 +8,7 @@ import pytest
 
 from matryoshka_rag import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
 from matryoshka_rag.fit import fit_from_texts
-from matryoshka_rag.paired import CLEARLY_SE
+from matryoshka_rag.paired import clearly_above
 from matryoshka_rag.training.labelled import split_validation, stage_verdict
 from matryoshka_rag.training.supervised import PRE_REFIT
 
@@ -47,7 +47,7 @@ def test_the_validation_split_holds_out_at_least_the_minimum():
 def recorded_verdict(by_dim: dict) -> bool:
     """`stage_verdict`'s rule read back from the recorded means and standard errors per dim."""
     start, trained, error = by_dim["start"], by_dim["trained"], by_dim["standard_error"]
-    return all(trained[m] - start[m] > CLEARLY_SE * error[m] for m in start)
+    return all(clearly_above(trained[m] - start[m], error[m]) for m in start)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from matryoshka_rag.paired import CLEARLY_SE, clearly_better, standard_error
+from matryoshka_rag.paired import CLEARLY_SE, clearly_above, clearly_better, standard_error
 
 
 def test_standard_error_matches_its_definition():
@@ -27,3 +27,5 @@ def test_clearly_better_is_a_paired_check_against_the_noise():
     rise = base + rng.normal(0, 1, size=100)
     rise += 1.5 * standard_error(rise) - rise.mean()
     assert not clearly_better(rise, base) and clearly_better(rise, base, z=CLEARLY_SE - 1)
+    # the same rule on a summary: a mean difference against its standard error
+    assert clearly_above(0.21, 0.1) and not clearly_above(0.2, 0.1) and not clearly_above(-0.3, 0.0)
