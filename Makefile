@@ -1,6 +1,7 @@
 # Two entry points, each doing its own set-up in a virtual environment:
 #   make demo   train adaptors on SciFact, print nDCG@10 by dim, answer a sample query
-#   make test   run the test suite (what CI runs)
+#   make check  lint, format, types and import rules, then the test suite (what CI runs)
+#   make test   the test suite alone
 VENV ?= .venv
 PYTHON ?= python3
 # The CPU wheel of torch 2.13.0 (a bare `torch` would pull a multi-GB CUDA build on a CPU machine); the
@@ -9,7 +10,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench
+.PHONY: install demo check test lint types imports bench
 
 # The four distributions (the core and each integration, each with its own pyproject.toml), installed editable
 # with every extra at the exact versions CI tests (constraints.txt); a change to either re-installs.
@@ -33,13 +34,22 @@ DEMO_QUERY ?= Vitamin D deficiency is associated with an increased risk of tuber
 DEMO_THREADS ?= 1
 
 demo: $(STAMP)
-	OMP_NUM_THREADS=$(DEMO_THREADS) $(BIN)/python -m matryoshka_rag.demo --dataset $(DATASET) --query "$(DEMO_QUERY)"
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(BIN)/python -m matryoshka_rag.cli.demo --dataset $(DATASET) --query "$(DEMO_QUERY)"
 
 test: $(STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+# The layers and the torch-free serving packages (pyproject.toml, [tool.importlinter]).
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+check: lint types imports test
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/quality.py --out runs/quality

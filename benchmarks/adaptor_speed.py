@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from matryoshka_rag import AdaptorConfig, MatryoshkaAdaptor, NumpyAdaptor
-from matryoshka_rag.embedding_adapter import AdaptedVectors
+from matryoshka_rag.embeddings.adapted import AdaptedVectors
 
 
 def vectors_per_second(run: Callable[[], object], n: int, repeats: int) -> float:

@@ -28,10 +28,10 @@ import torch
 
 from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
 from matryoshka_rag import AdaptorConfig, MatryoshkaAdaptor, load_adaptor
-from matryoshka_rag.beir import load_beir
-from matryoshka_rag.embedding_adapter import AdaptedVectors
-from matryoshka_rag.pca import pca_rotation
-from matryoshka_rag.providers import SentenceTransformerProvider
+from matryoshka_rag.adaptor.pca import pca_rotation
+from matryoshka_rag.data.beir import load_beir
+from matryoshka_rag.embeddings.adapted import AdaptedVectors
+from matryoshka_rag.embeddings.providers import SentenceTransformerProvider
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODEL = "all-MiniLM-L6-v2"

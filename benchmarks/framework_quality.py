@@ -4,7 +4,7 @@ exact search for the same adaptor at 64 dims.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/framework_quality.py
 
-- Core: ``matryoshka_rag.evaluation.score_dims`` on ``adaptor.transform`` of the precomputed vectors, 64 dims,
+- Core: ``matryoshka_rag.evaluation.beir_eval.score_dims`` on ``adaptor.transform`` of the precomputed vectors, 64 dims,
   exact cosine search.
 - LangChain: ``AdaptedEmbeddings(base=lookup, path=adaptor, dim=64)`` -> ``langchain_chroma.Chroma``
   (embedded, temporary folder, cosine, HNSW ``ef_construction=200, ef_search=400, max_neighbors=32``), all
@@ -14,7 +14,7 @@ exact search for the same adaptor at 64 dims.
   collection, same settings), ``embed_model=AdaptedEmbedding(base=lookup, path=adaptor, dim=64)``, retriever
   with ``similarity_top_k=10``.
 
-Both framework runs are scored with ``matryoshka_rag.metrics.mean_metric`` against the test qrels, as the
+Both framework runs are scored with ``matryoshka_rag.scoring.metrics.mean_metric`` against the test qrels, as the
 core is.
 The base model is a lookup table of the precomputed all-MiniLM-L6-v2 vectors (see :func:`lookup_provider`).
 The adaptor is ``--adaptor`` if given, else ``runs/framework_quality/adaptor`` (trained with the core
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from matryoshka_rag.beir import BeirDataset, load_beir, load_precomputed
-from matryoshka_rag.providers import CallableProvider
+from matryoshka_rag.data.beir import BeirDataset, load_beir, load_precomputed
+from matryoshka_rag.embeddings.providers import CallableProvider
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -163,8 +163,8 @@ def core_run(
     import torch
 
     from matryoshka_rag import load_adaptor
-    from matryoshka_rag.evaluation import score_dims
-    from matryoshka_rag.neighbours import exact_search
+    from matryoshka_rag.evaluation.beir_eval import score_dims
+    from matryoshka_rag.training.neighbours import exact_search
 
     adaptor = load_adaptor(adaptor_path)
     adapted_docs, adapted_queries = adaptor.transform(docs, dim), adaptor.transform(queries, dim)
@@ -276,7 +276,7 @@ def compare(
     """nDCG@10 of the core (exact), LangChain + Chroma and LlamaIndex + Chroma at ``dim``: one row per path
     with ``path``, ``ndcg@10``, ``difference`` (from the core), ``build_s``, ``query_s`` and ``overlap@10``
     (with exact search). ``docs``/``queries`` are the base vectors of the dataset's texts (the lookup)."""
-    from matryoshka_rag.metrics import mean_metric
+    from matryoshka_rag.scoring.metrics import mean_metric
 
     provider = lookup_provider(dataset.corpus_texts + dataset.query_texts, np.concatenate([docs, queries]))
     started = time.perf_counter()

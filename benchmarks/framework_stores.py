@@ -43,7 +43,7 @@ from framework_quality import (  # noqa: E402 - the benchmarks folder is not a p
     lookup_provider,
 )
 
-from matryoshka_rag.beir import BeirDataset  # noqa: E402
+from matryoshka_rag.data.beir import BeirDataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "framework_stores"
@@ -56,7 +56,7 @@ def train_adaptors(dataset: BeirDataset, docs: np.ndarray, queries: np.ndarray, 
     """``{"unsupervised": folder, "supervised": folder}`` under ``folder``, trained with the defaults when
     absent (supervised: from the unsupervised adaptor, on the train qrels)."""
     from matryoshka_rag import load_adaptor, save_adaptor, train_supervised, train_unsupervised
-    from matryoshka_rag.evaluation import labelled_queries
+    from matryoshka_rag.evaluation.beir_eval import labelled_queries
 
     paths = {"unsupervised": folder / "unsupervised", "supervised": folder / "supervised"}
     if not (paths["unsupervised"] / "config.json").is_file():
@@ -82,7 +82,7 @@ def _judged(dataset: BeirDataset, qrels: dict) -> list[tuple[int, str, str]]:
 
 def core_run(dataset, docs, queries, qrels, adaptor: Path, folder: Path) -> tuple[Run, float, float]:
     """The core store's own ``query`` by base vector: (run of cosines, build s, query s)."""
-    from matryoshka_rag.retriever import MatryoshkaStore
+    from matryoshka_rag.store.store import MatryoshkaStore
 
     started = time.perf_counter()
     store = MatryoshkaStore("core", adaptor, path=folder / "core", small_dim=SMALL_DIM)
@@ -158,7 +158,7 @@ def compare(
 ) -> list[dict]:
     """One row per (adaptor, path): ``adaptor``, ``path``, ``ndcg@10``, ``difference`` from the core store,
     ``same_top10`` (share of queries with the core's top 10 in order), ``build_s``, ``query_s``."""
-    from matryoshka_rag.metrics import mean_metric
+    from matryoshka_rag.scoring.metrics import mean_metric
 
     provider = lookup_provider(dataset.corpus_texts + dataset.query_texts, np.concatenate([docs, queries]))
     rows = []

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from matryoshka_rag.neighbours import exact_knn_rows, hnsw_index
+from matryoshka_rag.training.neighbours import exact_knn_rows, hnsw_index
 
 
 def main() -> None:

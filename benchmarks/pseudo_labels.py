@@ -7,7 +7,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pseudo_labels.py mix --dataset scifact --fractions 0.1
     .venv/bin/python benchmarks/pseudo_labels.py curve --dataset scifact --tags 10-perdim,25-100-s0,25-100-s12
 
-- `encode`: one pseudo-query per document (`matryoshka_rag.pseudo_queries`: its title or an inverse-cloze
+- `encode`: one pseudo-query per document (`matryoshka_rag.data.pseudo_queries`: its title or an inverse-cloze
   sentence), embedded once with the base model through an on-disk cache -> runs/pseudo/<set>/pseudo_queries.json
   (texts, rows, kinds, counts, seconds) and pseudo_vectors.npy.
 - `pseudo`: the supervised stage trained on the pseudo-queries alone, early-stopped label-free (validation
@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from matryoshka_rag.beir import BeirDataset, load_beir, load_precomputed, read_corpus_fields
-from matryoshka_rag.evaluation import labelled_queries, score_dims
-from matryoshka_rag.paired import clearly_above
-from matryoshka_rag.pca import principal_axes
-from matryoshka_rag.persistence import load_adaptor, save_adaptor
-from matryoshka_rag.pseudo_queries import pseudo_queries
+from matryoshka_rag.adaptor.pca import principal_axes
+from matryoshka_rag.adaptor.persistence import load_adaptor, save_adaptor
+from matryoshka_rag.data.beir import BeirDataset, load_beir, load_precomputed, read_corpus_fields
+from matryoshka_rag.data.pseudo_queries import pseudo_queries
+from matryoshka_rag.evaluation.beir_eval import labelled_queries, score_dims
+from matryoshka_rag.scoring.paired import clearly_above
 from matryoshka_rag.training import SupervisedConfig, split_validation, train_supervised, train_unsupervised
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -52,8 +52,8 @@ DIMS = (16, 32, 64, 128, 256, 384)
 
 def encode(dataset: str, shared: Path, out: Path) -> dict:
     """Pseudo-queries of `dataset` and their base vectors (one encoding, through the cache)."""
-    from matryoshka_rag.cache import EmbeddingCache
-    from matryoshka_rag.providers import SentenceTransformerProvider, embed_texts
+    from matryoshka_rag.embeddings.cache import EmbeddingCache
+    from matryoshka_rag.embeddings.providers import SentenceTransformerProvider, embed_texts
 
     _, titles, bodies = read_corpus_fields(shared / "beir" / dataset / "corpus.jsonl")
     queries = pseudo_queries(bodies, titles)

@@ -14,7 +14,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from matryoshka_rag.evaluation import METHODS, EvalSettings, evaluate, markdown_table, write_report
+from matryoshka_rag.evaluation.beir_eval import METHODS, EvalSettings, evaluate, markdown_table, write_report
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

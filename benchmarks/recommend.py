@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor
-from matryoshka_rag.beir import load_beir, load_precomputed
-from matryoshka_rag.evaluation import score_dims
-from matryoshka_rag.recommend import DimEstimate, estimate_dims, recommended
-from matryoshka_rag.retrieval_kept import prefix_rankings
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
+from matryoshka_rag.data.beir import load_beir, load_precomputed
+from matryoshka_rag.evaluation.beir_eval import score_dims
+from matryoshka_rag.scoring.kept import prefix_rankings
+from matryoshka_rag.scoring.recommend import DimEstimate, estimate_dims, recommended
 from matryoshka_rag.training import UnsupervisedConfig
 from matryoshka_rag.training.unsupervised_objective import holdout_split
 

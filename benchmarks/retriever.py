@@ -15,7 +15,7 @@ Systems, each an embedded `PersistentClient` database of the same vectors (HNSW:
 
 Quality: nDCG@10 on the test queries, recall@10 against exact search in each system's rerank space.
 Cost: each ingest and each serve run in a fresh process; the serve process imports chromadb, numpy and
-`matryoshka_rag.retriever` (the same for every system) before its baseline RSS, then answers `--serve`
+`matryoshka_rag.store.store` (the same for every system) before its baseline RSS, then answers `--serve`
 queries (the test queries cycled) with documents and metadata; RSS is its growth (memory-mapped pages
 count). Latency is per query, measured in one more fresh process that opens every system and asks each query
 of all of them in turn (the order rotating), so that the machine's load changes hit every system alike.
@@ -65,14 +65,14 @@ def unit(vectors: np.ndarray) -> np.ndarray:
 
 
 def _store_ingest(folder: Path, work: dict, **options) -> None:
-    from matryoshka_rag.retriever import MatryoshkaStore
+    from matryoshka_rag.store.store import MatryoshkaStore
 
     store = MatryoshkaStore(NAME, work["adaptor"], path=folder, **options)
     store.add(work["ids"], texts=work.get("texts"), embeddings=work["vectors"])
 
 
 def _store_open(folder: Path):
-    from matryoshka_rag.retriever import MatryoshkaStore
+    from matryoshka_rag.store.store import MatryoshkaStore
 
     store = MatryoshkaStore(NAME, path=folder)
 
@@ -85,7 +85,7 @@ def _store_open(folder: Path):
 def _plain_ingest(folder: Path, work: dict) -> None:
     import chromadb
 
-    from matryoshka_rag.retriever import DEFAULT_HNSW
+    from matryoshka_rag.store.store import DEFAULT_HNSW
 
     configuration = {"hnsw": {"space": "cosine", **DEFAULT_HNSW}}
     collection = chromadb.PersistentClient(str(folder)).create_collection(
@@ -139,7 +139,7 @@ def ingest_job(system: str, folder: str, work_dir: str, adaptor: str) -> dict:
 def serve_job(system: str, folder: str, work_dir: str, k: int, serve: int) -> dict:
     import chromadb  # noqa: F401 - imported by every system before the baseline RSS
 
-    import matryoshka_rag.retriever  # noqa: F401
+    import matryoshka_rag.store.store  # noqa: F401
 
     work = _load_work(work_dir)
     before = rss_mib()
@@ -214,7 +214,7 @@ def recall(found: list[list[str]], truth: list[list[str]]) -> float:
 
 
 def ndcg(ranked: list[list[str]], query_ids: list[str], qrels: dict) -> float:
-    from matryoshka_rag.metrics import ndcg_at_k
+    from matryoshka_rag.scoring.metrics import ndcg_at_k
 
     return float(np.mean([ndcg_at_k(r, qrels[q], K) for r, q in zip(ranked, query_ids)]))
 
@@ -254,15 +254,15 @@ def adaptor_for(dataset: str, corpus: np.ndarray, root: Path) -> Path:
 
 def rerank_space(adaptor_folder: str, vectors: np.ndarray) -> np.ndarray:
     """The vectors the store reranks with for this adaptor (base, or adapted when trained with labels)."""
-    from matryoshka_rag.adaptor_numpy import NumpyAdaptor
-    from matryoshka_rag.retriever import trained_with_labels
+    from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
+    from matryoshka_rag.store.store import trained_with_labels
 
     adaptor = NumpyAdaptor.from_folder(adaptor_folder)
     return adaptor.transform(vectors) if trained_with_labels(adaptor) else np.asarray(vectors, np.float32)
 
 
 def quality(dataset: str, args) -> dict:
-    from matryoshka_rag.beir import load_beir, load_precomputed
+    from matryoshka_rag.data.beir import load_beir, load_precomputed
 
     data = load_beir(SHARED / "beir" / dataset)
     corpus, all_queries = load_precomputed(EMBEDDINGS / dataset, data)
@@ -307,7 +307,7 @@ def synthetic(n: int, noise: float, seed: int = 0) -> tuple[list[str], np.ndarra
 
 
 def scale(n: int, args) -> dict:
-    from matryoshka_rag.beir import load_beir, load_precomputed
+    from matryoshka_rag.data.beir import load_beir, load_precomputed
 
     data = load_beir(SHARED / "beir" / "scifact")
     corpus, all_queries = load_precomputed(EMBEDDINGS / "scifact", data)

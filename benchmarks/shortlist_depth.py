@@ -21,8 +21,8 @@ import numpy as np
 from retriever import adaptor_for, synthetic, unit
 from train_scale import make_corpus
 
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor
-from matryoshka_rag.beir import load_beir, load_precomputed
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
+from matryoshka_rag.data.beir import load_beir, load_precomputed
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 K, FIRST = 10, 300

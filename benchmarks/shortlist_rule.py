@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor
-from matryoshka_rag.beir import load_beir, load_precomputed
-from matryoshka_rag.retriever import WIDEN_STEP
-from matryoshka_rag.shortlist import shortlist_is_conclusive
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
+from matryoshka_rag.data.beir import load_beir, load_precomputed
+from matryoshka_rag.store.shortlist import shortlist_is_conclusive
+from matryoshka_rag.store.store import WIDEN_STEP
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 EMBEDDINGS = SHARED / "embeddings" / "all-MiniLM-L6-v2"

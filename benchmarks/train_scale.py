@@ -38,7 +38,7 @@ CHUNK = 1 << 16
 
 def make_corpus(path: Path, n: int, noise: float, seed: int = 0) -> tuple[int, int]:
     """Write `(n, 384)` float32 to `path` (real rows first, then synthetic ones); returns (real, synthetic)."""
-    from matryoshka_rag.pca import principal_axes
+    from matryoshka_rag.adaptor.pca import principal_axes
 
     real = np.concatenate([np.load(p) for p in REAL]).astype(np.float32)
     n_real = min(n, len(real))

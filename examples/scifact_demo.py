@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from matryoshka_rag import UnsupervisedConfig, save_adaptor, train_unsupervised
-from matryoshka_rag.beir import load_beir
-from matryoshka_rag.persistence import is_adaptor_dir
+from matryoshka_rag.adaptor.persistence import is_adaptor_dir
+from matryoshka_rag.data.beir import load_beir
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "embeddings" / "all-MiniLM-L6-v2" / "scifact"

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from .extras import needs_extra
 
 _EXPORTS = {
-    "AdaptorConfig": "adaptor_format",
-    "MatryoshkaAdaptor": "adaptor",
-    "NumpyAdaptor": "adaptor_numpy",
+    "AdaptorConfig": "adaptor.format",
+    "MatryoshkaAdaptor": "adaptor.torch_module",
+    "NumpyAdaptor": "adaptor.numpy_forward",
     "MissingExtraError": "extras",
     "AdaptorMismatchError": "errors",
     "InputError": "errors",
@@ -27,20 +27,20 @@ _EXPORTS = {
     "prefix_self_distillation_loss": "losses",
     "reconstruction_loss": "losses",
     "topk_similarity_loss": "losses",
-    "CorruptAdaptorError": "persistence",
-    "load_adaptor": "persistence",
-    "save_adaptor": "persistence",
+    "CorruptAdaptorError": "adaptor.format",
+    "load_adaptor": "adaptor.persistence",
+    "save_adaptor": "adaptor.persistence",
     "SupervisedConfig": "training",
     "UnsupervisedConfig": "training",
     "train_supervised": "training",
     "train_unsupervised": "training",
-    "EmbeddingCache": "cache",
-    "SentenceTransformerProvider": "providers",
-    "CallableProvider": "providers",
-    "embed_texts": "providers",
-    "evaluate": "evaluation",
-    "estimate_dims": "recommend",
-    "recommend_dim": "recommend",
+    "EmbeddingCache": "embeddings.cache",
+    "SentenceTransformerProvider": "embeddings.providers",
+    "CallableProvider": "embeddings.providers",
+    "embed_texts": "embeddings.providers",
+    "evaluate": "evaluation.beir_eval",
+    "estimate_dims": "scoring.recommend",
+    "recommend_dim": "scoring.recommend",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -57,12 +57,14 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .adaptor import MatryoshkaAdaptor
-    from .adaptor_format import AdaptorConfig
-    from .adaptor_numpy import NumpyAdaptor
-    from .cache import EmbeddingCache
+    from .adaptor.format import AdaptorConfig, CorruptAdaptorError
+    from .adaptor.numpy_forward import NumpyAdaptor
+    from .adaptor.persistence import load_adaptor, save_adaptor
+    from .adaptor.torch_module import MatryoshkaAdaptor
+    from .embeddings.cache import EmbeddingCache
+    from .embeddings.providers import CallableProvider, SentenceTransformerProvider, embed_texts
     from .errors import AdaptorMismatchError, InputError
-    from .evaluation import evaluate
+    from .evaluation.beir_eval import evaluate
     from .extras import MissingExtraError
     from .losses import (
         graded_softmax_loss,
@@ -74,7 +76,5 @@ if TYPE_CHECKING:
         reconstruction_loss,
         topk_similarity_loss,
     )
-    from .persistence import CorruptAdaptorError, load_adaptor, save_adaptor
-    from .providers import CallableProvider, SentenceTransformerProvider, embed_texts
-    from .recommend import estimate_dims, recommend_dim
+    from .scoring.recommend import estimate_dims, recommend_dim
     from .training import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised

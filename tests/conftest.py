@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matryoshka_rag.beir import BeirDataset, load_beir, load_precomputed
+from matryoshka_rag.data.beir import BeirDataset, load_beir, load_precomputed
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may download during tests
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -88,7 +88,7 @@ def nfcorpus_embeddings(nfcorpus: BeirDataset):
 @pytest.fixture(scope="session")
 def minilm_provider():
     """The bundled all-MiniLM-L6-v2 (loaded on first call), shared by the framework integration tests."""
-    from matryoshka_rag.providers import SentenceTransformerProvider
+    from matryoshka_rag.embeddings.providers import SentenceTransformerProvider
 
     return SentenceTransformerProvider("all-MiniLM-L6-v2", device="cpu")
 
@@ -97,7 +97,7 @@ def minilm_provider():
 def precomputed_minilm(scifact: BeirDataset, scifact_embeddings):
     """Provider named all-MiniLM-L6-v2 returning the precomputed vector of any SciFact document or query text
     (KeyError for other texts): the real model's vectors without the cost of encoding."""
-    from matryoshka_rag.providers import CallableProvider
+    from matryoshka_rag.embeddings.providers import CallableProvider
 
     docs, queries = scifact_embeddings
     table = dict(zip(scifact.corpus_texts, docs)) | dict(zip(scifact.query_texts, queries))
@@ -120,7 +120,7 @@ def small_adaptor_dir(tmp_path_factory, scifact_vectors) -> Path:
 def supervised_adaptor_dir(tmp_path_factory, scifact, scifact_embeddings, small_adaptor_dir) -> Path:
     """A supervised adaptor (a few steps on SciFact's train qrels, from the session's unsupervised one)."""
     from matryoshka_rag import SupervisedConfig, load_adaptor, save_adaptor, train_supervised
-    from matryoshka_rag.evaluation import labelled_queries
+    from matryoshka_rag.evaluation.beir_eval import labelled_queries
 
     docs, queries = scifact_embeddings
     vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))

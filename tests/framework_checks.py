@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from matryoshka_rag import load_adaptor
-from matryoshka_rag.beir import BeirDataset
+from matryoshka_rag.data.beir import BeirDataset
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from matryoshka_rag import AdaptorConfig, AdaptorMismatchError, InputError, MatryoshkaAdaptor
-from matryoshka_rag.pca import pca_rotation
+from matryoshka_rag.adaptor.pca import pca_rotation
 from matryoshka_rag.validation import check_dims, default_dims
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from matryoshka_rag import AdaptorConfig, MatryoshkaAdaptor, save_adaptor
-from matryoshka_rag.adaptor_format import FORMAT_VERSION
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor, as_numpy_adaptor, erf
+from matryoshka_rag.adaptor.format import FORMAT_VERSION
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor, as_numpy_adaptor, erf
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
 
 
@@ -71,7 +71,7 @@ def test_folder_round_trip_and_mismatch_errors(tmp_path, scifact_vectors):
 def test_loading_and_transforming_never_imports_torch(small_adaptor_dir):
     code = (
         "import sys, numpy as np\n"
-        "from matryoshka_rag.adaptor_numpy import NumpyAdaptor\n"
+        "from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor\n"
         f"a = NumpyAdaptor.from_folder({str(small_adaptor_dir)!r})\n"
         "out = a.transform(np.ones((2, 384), np.float32), dim=64)\n"
         "assert out.shape == (2, 64)\n"

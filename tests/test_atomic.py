@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from matryoshka_rag.atomic import atomic_write_bytes, atomic_write_text
-from matryoshka_rag.evaluation import write_report
+from matryoshka_rag.evaluation.beir_eval import write_report
 
 REPORT_FILES = ["ndcg.png", "results.json", "results.md"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matryoshka_rag.beir import BeirDataset, load_beir, load_precomputed
+from matryoshka_rag.data.beir import BeirDataset, load_beir, load_precomputed
 from matryoshka_rag.errors import InputError
 
 from .conftest import SLICE_EMBEDDINGS_DIR

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from matryoshka_rag.beir import load_beir
-from matryoshka_rag.beir_source import LOCAL_BEIR, dataset_folder, download_dataset
-from matryoshka_rag.cli import main
+from matryoshka_rag.cli.app import main
+from matryoshka_rag.data.beir import load_beir
+from matryoshka_rag.data.download import LOCAL_BEIR, dataset_folder, download_dataset
 from matryoshka_rag.errors import InputError
 
 NAME = "arguana"  # a public BEIR name with no copy in ../shared/beir
@@ -121,7 +121,7 @@ def test_a_folder_path_wins_and_a_local_copy_is_used_without_asking_the_server(
     assert dataset_folder(NAME) == Path(NAME)  # a folder of that name in the working directory
     beside = tmp_path / "shared" / "beir"  # stands for ../shared/beir beside the repository
     (beside / "scifact").mkdir(parents=True)
-    monkeypatch.setattr("matryoshka_rag.beir_source.LOCAL_BEIR", beside)
+    monkeypatch.setattr("matryoshka_rag.data.download.LOCAL_BEIR", beside)
     assert dataset_folder("scifact") == beside / "scifact"
     assert server.requests == []
 

@@ -14,7 +14,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import SentenceTransformerEmbeddingFunction
 
 from matryoshka_rag import load_adaptor
-from matryoshka_rag.chroma_embedding import MatryoshkaEmbeddingFunction
+from matryoshka_rag.embeddings.chroma_function import MatryoshkaEmbeddingFunction
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
 
 DOCS = [

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from matryoshka_rag.cli import main
-from matryoshka_rag.persistence import load_adaptor
+from matryoshka_rag.adaptor.persistence import load_adaptor
+from matryoshka_rag.cli.app import main
 
 N_QUERIES, N_DOCS = 40, 300
 
@@ -47,7 +47,7 @@ def cache(tmp_path_factory):
 
 def test_help_is_instant_and_lists_commands():
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "matryoshka_rag.cli", "--help"],
+        [sys.executable, "-X", "importtime", "-m", "matryoshka_rag.cli.app", "--help"],
         capture_output=True,
         text=True,
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matryoshka_rag.cli import main
-from matryoshka_rag.persistence import load_adaptor
+from matryoshka_rag.adaptor.persistence import load_adaptor
+from matryoshka_rag.cli.app import main
 
 from .test_beir_source import NAME, ArchiveServer, unused_port
 

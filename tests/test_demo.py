@@ -1,4 +1,4 @@
-"""`make demo` (`python -m matryoshka_rag.demo`): end to end on the committed SciFact slice with fewer training
+"""`make demo` (`python -m matryoshka_rag.cli.demo`): end to end on the committed SciFact slice with fewer training
 steps (the same code path: report, supervised adaptor indexed into a store that reranks with its adapted
 vectors, the query answered by the real all-MiniLM-L6-v2), and offline without the data, one line."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from matryoshka_rag import demo
+from matryoshka_rag.cli import demo
 
 from .conftest import SLICE_DIR, SLICE_EMBEDDINGS_DIR
 

@@ -17,9 +17,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from matryoshka_rag import UnsupervisedConfig
-from matryoshka_rag.distributed import LOCAL, Context, setup
 from matryoshka_rag.losses import listwise_distillation_loss, pairwise_similarity_loss
-from matryoshka_rag.streaming import HostCorpus
+from matryoshka_rag.training.distributed import LOCAL, Context, setup
+from matryoshka_rag.training.streaming import HostCorpus
 from matryoshka_rag.training.unsupervised import new_adaptor
 from matryoshka_rag.training.unsupervised_objective import UnsupervisedObjective, neighbour_table
 
@@ -301,10 +301,10 @@ def test_entry_point_refuses_bad_settings_in_one_line(tmp_path, capsys, setting,
     assert not (tmp_path / "adaptor").exists()
 
 
-def test_the_former_entry_point_command_still_runs_the_entry_point(tmp_path):
-    """`python -m matryoshka_rag.distributed` (the command before the entry point moved) is the same entry
-    point: its one-line refusal of a bad setting, exit status 2."""
-    command = [sys.executable, "-m", "matryoshka_rag.distributed", str(tmp_path / "corpus.npy")]
+def test_the_entry_point_command_refuses_a_bad_setting_in_one_line(tmp_path):
+    """`python -m matryoshka_rag.training.torchrun` (the command torchrun runs) refuses a bad setting in one
+    line, exit status 2."""
+    command = [sys.executable, "-m", "matryoshka_rag.training.torchrun", str(tmp_path / "corpus.npy")]
     command += [str(tmp_path / "adaptor"), "--set", "batch_size=0"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-3000:]

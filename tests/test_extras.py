@@ -34,13 +34,13 @@ def test_the_package_and_the_cli_name_the_extra_without_torch() -> None:
     code = """
 import sys
 sys.modules["torch"] = None
-import matryoshka_rag.embedding_adapter, matryoshka_rag.fit
+import matryoshka_rag.embeddings.adapted, matryoshka_rag.recipes.fit
 from matryoshka_rag import MissingExtraError, NumpyAdaptor
 try:
     from matryoshka_rag import load_adaptor
 except MissingExtraError as error:
     print(error)
-from matryoshka_rag.cli import main
+from matryoshka_rag.cli.app import main
 sys.exit(main(["eval", "--dataset", "scifact", "--out", "unused"]))
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

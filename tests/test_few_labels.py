@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from matryoshka_rag import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
-from matryoshka_rag.fit import fit_from_texts
-from matryoshka_rag.paired import clearly_above
+from matryoshka_rag.recipes.fit import fit_from_texts
+from matryoshka_rag.scoring.paired import clearly_above
 from matryoshka_rag.training.labelled import split_validation, stage_verdict
 from matryoshka_rag.training.supervised import PRE_REFIT
 

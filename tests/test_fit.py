@@ -4,7 +4,7 @@ the adaptor it saves is trained."""
 import pytest
 
 from matryoshka_rag import InputError, load_adaptor
-from matryoshka_rag.fit import fit_from_texts
+from matryoshka_rag.recipes.fit import fit_from_texts
 
 TEXTS = [f"document {i} about vitamin D and tuberculosis" for i in range(20)]
 

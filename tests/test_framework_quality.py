@@ -40,7 +40,7 @@ def test_lookup_returns_precomputed_vectors_and_refuses_unknown_texts(
 def exact_ndcg(adaptor_dir, part, docs, queries, qrels, dim: int) -> float:
     """Mean nDCG@10 of exact cosine search over the adapted `dim`-prefixes, written out with numpy."""
     from matryoshka_rag import load_adaptor
-    from matryoshka_rag.metrics import ndcg_at_k
+    from matryoshka_rag.scoring.metrics import ndcg_at_k
 
     adaptor = load_adaptor(adaptor_dir)
     documents, queries = adaptor.transform(docs, dim=dim), adaptor.transform(queries, dim=dim)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from matryoshka_rag.metrics import ndcg_at_k
+from matryoshka_rag.scoring.metrics import ndcg_at_k
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-import matryoshka_rag.distributed
+import matryoshka_rag.training.distributed
 from matryoshka_rag import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
-from matryoshka_rag.evaluation import labelled_queries
-from matryoshka_rag.neighbours import knn_table
-from matryoshka_rag.streaming import HostCorpus
+from matryoshka_rag.evaluation.beir_eval import labelled_queries
 from matryoshka_rag.training import validation_ndcg
+from matryoshka_rag.training.neighbours import knn_table
+from matryoshka_rag.training.streaming import HostCorpus
 from matryoshka_rag.training.supervised import PRE_REFIT, RETURNED
 from matryoshka_rag.training.unsupervised_objective import (
     UnsupervisedObjective,
@@ -100,13 +100,13 @@ def test_stage_two_reuses_stage_one_neighbour_table(labelled, monkeypatch):
     """`train_supervised` without a stage-one adaptor builds the kNN table once, for both stages."""
     corpus, _, train, _ = labelled
     built = []
-    original = matryoshka_rag.distributed.knn_table
+    original = matryoshka_rag.training.distributed.knn_table
 
     def counting(*args, **kwargs):
         built.append(args[0].shape)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(matryoshka_rag.distributed, "knn_table", counting)
+    monkeypatch.setattr(matryoshka_rag.training.distributed, "knn_table", counting)
     config = SupervisedConfig(max_steps=2, eval_every=1, batch_size=32, temperature=0.05, refit=False)
     stage_one = UnsupervisedConfig(max_steps=2, eval_every=1, batch_size=64, holdout=50)
     train_supervised(corpus[:400], *_within(train, 400), DIMS, config, stage_one, progress=False)

@@ -1,4 +1,4 @@
-"""Adaptors by Hugging Face Hub repo id (`matryoshka_rag.hub`), against a local HTTP server standing in for the Hub
+"""Adaptors by Hugging Face Hub repo id (`matryoshka_rag.adaptor.hub`), against a local HTTP server standing in for the Hub
 (``HF_ENDPOINT``): the endpoints ``huggingface_hub.snapshot_download`` calls for a model repo (repo info, file
 tree, and HEAD + GET of each file under ``resolve/<commit>``). A real saved adaptor folder is served; a repo
 with tampered weights is refused by the folder's own checks; offline, one line says what to do."""
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from matryoshka_rag.adaptor.hub import adaptor_location, is_repo_id
 from matryoshka_rag.errors import InputError
-from matryoshka_rag.hub import adaptor_location, is_repo_id
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -94,7 +94,7 @@ class FakeHub:
 LOAD = """
 import json, sys
 from matryoshka_rag import InputError, load_adaptor
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
 from langchain_matryoshka_rag import AdaptedEmbeddings
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from llama_index.core import MockEmbedding

@@ -16,7 +16,7 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
 from matryoshka_rag import load_adaptor
-from matryoshka_rag.embedding_adapter import BaseModelWarning
+from matryoshka_rag.embeddings.adapted import BaseModelWarning
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
 from tests.framework_checks import check_fitted, run_example
 

@@ -18,7 +18,7 @@ from langchain_tests.integration_tests import RetrieversIntegrationTests, Vector
 
 from langchain_matryoshka_rag import MatryoshkaVectorStore, ProviderEmbeddings
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
-from matryoshka_rag.retriever import MatryoshkaStore
+from matryoshka_rag.store.store import MatryoshkaStore
 
 
 def _name() -> str:

@@ -19,7 +19,7 @@ from llama_index.core.schema import TextNode
 
 from llama_index.embeddings.matryoshka_rag import AdaptedEmbedding, ProviderEmbedding
 from matryoshka_rag import UnsupervisedConfig, load_adaptor, save_adaptor, train_unsupervised
-from matryoshka_rag.embedding_adapter import BaseModelWarning
+from matryoshka_rag.embeddings.adapted import BaseModelWarning
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
 from tests.framework_checks import check_fitted, run_example
 

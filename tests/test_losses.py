@@ -15,7 +15,7 @@ from matryoshka_rag.losses import (
     reconstruction_loss,
     topk_similarity_loss,
 )
-from matryoshka_rag.similarity import cosine_matrix
+from matryoshka_rag.losses.similarity import cosine_matrix
 
 DIMS = (2, 3, 6)
 

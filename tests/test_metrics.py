@@ -7,8 +7,8 @@ import pytest
 import pytrec_eval
 import torch
 
-from matryoshka_rag.metrics import mean_metric, ndcg_at_k, recall_at_k
-from matryoshka_rag.neighbours import exact_search
+from matryoshka_rag.scoring.metrics import mean_metric, ndcg_at_k, recall_at_k
+from matryoshka_rag.training.neighbours import exact_search
 
 
 def run_at_dim(dataset, corpus, queries, qrels, dim):

@@ -1,10 +1,10 @@
-"""Paired comparisons over queries (`matryoshka_rag.paired`), checked against loops over their definitions."""
+"""Paired comparisons over queries (`matryoshka_rag.scoring.paired`), checked against loops over their definitions."""
 
 import math
 
 import numpy as np
 
-from matryoshka_rag.paired import CLEARLY_SE, clearly_above, clearly_better, standard_error
+from matryoshka_rag.scoring.paired import CLEARLY_SE, clearly_above, clearly_better, standard_error
 
 
 def test_standard_error_matches_its_definition():

@@ -20,7 +20,7 @@ from matryoshka_rag import (
     save_adaptor,
     train_unsupervised,
 )
-from matryoshka_rag.adaptor_format import read_config, weights_file
+from matryoshka_rag.adaptor.format import read_config, weights_file
 
 
 def weights_of(folder):

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matryoshka_rag.beir import BeirDataset
-from matryoshka_rag.cache import EmbeddingCache, default_cache_path
-from matryoshka_rag.errors import InputError
-from matryoshka_rag.providers import (
+from matryoshka_rag.data.beir import BeirDataset
+from matryoshka_rag.embeddings.cache import EmbeddingCache, default_cache_path
+from matryoshka_rag.embeddings.providers import (
     CallableProvider,
     EmbeddingProvider,
     SentenceTransformerProvider,
     embed_texts,
     resolve_model_path,
 )
+from matryoshka_rag.errors import InputError
 
 DIM = 16
 
@@ -187,7 +187,7 @@ def test_default_cache_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 def test_canonical_model_name(minilm: SentenceTransformerProvider, tmp_path: Path) -> None:
     """Aliases and paths of the bundled model give one name; other folders their folder name."""
-    from matryoshka_rag.providers import canonical_model_name
+    from matryoshka_rag.embeddings.providers import canonical_model_name
 
     for alias in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", minilm.model_path):
         assert canonical_model_name(alias) == "all-MiniLM-L6-v2"

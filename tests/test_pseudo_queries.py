@@ -4,8 +4,8 @@ without a sentence long enough, mismatched titles, settings out of range."""
 import pytest
 
 from matryoshka_rag import InputError
-from matryoshka_rag.beir import read_corpus_fields
-from matryoshka_rag.pseudo_queries import pseudo_queries, sentences
+from matryoshka_rag.data.beir import read_corpus_fields
+from matryoshka_rag.data.pseudo_queries import pseudo_queries, sentences
 from tests.conftest import SLICE_DIR
 
 

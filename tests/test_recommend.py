@@ -14,18 +14,18 @@ import pytest
 import torch
 
 from matryoshka_rag import AdaptorConfig, MatryoshkaAdaptor, estimate_dims, recommend_dim, save_adaptor
-from matryoshka_rag.adaptor_format import CorruptAdaptorError
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor
+from matryoshka_rag.adaptor.format import CorruptAdaptorError
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
+from matryoshka_rag.adaptor.persistence import load_adaptor
 from matryoshka_rag.errors import InputError
-from matryoshka_rag.paired import clearly_better
-from matryoshka_rag.persistence import load_adaptor
-from matryoshka_rag.retrieval_kept import (
+from matryoshka_rag.scoring.kept import (
     MIN_CORPUS_ROWS,
     kept_score,
     retrieval_gains,
     retrieval_kept,
 )
-from matryoshka_rag.retriever import MatryoshkaStore
+from matryoshka_rag.scoring.paired import clearly_better
+from matryoshka_rag.store.store import MatryoshkaStore
 from matryoshka_rag.training import UnsupervisedConfig
 from matryoshka_rag.training.unsupervised_objective import holdout_split
 
@@ -238,7 +238,7 @@ def test_a_supervised_adaptor_records_its_estimate_and_the_store_follows_it(
 
 def _cli(*argv) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "matryoshka_rag.cli", "recommend", *map(str, argv)],
+        [sys.executable, "-m", "matryoshka_rag.cli.app", "recommend", *map(str, argv)],
         capture_output=True,
         text=True,
     )
@@ -279,7 +279,7 @@ def test_cli_recommend_bad_input_is_one_line(small_adaptor_dir, scifact_vectors,
 def test_dim_auto_in_both_wrappers_and_the_store(small_adaptor_dir, precomputed_minilm, scifact):
     from langchain_matryoshka_rag import AdaptedEmbeddings, ProviderEmbeddings
     from llama_index.embeddings.matryoshka_rag import AdaptedEmbedding, ProviderEmbedding
-    from matryoshka_rag.retriever import MatryoshkaStore
+    from matryoshka_rag.store.store import MatryoshkaStore
 
     chosen = recommend_dim(small_adaptor_dir, target=0.5)
     langchain = AdaptedEmbeddings.from_pretrained(
@@ -314,13 +314,13 @@ def test_shrink_dim_auto_serves_the_recommended_dim(tmp_path, scifact, scifact_v
     del client
     argv = ["--path", tmp_path / "db", "--collection", "docs", "--out", tmp_path / "small", "--dim", "auto"]
     refused = subprocess.run(
-        [sys.executable, "-m", "matryoshka_rag.cli", "shrink", *map(str, argv), "--target", "1.5"],
+        [sys.executable, "-m", "matryoshka_rag.cli.app", "shrink", *map(str, argv), "--target", "1.5"],
         capture_output=True,
         text=True,
     )
     assert refused.returncode == 2 and "target must be a number in (0, 1]" in refused.stderr
     result = subprocess.run(
-        [sys.executable, "-m", "matryoshka_rag.cli", "shrink", *map(str, argv), "--target", "0.9"]
+        [sys.executable, "-m", "matryoshka_rag.cli.app", "shrink", *map(str, argv), "--target", "0.9"]
         + ["--max-steps", "20", "--sample", "20"],
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ from matryoshka_rag import (
     train_supervised,
     train_unsupervised,
 )
-from matryoshka_rag.evaluation import labelled_queries
+from matryoshka_rag.evaluation.beir_eval import labelled_queries
 
 FAST = UnsupervisedConfig(max_steps=20, eval_every=10, batch_size=64, holdout=50, patience=100)
 N_DOCS = 400

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from matryoshka_rag import AdaptorConfig, AdaptorMismatchError, InputError, MatryoshkaAdaptor, load_adaptor
-from matryoshka_rag.cli_index import add_index_arguments, index_command, query_command
-from matryoshka_rag.rerank_file import RerankFile, RerankFileError
-from matryoshka_rag.rerank_vectors import CollectionVectors
-from matryoshka_rag.retriever import (
+from matryoshka_rag.cli.store_commands import add_index_arguments, index_command, query_command
+from matryoshka_rag.store.rerank_file import RerankFile, RerankFileError
+from matryoshka_rag.store.rerank_homes import CollectionVectors
+from matryoshka_rag.store.store import (
     STAGE_FUNNEL,
     STAGE_WIDENED,
     ChromaUnavailableError,
@@ -31,7 +31,7 @@ from tests.chroma_server import ChromaServer, free_port
 
 INDEX_SCRIPT = """
 import argparse, sys
-from matryoshka_rag.cli_index import add_index_arguments
+from matryoshka_rag.cli.store_commands import add_index_arguments
 parser = argparse.ArgumentParser()
 add_index_arguments(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args()
@@ -504,7 +504,9 @@ def test_cli_query(
             for i, t in zip(scifact.corpus_ids[:200], scifact.corpus_texts)
         )
     )
-    monkeypatch.setattr("matryoshka_rag.cli_index.text_provider", lambda model, base: precomputed_minilm)
+    monkeypatch.setattr(
+        "matryoshka_rag.cli.store_commands.text_provider", lambda model, base: precomputed_minilm
+    )
     db = tmp_path / "db"
     index_command(parse_cli("index", "--corpus", corpus_file, "--adaptor", small_adaptor_dir, "--path", db))
     assert "200 records" in capsys.readouterr().out
@@ -569,7 +571,7 @@ def test_bad_rerank_file_is_refused_and_left_as_is(tmp_path, small_adaptor_dir, 
 
 UPSERT_SCRIPT = """
 import sys, numpy as np
-from matryoshka_rag.retriever import MatryoshkaStore
+from matryoshka_rag.store.store import MatryoshkaStore
 path, name, vectors, ids = sys.argv[1], sys.argv[2], np.load(sys.argv[3]), sys.argv[4].split(",")
 store = MatryoshkaStore(name, None, path=path)
 for round in range(1000):
@@ -654,7 +656,7 @@ def test_querying_never_imports_torch(tmp_path, small_adaptor_dir, corpus):
     np.save(tmp_path / "q.npy", vectors[4])
     code = (
         "import sys, numpy as np\n"
-        "from matryoshka_rag.retriever import MatryoshkaStore\n"
+        "from matryoshka_rag.store.store import MatryoshkaStore\n"
         f"store = MatryoshkaStore('docs', None, path={str(tmp_path / 'db')!r})\n"
         f"hits = store.query(np.load({str(tmp_path / 'q.npy')!r}), k=3)\n"
         "print(hits[0].id, 'torch' in sys.modules)\n"
@@ -693,7 +695,7 @@ def test_cli_query_end_to_end_with_the_real_model(tmp_path, small_adaptor_dir, s
         [
             sys.executable,
             "-m",
-            "matryoshka_rag.cli",
+            "matryoshka_rag.cli.app",
             "query",
             "--path",
             str(db),
@@ -718,7 +720,7 @@ def test_cli_index_into_a_path_that_is_a_file_is_one_line(tmp_path, small_adapto
         [
             sys.executable,
             "-m",
-            "matryoshka_rag.cli",
+            "matryoshka_rag.cli.app",
             "index",
             "--corpus",
             str(tmp_path / "corpus.jsonl"),

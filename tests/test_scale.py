@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from matryoshka_rag import InputError, UnsupervisedConfig, load_adaptor, train_unsupervised
-from matryoshka_rag.distributed import Context
-from matryoshka_rag.neighbours import exact_knn, exact_knn_rows, knn_table
-from matryoshka_rag.streaming import HostCorpus
 from matryoshka_rag.training import unsupervised as unsupervised_module
+from matryoshka_rag.training.distributed import Context
+from matryoshka_rag.training.neighbours import exact_knn, exact_knn_rows, knn_table
 from matryoshka_rag.training.schedule import epoch_order
+from matryoshka_rag.training.streaming import HostCorpus
 from matryoshka_rag.training.unsupervised import new_adaptor
 from matryoshka_rag.training.unsupervised_objective import UnsupervisedObjective, neighbour_table
 from matryoshka_rag.validation import check_rows

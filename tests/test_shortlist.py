@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matryoshka_rag.shortlist import shortlist_is_conclusive
+from matryoshka_rag.store.shortlist import shortlist_is_conclusive
 
 
 def by_loop(small: list[float], large: list[float], k: int) -> bool:

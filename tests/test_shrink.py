@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from matryoshka_rag.errors import InputError
-from matryoshka_rag.retriever import MatryoshkaStore
-from matryoshka_rag.shrink import shrink, stored_vectors
+from matryoshka_rag.recipes.shrink import shrink, stored_vectors
+from matryoshka_rag.store.store import MatryoshkaStore
 
 
 def langchain_collection(folder, ids: list[str], texts: list[str], vectors: np.ndarray):
@@ -100,7 +100,7 @@ def test_cli_shrink_errors_name_the_problem(langchain_db, tmp_path):
     ]
     for argv, words in cases:
         result = subprocess.run(
-            [sys.executable, "-m", "matryoshka_rag.cli", "shrink", *map(str, argv)],
+            [sys.executable, "-m", "matryoshka_rag.cli.app", "shrink", *map(str, argv)],
             capture_output=True,
             text=True,
         )

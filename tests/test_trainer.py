@@ -16,7 +16,7 @@ from matryoshka_rag import (
     train_supervised,
     train_unsupervised,
 )
-from matryoshka_rag.evaluation import labelled_queries
+from matryoshka_rag.evaluation.beir_eval import labelled_queries
 from matryoshka_rag.training import validation_ndcg
 
 FAST = UnsupervisedConfig(max_steps=30, eval_every=10, batch_size=64, holdout=50, patience=100)

@@ -7,7 +7,7 @@ from typing import get_args
 import pytest
 
 from matryoshka_rag import InputError, SupervisedConfig, UnsupervisedConfig
-from matryoshka_rag.cli import build_parser
+from matryoshka_rag.cli.app import build_parser
 from matryoshka_rag.training_options import SupervisedObjective, UnsupervisedObjective
 
 BAD_UNSUPERVISED = [

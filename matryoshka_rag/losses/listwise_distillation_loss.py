@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..similarity import cosine_matrix, cosine_rows
 from .in_batch_candidates import in_batch_candidates
+from .similarity import cosine_matrix, cosine_rows
 
 _MASKED = -1e4  # cosine logit for an anchor against itself: softmax weight exactly 0
 

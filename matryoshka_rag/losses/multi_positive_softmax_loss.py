@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..similarity import cosine_matrix
+from .similarity import cosine_matrix
 
 _MASKED = -1e4  # logit given to the other relevant documents: they are neither positive nor negative
 

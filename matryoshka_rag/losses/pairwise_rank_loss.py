@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..similarity import cosine_rows
+from .similarity import cosine_rows
 
 
 def pairwise_rank_loss(

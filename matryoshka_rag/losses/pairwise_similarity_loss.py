@@ -7,8 +7,8 @@ from typing import Literal
 
 import torch
 
-from ..similarity import cosine_matrix
 from .in_batch_candidates import in_batch_candidates
+from .similarity import cosine_matrix
 
 
 def pairwise_similarity_loss(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..similarity import cosine_matrix
+from .similarity import cosine_matrix
 
 
 def prefix_self_distillation_loss(

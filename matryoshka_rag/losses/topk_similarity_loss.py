@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from ..similarity import cosine_rows
+from .similarity import cosine_rows
 
 
 def topk_similarity_loss(

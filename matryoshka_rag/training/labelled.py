@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..adaptor import MatryoshkaAdaptor
+from ..adaptor.torch_module import MatryoshkaAdaptor
 from ..errors import InputError
-from ..metrics import ndcg_at_k
-from ..neighbours import exact_search
-from ..paired import CLEARLY_SE, clearly_better, standard_error
+from ..scoring.metrics import ndcg_at_k
+from ..scoring.paired import CLEARLY_SE, clearly_better, standard_error
 from .config import Relevance
+from .neighbours import exact_search
 from .ranking import adapt_all
 
 

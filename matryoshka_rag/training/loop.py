@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..adaptor import MatryoshkaAdaptor
-from ..run_identity import check_resume
+from ..adaptor.torch_module import MatryoshkaAdaptor
 from .config import OptimiserConfig
+from .run_identity import check_resume
 
 
 def optimise(

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import torch
 
-from ..adaptor import MatryoshkaAdaptor
+from ..adaptor.torch_module import MatryoshkaAdaptor
 from ..losses import (
     graded_softmax_loss,
     multi_positive_softmax_loss,
     pairwise_rank_loss,
     prefix_self_distillation_loss,
 )
-from ..neighbours import exact_search
 from .config import Relevance, SupervisedConfig
+from .neighbours import exact_search
 from .schedule import batch_positions
 
 

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..adaptor import MatryoshkaAdaptor
-from ..devices import resolve_device
+from ..adaptor.torch_module import MatryoshkaAdaptor
 from ..errors import AdaptorMismatchError
-from ..retrieval_kept import MIN_CORPUS_ROWS, query_rows, served_kept
-from ..run_identity import array_fingerprint, relevance_fingerprint, run_identity
+from ..scoring.kept import MIN_CORPUS_ROWS, query_rows, served_kept
 from ..validation import check_dims, check_vectors, default_dims
 from .config import Relevance, SupervisedConfig, UnsupervisedConfig
+from .devices import resolve_device
 from .labelled import (
     check_relevance,
     split_validation,
@@ -30,6 +29,7 @@ from .labelled import (
 )
 from .loop import optimise
 from .ranking import RankingObjective
+from .run_identity import array_fingerprint, relevance_fingerprint, run_identity
 from .unsupervised import unsupervised_stage
 from .unsupervised_objective import UnsupervisedObjective, neighbour_table, unsupervised_objective
 
@@ -349,8 +349,8 @@ def train_supervised(
 
 def corpus_estimate(adaptor: MatryoshkaAdaptor, corpus: np.ndarray) -> dict:
     """`{"retrieval_kept": {"queries", "held_out", "served": {dim: kept}}}`: the label-free estimate of the
-    supervised adaptor's served prefixes (`retrieval_kept.served_kept`, random corpus items as queries), what
-    `recommend` reads; `{}` for a corpus under `retrieval_kept.MIN_CORPUS_ROWS` vectors."""
+    supervised adaptor's served prefixes (`scoring.kept.served_kept`, random corpus items as queries), what
+    `recommend` reads; `{}` for a corpus under `scoring.kept.MIN_CORPUS_ROWS` vectors."""
     if len(corpus) < MIN_CORPUS_ROWS:
         return {}
     rows = query_rows(len(corpus))

@@ -1,5 +1,5 @@
 """Train an unsupervised adaptor on a `.npy` corpus with every rank of a torchrun launch (data-parallel: see
-`matryoshka_rag.distributed`). Rank 0 writes the adaptor. Run, e.g. on 8 GPUs:
+`matryoshka_rag.training.distributed`). Rank 0 writes the adaptor. Run, e.g. on 8 GPUs:
 
     torchrun --standalone --nproc-per-node 8 -m matryoshka_rag.training.torchrun corpus.npy runs/adaptor
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from ..adaptor_folder import check_destination
+from ..adaptor.folder_write import check_destination
+from ..adaptor.persistence import save_adaptor
 from ..errors import InputError
-from ..persistence import save_adaptor
 from ..validation import parse_dims
 from .config import training_configs
 from .unsupervised import train_unsupervised

@@ -12,16 +12,16 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..adaptor import AdaptorConfig, MatryoshkaAdaptor
-from ..devices import resolve_device
-from ..distributed import setup
-from ..neighbours import check_corpus_size
-from ..pca import pca_rotation
-from ..retrieval_kept import MAX_QUERIES, served_prefix_choice
-from ..run_identity import array_fingerprint, run_identity
+from ..adaptor.pca import pca_rotation
+from ..adaptor.torch_module import AdaptorConfig, MatryoshkaAdaptor
+from ..scoring.kept import MAX_QUERIES, served_prefix_choice
 from ..validation import check_dims, check_rows, default_dims, open_corpus
 from .config import UnsupervisedConfig
+from .devices import resolve_device
+from .distributed import setup
 from .loop import optimise
+from .neighbours import check_corpus_size
+from .run_identity import array_fingerprint, run_identity
 from .unsupervised_objective import holdout_split, neighbour_table, unsupervised_objective
 
 
@@ -147,7 +147,7 @@ def train_unsupervised(
     Returns the adaptor at its best proxy score, on `device`, with `metadata` holding the training settings,
     seconds, steps, the proxy history and `training.neighbours = {method, seconds, recall_sample}`. It
     serves, per dim, the prefix (adapted or the rotation's) that keeps more of the base's full-dim search on
-    the held-out items, and the base ranking at the full dim (`retrieval_kept.served_prefix_choice`; the
+    the held-out items, and the base ranking at the full dim (`scoring.kept.served_prefix_choice`; the
     scores are in `metadata["retrieval_kept"]`), so no dim serves less than the rotation's prefix keeps. Under
     torchrun (`WORLD_SIZE > 1`) every rank returns the same adaptor (see `distributed`).
     """

@@ -10,17 +10,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adaptor import MatryoshkaAdaptor
-from ..distributed import LOCAL, Context, knn_table_shared
+from ..adaptor.torch_module import MatryoshkaAdaptor
 from ..losses import (
     listwise_distillation_loss,
     pairwise_similarity_loss,
     reconstruction_loss,
     topk_similarity_loss,
 )
-from ..streaming import HostCorpus
 from .config import UnsupervisedConfig
+from .distributed import LOCAL, Context, knn_table_shared
 from .schedule import batch_positions
+from .streaming import HostCorpus
 
 
 def unsupervised_loss(

@@ -9,11 +9,11 @@ from typing import Any, Literal
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor, as_numpy_adaptor
-from matryoshka_rag.embedding_adapter import AdaptedVectors, dim_alias
-from matryoshka_rag.fit import fit_from_texts
-from matryoshka_rag.providers import EmbeddingProvider, SentenceTransformerProvider
-from matryoshka_rag.recommend import chosen_dim
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor, as_numpy_adaptor
+from matryoshka_rag.embeddings.adapted import AdaptedVectors, dim_alias
+from matryoshka_rag.embeddings.providers import EmbeddingProvider, SentenceTransformerProvider
+from matryoshka_rag.recipes.fit import fit_from_texts
+from matryoshka_rag.scoring.recommend import chosen_dim
 
 __all__ = ["AdaptedEmbeddings", "ProviderEmbeddings", "base_model_name"]
 
@@ -41,7 +41,7 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
             emb = AdaptedEmbeddings.from_pretrained(base=my_embeddings, path="adaptor/", dim=64)
             vectors = emb.embed_documents(["a text", "another"])  # 2 lists of 64 floats
 
-    Behaviour (shared with the LlamaIndex wrapper, see ``matryoshka_rag.embedding_adapter``): ``[]`` gives
+    Behaviour (shared with the LlamaIndex wrapper, see ``matryoshka_rag.embeddings.adapted``): ``[]`` gives
     ``[]``; an empty or blank text raises ``InputError``; base vectors of the wrong dim raise
     ``AdaptorMismatchError`` naming both dims and the text; NaN/zero base vectors raise naming the text;
     ``dim`` must be 1..base_dim (``None``: all dims), checked at construction; a base model whose name
@@ -95,7 +95,7 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
         """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim`` (or ``dimensions``).
 
         ``dim="auto"``: the smallest dim keeping ``target`` (default 0.99) of full-dim retrieval,
-        estimated label-free (``matryoshka_rag.recommend.chosen_dim``: the adaptor's recorded estimate, or one
+        estimated label-free (``matryoshka_rag.scoring.recommend.chosen_dim``: the adaptor's recorded estimate, or one
         measured on ``corpus_vectors``, base vectors of your corpus)."""
         adaptor = NumpyAdaptor.from_folder(path)
         dim = chosen_dim(adaptor, dim_alias(dim, dimensions), target, corpus_vectors)
@@ -116,7 +116,7 @@ class AdaptedEmbeddings(BaseModel, Embeddings):
 
         ``queries``: ``(query, relevant text)`` pairs -> supervised training, else unsupervised. ``config``:
         ``overwrite``, ``device``, ``progress``, ``unsupervised=``/``supervised=`` configs, or single settings
-        such as ``max_steps=200`` (see ``matryoshka_rag.fit.fit_from_texts``).
+        such as ``max_steps=200`` (see ``matryoshka_rag.recipes.fit.fit_from_texts``).
         """
         fit_from_texts(
             base.embed_documents,

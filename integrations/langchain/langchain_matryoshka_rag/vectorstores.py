@@ -21,14 +21,14 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from langchain_matryoshka_rag.embeddings import base_model_name
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor
-from matryoshka_rag.embedding_adapter import warn_if_other_model
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
+from matryoshka_rag.embeddings.adapted import warn_if_other_model
 from matryoshka_rag.errors import InputError
-from matryoshka_rag.retriever import Hit, MatryoshkaStore, open_store
-from matryoshka_rag.store_input import check_base_vectors, check_k, check_lengths, check_unique_ids
+from matryoshka_rag.store.input_checks import check_base_vectors, check_k, check_lengths, check_unique_ids
+from matryoshka_rag.store.store import Hit, MatryoshkaStore, open_store
 
 if TYPE_CHECKING:
-    from matryoshka_rag.adaptor import MatryoshkaAdaptor
+    from matryoshka_rag.adaptor.torch_module import MatryoshkaAdaptor
 
 __all__ = ["MatryoshkaVectorStore", "hit_document"]
 

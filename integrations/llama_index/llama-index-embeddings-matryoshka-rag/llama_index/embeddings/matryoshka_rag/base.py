@@ -10,17 +10,17 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
 from llama_index.core.schema import BaseNode, MetadataMode
 
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor
-from matryoshka_rag.embedding_adapter import AdaptedVectors, dim_alias
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
+from matryoshka_rag.embeddings.adapted import AdaptedVectors, dim_alias
+from matryoshka_rag.embeddings.providers import EmbeddingProvider, SentenceTransformerProvider
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
-from matryoshka_rag.fit import fit_from_texts
-from matryoshka_rag.providers import EmbeddingProvider, SentenceTransformerProvider
-from matryoshka_rag.recommend import chosen_dim
+from matryoshka_rag.recipes.fit import fit_from_texts
+from matryoshka_rag.scoring.recommend import chosen_dim
 
 from . import quiet_base
 
 if TYPE_CHECKING:
-    from matryoshka_rag.adaptor import MatryoshkaAdaptor
+    from matryoshka_rag.adaptor.torch_module import MatryoshkaAdaptor
 
 __all__ = ["AdaptedEmbedding", "ProviderEmbedding", "load_base_embedding"]
 
@@ -65,7 +65,7 @@ class AdaptedEmbedding(BaseEmbedding):
     the adaptor at once. The base's ``embeddings_cache`` and ``rate_limiter`` apply, but not its embedding
     events: this wrapper emits them (callbacks such as ``TokenCountingHandler`` and instrumentation), so each
     text is counted once. ``dimensions=`` is an alias of ``dim``.
-    Behaviour (shared with the LangChain wrapper, see ``matryoshka_rag.embedding_adapter``): ``[]`` gives
+    Behaviour (shared with the LangChain wrapper, see ``matryoshka_rag.embeddings.adapted``): ``[]`` gives
     ``[]``; an empty or blank text raises ``InputError``; base vectors of the wrong dim raise
     ``AdaptorMismatchError`` naming both dims; NaN/zero base vectors raise naming the text (its index within
     the batch LlamaIndex passes, and its start); ``dim`` must be 1..base_dim (``None``: all), checked at
@@ -144,7 +144,7 @@ class AdaptedEmbedding(BaseEmbedding):
         """Wrap ``base`` with the adaptor saved in the folder ``path``, output cut to ``dim``.
 
         ``dim="auto"``: the smallest dim keeping ``target`` (default 0.99) of full-dim retrieval,
-        estimated label-free (``matryoshka_rag.recommend.chosen_dim``: the adaptor's recorded estimate, or one
+        estimated label-free (``matryoshka_rag.scoring.recommend.chosen_dim``: the adaptor's recorded estimate, or one
         measured on ``corpus_vectors``, base vectors of your corpus)."""
         adaptor = NumpyAdaptor.from_folder(path)
         dim = chosen_dim(adaptor, dim_alias(dim, kwargs.pop("dimensions", None)), target, corpus_vectors)
@@ -166,7 +166,7 @@ class AdaptedEmbedding(BaseEmbedding):
 
         ``queries``: ``(query, relevant text)`` pairs -> supervised training, else unsupervised. ``config``:
         ``overwrite``, ``device``, ``progress``, ``unsupervised=``/``supervised=`` configs, or single settings
-        such as ``max_steps=200`` (see ``matryoshka_rag.fit.fit_from_texts``).
+        such as ``max_steps=200`` (see ``matryoshka_rag.recipes.fit.fit_from_texts``).
         """
         texts = [
             item.get_content(metadata_mode=MetadataMode.EMBED) if isinstance(item, BaseNode) else item

@@ -28,13 +28,13 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from llama_index.vector_stores.matryoshka_rag.filters import to_chroma_where
-from matryoshka_rag.adaptor_numpy import NumpyAdaptor
+from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
 from matryoshka_rag.errors import InputError
-from matryoshka_rag.retriever import Hit, MatryoshkaStore, open_store
-from matryoshka_rag.store_input import check_base_vectors, check_k, check_unique_ids
+from matryoshka_rag.store.input_checks import check_base_vectors, check_k, check_unique_ids
+from matryoshka_rag.store.store import Hit, MatryoshkaStore, open_store
 
 if TYPE_CHECKING:
-    from matryoshka_rag.adaptor import MatryoshkaAdaptor
+    from matryoshka_rag.adaptor.torch_module import MatryoshkaAdaptor
 
 __all__ = ["MatryoshkaQueryResult", "MatryoshkaVectorStore"]
 

@@ -1,0 +1,13 @@
+"""The Matryoshka store on Chroma (torch-free): search a small adapted prefix, rerank exactly at a larger dim.
+
+- `store`: `MatryoshkaStore`, `open_store`, `Hit`.
+- `layout`: where a store keeps what, and the choices it recorded, checked on open.
+- `records`: the ids, documents and metadata a store accepts.
+- `search`: shortlist, exact rerank and widening, without Chroma.
+- `rerank_file`, `rerank_homes`: where the rerank vectors live; `shortlist`: when a shortlist is conclusive.
+- `input_checks`: checks shared with the framework stores; `chroma_client`: the Chroma connection.
+"""
+
+from .store import Hit, MatryoshkaStore, open_store
+
+__all__ = ["Hit", "MatryoshkaStore", "open_store"]

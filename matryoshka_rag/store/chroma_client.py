@@ -1,0 +1,77 @@
+"""Connecting to Chroma (embedded folder or `chroma run` server) and turning its errors into ours."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import chromadb
+import httpx
+from chromadb.api import ClientAPI
+from chromadb.errors import InvalidArgumentError
+
+from ..errors import InputError
+
+__all__ = ["ChromaUnavailableError", "chroma_errors", "connect", "location", "persist_directory"]
+
+
+class ChromaUnavailableError(InputError):
+    """The Chroma server (or database folder) named in the message cannot be reached."""
+
+    def __init__(self, message: str, location: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+def location(client: ClientAPI) -> str:
+    """The URL of an HTTP client's server, or the folder of a persistent client."""
+    settings = client.get_settings()
+    if settings.chroma_server_host:
+        scheme = "https" if settings.chroma_server_ssl_enabled else "http"
+        return f"{scheme}://{settings.chroma_server_host}:{settings.chroma_server_http_port}"
+    return str(settings.persist_directory) if settings.is_persistent else "in-memory Chroma"
+
+
+@contextmanager
+def chroma_errors(location: str, action: str) -> Iterator[None]:
+    """Turn Chroma's connection and validation errors into ours, naming `location` and `action`."""
+    try:
+        yield
+    except httpx.TransportError as error:
+        raise ChromaUnavailableError(
+            f"cannot reach the Chroma server at {location} while {action}: {error}", location
+        ) from error
+    except (InvalidArgumentError, ValueError) as error:
+        if "Could not connect" in str(error):
+            raise ChromaUnavailableError(
+                f"cannot reach the Chroma server at {location} while {action}: is it running?", location
+            ) from error
+        raise InputError(f"Chroma at {location} rejected {action}: {error}") from error
+
+
+def connect(path: str | os.PathLike | None = None, host: str | None = None, port: int = 8000) -> ClientAPI:
+    """`chromadb.PersistentClient(path)`, or `chromadb.HttpClient(host, port)` when `host` is given.
+
+    Raises `ChromaUnavailableError` naming the URL when the server does not answer.
+    """
+    if (path is None) == (host is None):
+        raise InputError("give either a database folder (path) or a server (host and port), not both")
+    if host is not None:
+        url = f"http://{host}:{port}"
+        with chroma_errors(url, "connecting"):
+            return chromadb.HttpClient(host=host, port=int(port))
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"the Chroma database path {folder} is a file, not a folder")
+    with chroma_errors(str(folder), "opening the database"):
+        return chromadb.PersistentClient(path=str(folder))
+
+
+def persist_directory(client: ClientAPI) -> Path | None:
+    """The database folder of an embedded persistent client; None for a server or in-memory client."""
+    settings = client.get_settings()
+    if settings.chroma_server_host or not settings.is_persistent:
+        return None
+    return Path(settings.persist_directory)

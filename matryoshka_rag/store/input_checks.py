@@ -1,0 +1,66 @@
+"""Input checks shared by the LangChain and LlamaIndex vector stores over a `MatryoshkaStore`.
+
+Each check raises :class:`InputError` (or :class:`AdaptorMismatchError` for a base model of the wrong dim)
+naming the problem, before anything is embedded or written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import AdaptorMismatchError, InputError
+
+__all__ = ["check_base_vectors", "check_k", "check_lengths", "check_unique_ids"]
+
+
+def check_k(k: Any, name: str = "k") -> int:
+    """`k` as a positive int, else InputError naming `name` and the value."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+        raise InputError(f"{name} must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def check_lengths(n: int, what: str, **others: Sequence[Any] | None) -> None:
+    """Every sequence in `others` that is not None has `n` items (one per item of `what`)."""
+    for name, values in others.items():
+        if values is not None and len(values) != n:
+            raise InputError(f"got {n} {what} but {len(values)} {name}: give one per item of {what}")
+
+
+def check_unique_ids(ids: Sequence[Any]) -> list[str]:
+    """`ids` as a list of non-empty strings with no repeats (the repeat's positions are named)."""
+    first: dict[str, int] = {}
+    for i, record_id in enumerate(ids):
+        if not isinstance(record_id, str) or not record_id:
+            raise InputError(f"id {i} is {record_id!r}: ids must be non-empty strings")
+        if record_id in first:
+            raise InputError(
+                f"id {record_id!r} is repeated in the batch (positions {first[record_id]} and {i})"
+            )
+        first[record_id] = i
+    return list(ids)
+
+
+def check_base_vectors(vectors: Any, n: int, base_dim: int, model: str) -> np.ndarray:
+    """`n` base vectors from `model` as float32 `(n, base_dim)`.
+
+    Raises AdaptorMismatchError naming both dims when the model's vectors are not the adaptor's base dim,
+    InputError when the count is not `n` or the vectors are ragged.
+    """
+    try:
+        array = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{model} returned vectors of different lengths: {error}") from error
+    if array.ndim == 1 and n == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[0] != n:
+        raise InputError(f"{model} returned {array.shape[0] if array.ndim else 0} vectors for {n} texts")
+    if array.shape[1] != base_dim:
+        raise AdaptorMismatchError(
+            f"{model} gives {array.shape[1]}-dim vectors but the adaptor's base dim is {base_dim}: "
+            "use the embedding model the adaptor was trained on"
+        )
+    return array

@@ -1,0 +1,286 @@
+"""Where a Matryoshka store keeps its rerank vectors: a file beside an embedded database, or a collection.
+
+Both homes share one interface, used by `store.MatryoshkaStore` inside `writing()`:
+`write(ids, vectors, records)` stores the vectors *before* the searched collection's records that point at
+them and returns the pointer metadata for those records (or None); `acknowledge()` runs after the records
+are written; `read(ids)` returns the vectors of the ids that have one, and which do; `remove(ids)` runs
+after records are deleted. A home that `keeps_records` (the file) also keeps each id's document and
+metadata (`records`, `write(..., records)`), so a query reads its hits without a second Chroma call; the
+collection home leaves them to the searched collection.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from chromadb.api.models.Collection import Collection
+
+from ..atomic import atomic_write_text
+from .chroma_client import chroma_errors
+from .rerank_file import RerankFile, RerankFileError, id_keys
+
+__all__ = ["POINTER_KEY", "RESERVED_PREFIX", "CollectionVectors", "FileVectors", "Record", "RerankHome"]
+
+RerankHome = Literal["auto", "file", "collection"]
+RESERVED_PREFIX = "mrag:"  # metadata keys of the store's own, hidden from users
+POINTER_KEY = f"{RESERVED_PREFIX}ptr"  # record metadata: generation << 40 | row of the rerank file
+_ROW_BITS = 40
+_ROW_MASK = (1 << _ROW_BITS) - 1
+
+Record = tuple[str | None, dict[str, Any]]  # a record's document and user metadata
+
+
+def _encode(record_id: str, record: Record) -> bytes:
+    """JSON `[id, document, metadata]`; nothing for a record with neither document nor metadata."""
+    if record[0] is None and not record[1]:
+        return b""
+    return json.dumps([record_id, *record], ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _decode(raw: bytes, record_id: str, path: Path) -> Record:
+    """The record `_encode` wrote for `record_id`; `RerankFileError` naming `path` if it is not that."""
+    if not raw:
+        return None, {}
+    try:
+        found_id, document, metadata = json.loads(raw.decode("utf-8", "surrogatepass"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RerankFileError(f"the record of id {record_id!r} in {path} is corrupt: {error}") from error
+    if found_id != record_id:
+        raise RerankFileError(
+            f"the record of id {record_id!r} in {path} holds id {found_id!r}: the file was replaced or is "
+            "corrupt"
+        )
+    return document, metadata
+
+
+class FileVectors:
+    """Rerank vectors as float16 rows in `<folder>/<name>.d<dim>.g<generation>.f16` (+ `.keys`), each
+    with its record (document and user metadata) in `.rec`.
+
+    `<name>.d<dim>.progress` (JSON, replaced atomically) names the current generation and how many of its
+    rows are acknowledged; readers index only those (id key -> latest row), refreshed when it changes.
+    Writers hold an exclusive lock on `<folder>/<name>.lock`, write the rows (fsynced) before the searched
+    records, and acknowledge them after. Each record's metadata also holds its row's pointer
+    (`POINTER_KEY`), read only to recover from a crash: rows past the acknowledged ones are kept when a
+    record points at them, else cut (on opening and before each write). `compact()` copies the live rows to
+    a new generation, switches the progress file to it (the commit point) and deletes the other files.
+    """
+
+    keeps_records = True
+
+    def __init__(
+        self, folder: Path, name: str, dim: int, collection: Collection, location: str, create: bool = False
+    ) -> None:
+        self.folder, self.name, self.dim, self.location = folder, name, dim, location
+        self.collection = collection
+        self.store_id = str(collection.metadata["store_id"])
+        self.progress_path = folder / f"{name}.d{dim}.progress"
+        self._files: dict[int, RerankFile] = {}
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the progress file indexed
+        self._index = (np.empty(0, np.uint64), np.empty(0, np.int64))
+        if create and not self.progress_path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            self._write_progress(0, 0)
+        with self.writing():  # recover from a crash before serving anything
+            pass
+
+    def file_path(self, generation: int) -> Path:
+        return self.folder / f"{self.name}.d{self.dim}.g{generation}.f16"
+
+    def _file(self, generation: int, create: bool = False) -> RerankFile:
+        if generation not in self._files:
+            self._files[generation] = RerankFile(self.file_path(generation), self.dim, self.store_id, create)
+        return self._files[generation]
+
+    def generations(self) -> list[int]:
+        """Generations with a file on disk."""
+        pattern = re.compile(re.escape(f"{self.name}.d{self.dim}.g") + r"(\d+)\.f16")
+        return sorted(int(m.group(1)) for p in self.folder.glob("*.f16") if (m := pattern.fullmatch(p.name)))
+
+    def stored_rows(self) -> int:
+        """Rows in every generation's file, live or not (`compact()` keeps only the live ones)."""
+        return sum(self._file(g).rows for g in self.generations())
+
+    # -- progress ----------------------------------------------------------------------------------
+
+    def _write_progress(self, generation: int, rows: int) -> None:
+        document = {"store_id": self.store_id, "generation": generation, "rows": rows}
+        atomic_write_text(self.progress_path, json.dumps(document) + "\n")
+
+    def progress(self) -> tuple[int, int]:
+        """(generation, acknowledged rows) from the progress file."""
+        try:
+            document = json.loads(self.progress_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise RerankFileError(
+                f"the rerank progress file {self.progress_path} is missing: the store cannot rerank"
+            ) from error
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RerankFileError(
+                f"the rerank progress file {self.progress_path} is corrupt: {error}"
+            ) from error
+        if not isinstance(document, dict) or document.get("store_id") != self.store_id:
+            raise RerankFileError(
+                f"the rerank progress file {self.progress_path} belongs to another store "
+                f"({document.get('store_id') if isinstance(document, dict) else document!r}, "
+                f"expected {self.store_id})"
+            )
+        return int(document["generation"]), int(document["rows"])
+
+    def _refresh(self) -> None:
+        """Rebuild the id key -> row index when the progress file changed."""
+        try:
+            stat = self.progress_path.stat()
+        except FileNotFoundError:
+            self.progress()  # raises, naming the file
+        seen = (stat.st_mtime_ns, stat.st_size)
+        if seen == self._seen:
+            return
+        generation, rows = self.progress()
+        keys = self._file(generation).keys(rows) if rows else np.empty(0, np.uint64)
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        latest = np.r_[ordered[1:] != ordered[:-1], True] if len(ordered) else np.empty(0, bool)
+        self._generation, self._index, self._seen = generation, (ordered[latest], order[latest]), seen
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the write lock; cut an unacknowledged tail that no record points at (a crashed batch)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / f"{self.name}.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._recover()
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _recover(self) -> None:
+        generation, rows = self.progress()
+        current = self._file(generation, create=rows == 0)
+        if current.rows > rows:
+            base = generation << _ROW_BITS
+            with chroma_errors(self.location, "looking for records past the acknowledged rows"):
+                found = self.collection.get(
+                    where={
+                        "$and": [
+                            {POINTER_KEY: {"$gte": base + rows}},
+                            {POINTER_KEY: {"$lt": base + _ROW_MASK}},
+                        ]
+                    },
+                    include=["metadatas"],
+                )
+            referenced = [int(m[POINTER_KEY]) & _ROW_MASK for m in found["metadatas"] or []]
+            rows = max([rows, *(row + 1 for row in referenced)])
+            current.truncate(rows)
+            self._write_progress(generation, rows)
+        self._generation, self._rows = generation, rows
+
+    def write(
+        self, ids: Sequence[str], vectors: np.ndarray, records: Sequence[Record]
+    ) -> list[dict[str, Any]]:
+        """Append and fsync `vectors` `(n, dim)` and the ids' records; the pointer metadata of each id."""
+        raw = [_encode(record_id, record) for record_id, record in zip(ids, records)]
+        rows = self._file(self._generation).append(ids, vectors.astype(np.float16), raw)
+        return [{POINTER_KEY: (self._generation << _ROW_BITS) | int(row)} for row in rows]
+
+    def acknowledge(self) -> None:
+        self._rows = self._file(self._generation).rows
+        self._write_progress(self._generation, self._rows)
+
+    def remove(self, ids: Sequence[str]) -> None:
+        """Rows of deleted records stay until `compact()`."""
+
+    def compact(self, batch_size: int) -> int:
+        """Copy live rows to a new generation, commit it, delete the other files; rows reclaimed."""
+        with self.writing():
+            with chroma_errors(self.location, "listing records to compact"):
+                ids = self.collection.get(include=[])["ids"]
+            old, before = self.generations(), self.stored_rows()
+            generation = max([*old, self._generation]) + 1
+            target = self._file(generation, create=True)
+            for start in range(0, len(ids), batch_size):
+                part = ids[start : start + batch_size]
+                vectors, found = self.read(part)
+                kept = [i for i, f in zip(part, found) if f]
+                records = self.records(kept)
+                target.append(kept, vectors.astype(np.float16), [_encode(i, records[i]) for i in kept])
+            self._write_progress(generation, target.rows)
+            for stale in old:
+                self._files.pop(stale).remove()
+            self._generation, self._rows = generation, target.rows
+            return before - target.rows
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _locate(self, ids: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+        """Of `ids`: the `(n,)` mask of those with an acknowledged row, and those ids, rows and keys `(m,)`."""
+        self._refresh()
+        keys, rows = self._index
+        wanted = id_keys(ids)
+        position = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+        found = (keys[position] == wanted) if len(keys) else np.zeros(len(ids), bool)
+        chosen = np.flatnonzero(found)
+        return found, [ids[i] for i in chosen], rows[position[chosen]], wanted[chosen]
+
+    def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors `(m, dim)` float32 of the `ids` with an acknowledged row, and the `(n,)` mask of those."""
+        found, chosen, rows, keys = self._locate(ids)
+        return self._file(self._generation).read(rows, chosen, keys), found
+
+    def records(self, ids: Sequence[str]) -> dict[str, Record]:
+        """`(document, metadata)` of the `ids` with an acknowledged row, by id."""
+        _, chosen, rows, keys = self._locate(ids)
+        current = self._file(self._generation)
+        raw = current.records(rows, chosen, keys)
+        return {i: _decode(r, i, current.records_path) for i, r in zip(chosen, raw)}
+
+
+class CollectionVectors:
+    """Rerank vectors in a second Chroma collection (server mode): written first, deleted last, read by id."""
+
+    keeps_records = False
+
+    def __init__(self, collection: Collection, location: str) -> None:
+        self.collection, self.location = collection, location
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        yield
+
+    def write(self, ids: Sequence[str], vectors: np.ndarray, records: None = None) -> None:
+        """Upsert the vectors; records stay in the searched collection (`keeps_records` is false)."""
+        with chroma_errors(self.location, f"writing rerank vectors to {self.collection.name!r}"):
+            self.collection.upsert(ids=list(ids), embeddings=vectors)
+
+    def acknowledge(self) -> None:
+        """Nothing to record: the collection is the record."""
+
+    def remove(self, ids: Sequence[str]) -> None:
+        with chroma_errors(self.location, f"deleting rerank vectors from {self.collection.name!r}"):
+            self.collection.delete(ids=list(ids))
+
+    def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors `(m, dim)` float32 of the `ids` that have one (in the order of `ids`), and the mask."""
+        dim = self.collection.metadata["large_dim"]
+        if not ids:
+            return np.empty((0, dim), dtype=np.float32), np.zeros(0, bool)
+        with chroma_errors(self.location, f"reading rerank vectors from {self.collection.name!r}"):
+            found = self.collection.get(ids=list(ids), include=["embeddings"])
+        by_id = dict(zip(found["ids"], found["embeddings"]))
+        mask = np.array([i in by_id for i in ids])
+        vectors = np.asarray([by_id[i] for i in ids if i in by_id], dtype=np.float32).reshape(-1, dim)
+        return vectors, mask
+
+    def compact(self, batch_size: int) -> int:
+        """Nothing to reclaim: deleted records' vectors are deleted with them."""
+        return 0
