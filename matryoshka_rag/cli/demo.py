@@ -21,9 +21,34 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from ..data.download import LOCAL_BEIR
 from ..errors import InputError
+
+
+class DemoUnsupervised(TypedDict, total=False):
+    """The `UnsupervisedConfig` fields the demo sets."""
+
+    max_steps: int
+    eval_every: int
+
+
+class DemoSupervised(TypedDict, total=False):
+    """The `SupervisedConfig` fields the demo sets."""
+
+    temperature: float
+    max_steps: int
+    eval_every: int
+    patience: int
+
+
+class MeasuredRun(TypedDict):
+    """A full run's supervised nDCG@10 by dim and its supervised training seconds."""
+
+    supervised: dict[int, float]
+    seconds: int
+
 
 DEMO_QUERY = "Vitamin D deficiency is associated with an increased risk of tuberculosis."
 DEMO_METHODS = ("truncate", "pca-rotation", "unsupervised", "supervised")
@@ -34,12 +59,12 @@ LOCAL_EMBEDDINGS = LOCAL_BEIR.parent / "embeddings"
 # The demo's training: the unsupervised stage capped at 200 steps (early-stopped on its label-free held-out
 # score as always); the supervised stage with one softmax temperature (the one validation chose in the full
 # runs of BENCHMARKS.md) and at most 100 steps, evaluated every 25 on the held-out queries, then the refit.
-DEMO_UNSUPERVISED = {"max_steps": 200}
-DEMO_SUPERVISED = {"temperature": 0.05, "max_steps": 100, "eval_every": 25, "patience": 2}
+DEMO_UNSUPERVISED: DemoUnsupervised = {"max_steps": 200}
+DEMO_SUPERVISED: DemoSupervised = {"temperature": 0.05, "max_steps": 100, "eval_every": 25, "patience": 2}
 
 # What the full run measured (BENCHMARKS.md, "Quality by dim", re-measured for issue 14): nDCG@10 by dim of
 # the supervised adaptor trained with the library's defaults, and its supervised training seconds on 2 CPU cores.
-FULL_RUN = {
+FULL_RUN: dict[str, MeasuredRun] = {
     "scifact": {"supervised": {32: 0.723, 64: 0.788, 384: 0.832}, "seconds": 1158},
     "nfcorpus": {"supervised": {32: 0.272, 64: 0.322, 384: 0.347}, "seconds": 833},
 }

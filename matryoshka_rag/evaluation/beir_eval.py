@@ -15,6 +15,7 @@ import torch
 
 from ..adaptor.folder_write import check_destination
 from ..adaptor.pca import principal_axes
+from ..adaptor.torch_module import MatryoshkaAdaptor
 from ..atomic import atomic_write_bytes, atomic_write_text, check_folder_path
 from ..data.beir import BeirDataset, load_beir, load_precomputed
 from ..errors import InputError
@@ -108,7 +109,7 @@ class MethodTrainer:
     ) -> None:
         self.corpus, self.dims, self.settings, self.model = corpus, dims, settings, model
         self.train, self.validation = train, validation
-        self.adaptors: dict = {}
+        self.adaptors: dict[str, MatryoshkaAdaptor] = {}
 
     def transform(self, method: str) -> Transform:
         if method == "truncate":
@@ -119,16 +120,17 @@ class MethodTrainer:
             return lambda x, m: (x - shift) @ axes[:, :m]
         return self.adaptor(method).transform
 
-    def adaptor(self, method: str):
+    def adaptor(self, method: str) -> MatryoshkaAdaptor:
         if method not in self.adaptors:
             self.adaptors[method] = self._train(method)
         return self.adaptors[method]
 
-    def _train(self, method: str):
+    def _train(self, method: str) -> MatryoshkaAdaptor:
         s = self.settings
-        common = {"base_model": self.model, "device": s.device, "progress": s.progress}
         if method == "unsupervised":
-            return train_unsupervised(self.corpus, self.dims, s.unsupervised, **common)
+            return train_unsupervised(
+                self.corpus, self.dims, s.unsupervised, self.model, s.device, progress=s.progress
+            )
         if method == "unsupervised-paper":
             paper = UnsupervisedConfig(  # the paper's recipe: L1 losses, identity start, Adam 1e-3, batch 128
                 objective="paper",
@@ -138,7 +140,9 @@ class MethodTrainer:
                 seed=s.unsupervised.seed,
                 max_steps=s.unsupervised.max_steps,
             )
-            return train_unsupervised(self.corpus, self.dims, paper, **common)
+            return train_unsupervised(
+                self.corpus, self.dims, paper, self.model, s.device, progress=s.progress
+            )
         if self.train is None:
             raise InputError(f"method {method!r} needs training qrels (query/document relevance)")
         config = s.supervised
@@ -153,7 +157,9 @@ class MethodTrainer:
             s.unsupervised,
             adaptor=self.adaptor("unsupervised"),
             validation=self.validation,
-            **common,
+            base_model=self.model,
+            device=s.device,
+            progress=s.progress,
         )
 
 
@@ -223,18 +229,10 @@ def evaluate(
         train=labelled_queries(dataset, queries, dataset.qrels("train")) if "train" in splits else None,
         validation=labelled_queries(dataset, queries, dataset.qrels("dev")) if "dev" in splits else None,
     )
-    results = {
-        "dataset": dataset.name,
-        "model": model,
-        "base_dim": int(corpus.shape[1]),
-        "dims": list(dims),
-        "ndcg@10": {},
-        "recall@100": {},
-        "train_seconds": {},
-        "train_metrics": {},
-        "device": str(resolve_device(settings.device)),
-        "cpu": platform.processor() or platform.machine(),
-    }
+    device = str(resolve_device(settings.device))
+    by_metric: dict[str, dict[str, dict[str, float]]] = {"ndcg@10": {}, "recall@100": {}}  # method, dim
+    train_seconds: dict[str, float] = {}
+    train_metrics: dict[str, dict] = {}
     for method in methods:
         started = time.perf_counter()
         transform = trainer.transform(method)
@@ -244,20 +242,30 @@ def evaluate(
             if method in TRAINED
             else time.perf_counter() - started
         )
-        results["train_seconds"][method] = round(seconds, 2)
+        train_seconds[method] = round(seconds, 2)
         if method in TRAINED:  # early-stopping scores, steps, the temperature search (not the history)
             metrics = trainer.adaptors[method].metadata["metrics"]
-            results["train_metrics"][method] = {k: v for k, v in metrics.items() if k != "history"}
+            train_metrics[method] = {k: v for k, v in metrics.items() if k != "history"}
         for m in dims:  # each dim's own vectors: an adaptor may serve another prefix at each dim
             scores = score_dims(dataset, transform(corpus, m), transform(queries, m), test_qrels, [m])
             for metric, by_dim in scores.items():
-                results[metric].setdefault(method, {})[str(m)] = round(by_dim[m], 4)
+                by_metric[metric].setdefault(method, {})[str(m)] = round(by_dim[m], 4)
     if adaptors_dir is not None:
         from ..adaptor.persistence import save_adaptor
 
         for method, adaptor in trainer.adaptors.items():
             save_adaptor(adaptor, Path(adaptors_dir) / method, overwrite=True)
-    return results
+    return {
+        "dataset": dataset.name,
+        "model": model,
+        "base_dim": int(corpus.shape[1]),
+        "dims": list(dims),
+        **by_metric,
+        "train_seconds": train_seconds,
+        "train_metrics": train_metrics,
+        "device": device,
+        "cpu": platform.processor() or platform.machine(),
+    }
 
 
 def markdown_table(results: dict, metric: str = "ndcg@10") -> str:

@@ -21,10 +21,10 @@ def in_batch_candidates(
             `offset .. offset + batch` (e.g. every data-parallel rank's anchors), given together, or both
             None for the anchors themselves (offset 0).
     """
-    if (candidates_base is None) != (candidates_adapted is None):
-        raise ValueError("candidates_base and candidates_adapted must be given together")
-    if candidates_base is None:
+    if candidates_base is None and candidates_adapted is None:
         candidates_base, candidates_adapted, offset = base, adapted, 0
+    elif candidates_base is None or candidates_adapted is None:
+        raise ValueError("candidates_base and candidates_adapted must be given together")
     batch, total = base.shape[0], candidates_base.shape[0]
     if not (total == candidates_adapted.shape[0] >= offset + batch and offset >= 0):
         raise ValueError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InputError
 from ..training_options import (
@@ -173,6 +173,9 @@ class SupervisedConfig:
         return temperatures[:1] if self.objective == "pairwise" else temperatures
 
 
+StageConfig = TypeVar("StageConfig", UnsupervisedConfig, SupervisedConfig)
+
+
 def training_configs(
     unsupervised: UnsupervisedConfig | None = None,
     supervised: SupervisedConfig | None = None,
@@ -182,15 +185,20 @@ def training_configs(
 
     Unknown setting names raise InputError.
     """
-    configs = (unsupervised or UnsupervisedConfig(), supervised or SupervisedConfig())
-    names = [{f.name for f in fields(config)} for config in configs]
-    unknown = sorted(set(settings) - names[0] - names[1])
+    unsupervised, supervised = unsupervised or UnsupervisedConfig(), supervised or SupervisedConfig()
+    unknown = sorted(set(settings) - _field_names(unsupervised) - _field_names(supervised))
     if unknown:
         raise InputError(
             f"unknown training setting(s) {unknown}: use fields of UnsupervisedConfig or SupervisedConfig"
         )
-    unsupervised, supervised = (
-        replace(config, **{key: value for key, value in settings.items() if key in known})
-        for config, known in zip(configs, names)
-    )
-    return unsupervised, supervised
+    return _with_settings(unsupervised, settings), _with_settings(supervised, settings)
+
+
+def _field_names(config: UnsupervisedConfig | SupervisedConfig) -> set[str]:
+    return {field.name for field in fields(config)}
+
+
+def _with_settings(config: StageConfig, settings: Mapping[str, Any]) -> StageConfig:
+    """`config` with those of `settings` that are its fields."""
+    names = _field_names(config)
+    return replace(config, **{key: value for key, value in settings.items() if key in names})

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .devices import resolve_device
-from .neighbours import knn_table
+from .neighbours import NeighbourMethod, knn_table
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,9 @@ class Context:
             return module
         ids = [device.index] if device.type == "cuda" else None
         ddp = nn.parallel.DistributedDataParallel
-        no_sync = (
-            "forward_sync_buffers"
-            if "forward_sync_buffers" in signature(ddp).parameters
-            else "broadcast_buffers"
-        )
-        return ddp(module, device_ids=ids, **{no_sync: False})
+        if "forward_sync_buffers" in signature(ddp).parameters:  # it deprecates broadcast_buffers
+            return ddp(module, device_ids=ids, forward_sync_buffers=False)
+        return ddp(module, device_ids=ids, broadcast_buffers=False)
 
     def agree(self, value: float, device: torch.device) -> float:
         """Rank 0's `value` on every rank (one broadcast; used for early-stopping scores)."""
@@ -160,7 +157,7 @@ def setup(device: str | None = None) -> tuple[Context, torch.device]:
 def knn_table_shared(
     embeddings: np.ndarray,
     k: int,
-    method: str,
+    method: NeighbourMethod,
     context: Context,
     device: torch.device,
     seed: int,

@@ -3,7 +3,7 @@ score (validation nDCG@10)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
@@ -57,10 +57,11 @@ def validation_ndcg_per_query(
     prefixes over `corpus (n, dim)`."""
     adapted_corpus = adapt_all(adaptor, corpus).float()
     adapted_queries = adapt_all(adaptor, queries).float()
+    graded: list[dict[Hashable, float]] = [dict(rel.items()) for rel in relevance]  # as ndcg_at_k takes them
     scores = {}
     for m in dims:
         found = exact_search(adapted_queries[:, :m], adapted_corpus[:, :m], k)[1].tolist()
-        scores[m] = np.array([ndcg_at_k(row, rel, k) for row, rel in zip(found, relevance)])
+        scores[m] = np.array([ndcg_at_k(row, rel, k) for row, rel in zip(found, graded)])
     return scores
 
 

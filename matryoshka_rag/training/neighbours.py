@@ -70,6 +70,7 @@ def check_corpus_size(n: int, k: int) -> None:
         )
 
 
+NeighbourMethod = Literal["auto", "exact", "faiss"]  # how `knn_table` builds the table
 EXACT_MAX_ROWS = 200_000  # method="auto" on CPU: exact up to this many rows, faiss above
 Vectors = np.ndarray | torch.Tensor  # (n, dim) on the host (array or np.memmap) or a tensor
 
@@ -192,7 +193,7 @@ def _faiss_knn_rows(
 def knn_table(
     embeddings: Vectors,
     k: int,
-    method: Literal["auto", "exact", "faiss"] = "auto",
+    method: NeighbourMethod = "auto",
     *,
     device: torch.device | str | None = None,
     rows: tuple[int, int] | None = None,

@@ -43,6 +43,7 @@ class RankingObjective:
             config,
             dims,
         )
+        (self.temperature,) = config.temperatures  # a run trains at one temperature
         depth = min(config.hard_negatives + max(len(r) for r in relevance), len(corpus))
         top = exact_search(queries, corpus, depth)[1].tolist()
         self.hard = [
@@ -82,11 +83,9 @@ class RankingObjective:
                 grades[row, position[doc]] = float(grade)
         documents = adapt_all(adaptor, self.corpus[candidates.to(self.corpus.device)])
         rank = multi_positive_softmax_loss if config.objective == "multi-positive" else graded_softmax_loss
-        loss = rank(adapted_queries, documents, grades, self.dims, config.temperature)
+        loss = rank(adapted_queries, documents, grades, self.dims, self.temperature)
         if config.self_distillation:
-            distilled = prefix_self_distillation_loss(
-                adapted_queries, documents, self.dims, config.temperature
-            )
+            distilled = prefix_self_distillation_loss(adapted_queries, documents, self.dims, self.temperature)
             loss = loss + config.self_distillation * distilled
         return loss
 

@@ -37,10 +37,10 @@ def run_identity(config: Any, **inputs: Any) -> dict:
     """The identity recorded in a checkpoint: `config`'s fields (a dataclass; `STOPPING_FIELDS` left out) and
     `inputs` (fingerprints, dims, names, other configs), as plain JSON values."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in STOPPING_FIELDS}
-    plain = {
-        "config": settings,
-        **{k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in inputs.items()},
-    }
+    plain = {"config": settings}
+    for name, value in inputs.items():  # a dataclass instance as its fields
+        dataclass = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        plain[name] = dataclasses.asdict(value) if dataclass else value
     return json.loads(json.dumps(plain))
 
 

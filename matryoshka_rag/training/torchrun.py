@@ -53,7 +53,9 @@ def _train(args: argparse.Namespace) -> None:
         if not equals:
             raise InputError(f"--set {item!r}: expected field=value, e.g. max_steps=200")
         settings[key] = _typed(key, text, getattr(defaults, key, None))
-    config = training_configs(**settings)[0]  # unknown names and values outside the allowed ones raise
+    config = training_configs(None, None, **settings)[
+        0
+    ]  # unknown names and values outside the allowed ones raise
     dims = parse_dims(args.dims) if args.dims else None
     adaptor = train_unsupervised(args.corpus, dims, config, args.base_model, args.device, progress=False)
     rank = dist.get_rank() if dist.is_initialized() else 0

@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -20,9 +19,9 @@ from .config import UnsupervisedConfig
 from .devices import resolve_device
 from .distributed import setup
 from .loop import optimise
-from .neighbours import check_corpus_size
+from .neighbours import NeighbourMethod, check_corpus_size
 from .run_identity import array_fingerprint, run_identity
-from .unsupervised_objective import holdout_split, neighbour_table, unsupervised_objective
+from .unsupervised_objective import Model, holdout_split, neighbour_table, unsupervised_objective
 
 
 def new_adaptor(
@@ -51,7 +50,7 @@ def unsupervised_stage(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
     *,
-    neighbours: Literal["auto", "exact", "faiss"] = "auto",
+    neighbours: NeighbourMethod = "auto",
     compile: bool = False,
 ) -> tuple[MatryoshkaAdaptor, np.ndarray]:
     """`train_unsupervised`, also returning the neighbour table `(n, k)` it trained with (for stage two)."""
@@ -66,7 +65,7 @@ def unsupervised_stage(
     adaptor = new_adaptor(corpus, dims, config, base_model).to(resolved)
     table, neighbour_info = neighbour_table(corpus, config, resolved, context, neighbours)
     objective = unsupervised_objective(corpus, dims, config, resolved, table, context, compile)
-    model = context.wrap(adaptor, resolved)
+    model: Model = context.wrap(adaptor, resolved)
     if compile and context.active:
         model = torch.compile(model)
     loop_started = time.perf_counter()
@@ -127,7 +126,7 @@ def train_unsupervised(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
     *,
-    neighbours: Literal["auto", "exact", "faiss"] = "auto",
+    neighbours: NeighbourMethod = "auto",
     compile: bool = False,
 ) -> MatryoshkaAdaptor:
     """Train an adaptor on corpus embeddings alone.

@@ -8,7 +8,6 @@ from concurrent.futures import Future
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..adaptor.torch_module import MatryoshkaAdaptor
 from ..losses import (
@@ -19,12 +18,17 @@ from ..losses import (
 )
 from .config import UnsupervisedConfig
 from .distributed import LOCAL, Context, knn_table_shared
+from .neighbours import NeighbourMethod
 from .schedule import batch_positions
 from .streaming import HostCorpus
 
+Model = Callable[
+    [torch.Tensor], torch.Tensor
+]  # the adaptor, or its DDP / compiled wrapper: (n, dim) -> (n, out)
+
 
 def unsupervised_loss(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model: Model,
     adaptor: MatryoshkaAdaptor,
     block: torch.Tensor,
     size: int,
@@ -48,24 +52,36 @@ def unsupervised_loss(
         adapted_all[:size],
         adapted_all[size:].reshape(size, base_neighbours.shape[1], -1),
     )
-    candidates, scale = {}, 1.0
+    candidates_base = candidates_adapted = None
+    offset, scale = 0, 1.0
     if context.active:
         candidates_base, offset = context.gather_batch(base, shares)
         candidates_adapted, _ = context.gather_batch(adapted, shares, grad=True)
-        candidates = {
-            "candidates_base": candidates_base,
-            "candidates_adapted": candidates_adapted,
-            "offset": offset,
-        }
         scale = size * context.world_size / candidates_base.shape[0]
     rec = config.beta * reconstruction_loss(adaptor.rotate(base), adapted)
     if config.objective == "listwise":
         loss = rec + listwise_distillation_loss(
-            base, base_neighbours, adapted, adapted_neighbours, dims, config.temperature, **candidates
+            base,
+            base_neighbours,
+            adapted,
+            adapted_neighbours,
+            dims,
+            config.temperature,
+            candidates_base=candidates_base,
+            candidates_adapted=candidates_adapted,
+            offset=offset,
         )
     else:
         topk = topk_similarity_loss(base, base_neighbours, adapted, adapted_neighbours, dims)
-        loss = topk + config.alpha * pairwise_similarity_loss(base, adapted, dims, **candidates) + rec
+        pairs = pairwise_similarity_loss(
+            base,
+            adapted,
+            dims,
+            candidates_base=candidates_base,
+            candidates_adapted=candidates_adapted,
+            offset=offset,
+        )
+        loss = topk + config.alpha * pairs + rec
     return loss * scale if context.active else loss
 
 
@@ -119,9 +135,7 @@ class UnsupervisedObjective:
         """Corpus rows of a block: the anchors `rows (size,)`, then their neighbours, `(size * (1 + k),)`."""
         return np.concatenate([rows, self.neighbours[rows].reshape(-1)])
 
-    def loss(
-        self, adaptor: MatryoshkaAdaptor, rows: np.ndarray, model: nn.Module | None = None
-    ) -> torch.Tensor:
+    def loss(self, adaptor: MatryoshkaAdaptor, rows: np.ndarray, model: Model | None = None) -> torch.Tensor:
         """The objective on anchors `rows (batch,)`, their k neighbours and each other."""
         block = self.corpus.gather(self.block_rows(rows))
         return self._loss(model or adaptor, adaptor, block, len(rows), self.dims, self.config)
@@ -139,7 +153,7 @@ class UnsupervisedObjective:
         return tuple(len(range(rank, n, world_size)) for rank in range(world_size))
 
     def loss_at(
-        self, adaptor: MatryoshkaAdaptor, step: int, seed_offset: int = 0, model: nn.Module | None = None
+        self, adaptor: MatryoshkaAdaptor, step: int, seed_offset: int = 0, model: Model | None = None
     ) -> torch.Tensor:
         """The objective on training batch number `step` (this rank's share); the next batch's rows are
         gathered in the background meanwhile when the corpus prefetches."""
@@ -150,9 +164,12 @@ class UnsupervisedObjective:
         if upcoming is not None:
             self._prefetched[(step + 1, seed_offset)] = upcoming
         block = self.corpus.to_device(host)
-        # in a data-parallel run, every rank's anchors are the in-batch candidates
-        spread = {"context": self.context, "shares": self._shares()} if self.context.active else {}
-        return self._loss(model or adaptor, adaptor, block, len(rows), self.dims, self.config, **spread)
+        forward = model or adaptor
+        if self.context.active:  # every rank's anchors are the in-batch candidates
+            return self._loss(
+                forward, adaptor, block, len(rows), self.dims, self.config, self.context, self._shares()
+            )
+        return self._loss(forward, adaptor, block, len(rows), self.dims, self.config)
 
     def proxy(self, adaptor: MatryoshkaAdaptor) -> float:
         """Minus the objective on the held-out items, in batches (higher is better); one sync."""
@@ -169,7 +186,7 @@ def neighbour_table(
     config: UnsupervisedConfig,
     device: torch.device,
     context: Context = LOCAL,
-    method: str = "auto",
+    method: NeighbourMethod = "auto",
 ) -> tuple[np.ndarray, dict]:
     """Each corpus row's `config.k` nearest other rows `(n, k)`, never a held-out one (`holdout_split`), and
     the table's info (method, seconds, recall); built once per run and shared by both stages."""
