@@ -1,6 +1,7 @@
 """Stage two: the ranking objective on labelled queries, from the stage-one adaptor. Each softmax temperature
-is trained and early-stopped on validation nDCG@10 (`search_temperatures`); then the chosen run's step count
-is trained again on every labelled query (`refit`)."""
+is trained and early-stopped on validation nDCG@10 (`search_temperatures`); the stage is kept only as
+validation says (`judge_stage`); then the chosen run's step count is trained again on every labelled query
+(`refit`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import copy
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,9 @@ from .labelled import (
     validation_ndcg,
     validation_ndcg_per_query,
 )
-from .loop import optimise
+from .loop import LoopOutcome, optimise
 from .ranking import RankingObjective
+from .record import SupervisedRun, supervised_record
 from .run_identity import array_fingerprint, relevance_fingerprint, run_identity
 from .unsupervised import unsupervised_stage
 from .unsupervised_objective import UnsupervisedObjective, neighbour_table, unsupervised_objective
@@ -37,6 +39,13 @@ from .unsupervised_objective import UnsupervisedObjective, neighbour_table, unsu
 PRE_REFIT = "the chosen run before the refit (the returned adaptor is the refit, trained on validation too)"
 RETURNED = "the returned adaptor"
 DROPPED = "the chosen run, not returned: validation dropped the stage (the returned adaptor is stage one's)"
+# the validation numbers of a stage too few queries could not validate
+NOT_VALIDATED: dict[str, object] = {
+    "weights_measured": None,
+    "validation_ndcg@10": None,
+    "best_step": 0,
+    "steps": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,44 @@ class LabelledQueries:
 
     vectors: torch.Tensor
     relevance: list[dict[int, float]]
+
+
+@dataclass(frozen=True)
+class LabelledArrays:
+    """Query vectors `(q, dim)` on the host and, per query, `{corpus row: grade > 0}`."""
+
+    vectors: np.ndarray
+    relevance: list[dict[int, float]]
+
+    def rows(self, positions: list[int]) -> LabelledArrays:
+        """The queries at `positions`, in that order."""
+        return LabelledArrays(self.vectors[positions], [self.relevance[i] for i in positions])
+
+    def joined(self, other: LabelledArrays) -> LabelledArrays:
+        """These queries, then `other`'s."""
+        return LabelledArrays(np.concatenate([self.vectors, other.vectors]), self.relevance + other.relevance)
+
+    def on(self, device: torch.device) -> LabelledQueries:
+        """The same queries with their vectors on `device`."""
+        return LabelledQueries(torch.from_numpy(self.vectors).to(device), self.relevance)
+
+    def fingerprints(self) -> list[str]:
+        """`[vectors, relevance]` fingerprints, as a checkpoint's identity records them (`run_identity`)."""
+        return [array_fingerprint(self.vectors), relevance_fingerprint(self.relevance)]
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What the supervised stage did: its settings (at the chosen temperature once validation ran), the
+    verdict and why, the weights it returns when kept, the chosen run's validation numbers
+    (`metadata["metrics"]`) and the refit's `{steps, queries}` (None without one)."""
+
+    config: SupervisedConfig
+    kept: bool
+    reason: str
+    adaptor: MatryoshkaAdaptor
+    metrics: dict[str, object]
+    refit: dict[str, int] | None
 
 
 def as_trained(config: SupervisedConfig) -> SupervisedConfig:
@@ -77,7 +124,7 @@ def train_run(
     identity: dict,
     progress: bool,
     description: str,
-) -> tuple[MatryoshkaAdaptor, dict]:
+) -> tuple[MatryoshkaAdaptor, LoopOutcome]:
     """A copy of `start` trained on `queries` for up to `steps` steps (early-stopped on `score(adaptor)`
     unless None) and the loop's outcome (`loop.optimise`)."""
     adaptor = copy.deepcopy(start)
@@ -106,7 +153,7 @@ def search_temperatures(
     checkpoint_dir: Path | None,
     identity_inputs: dict,
     progress: bool,
-) -> tuple[SupervisedConfig, MatryoshkaAdaptor, dict, dict[str, float]]:
+) -> tuple[SupervisedConfig, MatryoshkaAdaptor, LoopOutcome, dict[str, float]]:
     """One early-stopped run from `start` per temperature of `config.temperatures`, scored by validation
     nDCG@10 (mean over dims); the best score wins (the first temperature on a tie).
 
@@ -115,7 +162,7 @@ def search_temperatures(
     temperatures = config.temperatures
     several = len(temperatures) > 1
     score = functools.partial(_validation_score, corpus=corpus, validation=validation, dims=dims)
-    runs: dict[float, tuple[MatryoshkaAdaptor, dict]] = {}
+    runs: dict[float, tuple[MatryoshkaAdaptor, LoopOutcome]] = {}
     for temperature in temperatures:
         run_config = replace(config, temperature=temperature)
         runs[temperature] = train_run(
@@ -132,8 +179,8 @@ def search_temperatures(
             progress,
             f"supervised, temperature {temperature}" if several else "supervised",
         )
-    by_temperature = {str(t): outcome["best_score"] for t, (_, outcome) in runs.items()}
-    chosen = max(runs, key=lambda t: runs[t][1]["best_score"])
+    by_temperature = {str(t): outcome.scored() for t, (_, outcome) in runs.items()}
+    chosen = max(runs, key=lambda t: runs[t][1].scored())
     adaptor, outcome = runs[chosen]
     return replace(config, temperature=chosen), adaptor, outcome, by_temperature
 
@@ -144,34 +191,164 @@ def _validation_score(
     return validation_ndcg(adaptor, corpus, validation.vectors, validation.relevance, dims)
 
 
+def judge_stage(
+    start: MatryoshkaAdaptor,
+    trained: MatryoshkaAdaptor,
+    corpus: torch.Tensor,
+    validation: LabelledQueries,
+    dims: tuple[int, ...],
+    validate: bool,
+) -> tuple[bool, str, dict]:
+    """`labelled.stage_verdict` of `trained` against its `start` on the validation queries over `corpus
+    (n, dim)`: whether to keep the stage, why, and the numbers per dim. Without `validate` the stage is kept
+    whatever the verdict (the reason says so)."""
+    with torch.no_grad():
+        kept, reason, by_dim = stage_verdict(
+            validation_ndcg_per_query(start, corpus, validation.vectors, validation.relevance, dims),
+            validation_ndcg_per_query(trained, corpus, validation.vectors, validation.relevance, dims),
+        )
+    if not (kept or validate):
+        kept, reason = True, f"kept unvalidated (SupervisedConfig.validate_stage=False): {reason}"
+    return kept, reason, by_dim
+
+
 def refit(
     start: MatryoshkaAdaptor,
     config: SupervisedConfig,
     steps: int,
     corpus: torch.Tensor,
-    labelled: LabelledQueries,
+    labelled: LabelledArrays,
     regulariser: UnsupervisedObjective,
     dims: tuple[int, ...],
     checkpoint_dir: Path | None,
-    identity: dict,
+    identity_inputs: dict,
     progress: bool,
-) -> tuple[MatryoshkaAdaptor, dict]:
+) -> tuple[MatryoshkaAdaptor, LoopOutcome]:
     """A copy of `start` trained for `steps` steps on `labelled` (every labelled query: training and
-    validation) at `config`'s (chosen) temperature, with no early stopping, and the loop's outcome."""
+    validation) at `config`'s (chosen) temperature, with no early stopping, and the loop's outcome; its
+    checkpoints go to `checkpoint_dir / "refit"`."""
+    queries, relevance = labelled.fingerprints()
     return train_run(
         start,
         config,
         corpus,
-        labelled,
+        labelled.on(corpus.device),
         regulariser,
         dims,
         None,
         steps,
-        checkpoint_dir,
-        identity,
+        checkpoint_dir / "refit" if checkpoint_dir else None,
+        run_identity(
+            config, stage="supervised refit", **identity_inputs, queries=queries, relevance=relevance
+        ),
         progress,
         "supervised refit",
     )
+
+
+def supervised_stage(
+    stage_one: MatryoshkaAdaptor,
+    corpus: np.ndarray,
+    train: LabelledArrays,
+    validation: LabelledArrays,
+    config: SupervisedConfig,
+    unsupervised: UnsupervisedConfig,
+    dims: tuple[int, ...],
+    table: np.ndarray | None,
+    device: torch.device,
+    base_model: str,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> StageOutcome:
+    """The supervised stage (`validated_stage`) from `stage_one`, widened to `config.hidden_dim`, on `corpus
+    (n, dim)` on `device`. The regulariser samples with `table`, stage one's neighbour table `(n, k)` (built
+    here when None)."""
+    if table is None:
+        table = neighbour_table(corpus, unsupervised, device)[0]
+    torch.manual_seed(config.seed)  # the widened MLP's fresh weights
+    start = stage_one.widened(max(config.hidden_dim, stage_one.config.hidden_dim)).to(device)
+    # the labelled stage is judged on labelled validation: it serves its adapted prefix at every dim
+    start.config = replace(start.config, served_prefixes=())
+    regulariser = unsupervised_objective(corpus, dims, unsupervised, device, table)
+    inputs = {  # what the checkpoints belong to, besides the config and the queries
+        "unsupervised": unsupervised,
+        "corpus": array_fingerprint(corpus),
+        "dims": dims,
+        "base_model": base_model,
+        "start": start.fingerprint(),
+    }
+    try:
+        return validated_stage(
+            start,
+            torch.from_numpy(corpus).to(device),
+            train,
+            validation,
+            config,
+            regulariser,
+            dims,
+            checkpoint_dir,
+            inputs,
+            progress,
+        )
+    finally:
+        regulariser.corpus.close()
+
+
+def validated_stage(
+    start: MatryoshkaAdaptor,
+    corpus: torch.Tensor,
+    train: LabelledArrays,
+    validation: LabelledArrays,
+    config: SupervisedConfig,
+    regulariser: UnsupervisedObjective,
+    dims: tuple[int, ...],
+    checkpoint_dir: Path | None,
+    identity_inputs: dict,
+    progress: bool,
+) -> StageOutcome:
+    """From `start` over `corpus (n, dim)`: the temperature search on `train`, early-stopped on `validation`
+    (`search_temperatures`), the verdict (`judge_stage`), and the refit on both (`refit`) when the stage is
+    kept and `config.refit`."""
+    held = validation.on(corpus.device)
+    queries, relevance = train.fingerprints()
+    config, adaptor, outcome, by_temperature = search_temperatures(
+        start,
+        config,
+        corpus,
+        train.on(corpus.device),
+        held,
+        regulariser,
+        dims,
+        checkpoint_dir,
+        identity_inputs
+        | {"queries": queries, "relevance": relevance, "validation": validation.fingerprints()},
+        progress,
+    )
+    kept, reason, by_dim = judge_stage(start, adaptor, corpus, held, dims, config.validate_stage)
+    refitted = None  # the refit's loop outcome
+    if kept and config.refit:
+        adaptor, refitted = refit(
+            start,
+            config,
+            outcome.best_step,
+            corpus,
+            train.joined(validation),
+            regulariser,
+            dims,
+            checkpoint_dir,
+            identity_inputs,
+            progress,
+        )
+    metrics = {  # of the chosen run's kept weights: the returned ones unless refit or dropped
+        "weights_measured": RETURNED if kept and not refitted else PRE_REFIT if kept else DROPPED,
+        "validation_ndcg@10": outcome.best_score,
+        **outcome.record(),
+        "validation_ndcg@10_by_temperature": by_temperature,
+        "validation_ndcg@10_by_dim": by_dim,
+    }
+    queries_refit = len(train.vectors) + len(validation.vectors)
+    refit_record = {"steps": refitted.steps, "queries": queries_refit} if refitted else None
+    return StageOutcome(config, kept, reason, adaptor, metrics, refit_record)
 
 
 def train_supervised(
@@ -205,7 +382,8 @@ def train_supervised(
     The stage is kept only when validation says it beats its start (`labelled.stage_verdict`: at every dim
     the mean rose by more than `paired.CLEARLY_SE` standard errors), with at least `config.min_validation`
     validation queries (`too_few_to_validate`); else (unless `config.validate_stage=False`) the stage-one
-    adaptor is returned (`dropped_stage`). `metadata["training"]["supervised_stage"]` says which and why.
+    adaptor is returned. `metadata["training"]["supervised_stage"]` says which and why
+    (`record.supervised_record`).
 
     Returns the refit adaptor (`config.refit`, when the stage is kept), else the chosen run's weights at their
     best validation nDCG@10 (mean over dims), or stage one's when the stage is dropped.
@@ -214,136 +392,100 @@ def train_supervised(
     they measured (`PRE_REFIT`, `RETURNED` or `DROPPED`); `metadata["training"]["refit"]` the refit's steps
     and queries.
     """
-    corpus = check_vectors(corpus, what="corpus embeddings")
-    if adaptor is not None:  # a given stage one must fit the data
-        adaptor.check_base(corpus.shape[1], None if base_model == "unknown" else base_model)
-        dims = dims or adaptor.config.dims
-    dims = check_dims(dims or default_dims(corpus.shape[1]), corpus.shape[1])
-    if adaptor is not None and adaptor.config.dims != dims:
-        raise AdaptorMismatchError(
-            f"the given adaptor was trained for dims {list(adaptor.config.dims)}, this training is for dims "
-            f"{list(dims)}"
-        )
-    queries = check_vectors(queries, corpus.shape[1], what="query embeddings")
-    relevance = check_relevance(queries, relevance, len(corpus), "training qrels")
+    corpus, dims = check_start(corpus, dims, adaptor, base_model)
     config = as_trained(config)
-    too_few = too_few_to_validate(len(queries), None if validation is None else len(validation[0]), config)
-    if validation is None and not too_few:
-        train_rows, val_rows = split_validation(
-            len(queries), config.validation_fraction, config.seed, config.min_validation
-        )
-        validation = (queries[val_rows], [relevance[i] for i in val_rows])
-        queries, relevance = queries[train_rows], [relevance[i] for i in train_rows]
+    train, held, too_few = labelled_sets(corpus, queries, relevance, validation, config)
     resolved = resolve_device(device)
     started = time.perf_counter()
+    table = None  # stage one's neighbour table, when trained here
     if adaptor is None:
         adaptor, table = unsupervised_stage(
             corpus, dims, unsupervised, base_model, str(resolved), progress=progress
         )
-    elif not too_few:
-        table = neighbour_table(corpus, unsupervised, resolved)[0]
-    stage_one_adaptor = adaptor
-    summary = {
-        "mode": "supervised",
-        "supervised": asdict(config),
-        "unsupervised": asdict(unsupervised),
-        "device": str(resolved),
-        "corpus_size": len(corpus),
-        "train_queries": len(queries),
-        "stage_one": stage_one_adaptor.metadata,
-    }
-    if too_few:
-        return dropped_stage(
-            stage_one_adaptor, summary | {"seconds": time.perf_counter() - started}, too_few, {}
-        )
-    val_queries = check_vectors(validation[0], corpus.shape[1], what="validation query embeddings")
-    val_relevance = check_relevance(val_queries, validation[1], len(corpus), "validation qrels")
-    all_queries, all_relevance = np.concatenate([queries, val_queries]), relevance + val_relevance
-    torch.manual_seed(config.seed)  # the widened MLP's fresh weights
-    start = adaptor.widened(max(config.hidden_dim, adaptor.config.hidden_dim)).to(resolved)
-    # the labelled stage is judged on labelled validation: it serves its adapted prefix at every dim
-    start.config = replace(start.config, served_prefixes=())
-    corpus_t = torch.from_numpy(corpus).to(resolved)
-    regulariser = unsupervised_objective(corpus, dims, unsupervised, resolved, table)
-    train = LabelledQueries(torch.from_numpy(queries).to(resolved), relevance)
-    held = LabelledQueries(torch.from_numpy(val_queries).to(resolved), val_relevance)
-    checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
-    inputs = {  # what the checkpoints belong to, besides the config
-        "unsupervised": unsupervised,
-        "corpus": array_fingerprint(corpus),
-        "dims": dims,
-        "base_model": base_model,
-        "start": start.fingerprint(),
-    }
-    try:
-        config, adaptor, outcome, by_temperature = search_temperatures(
-            start,
-            config,
-            corpus_t,
+    run = SupervisedRun(
+        unsupervised, str(resolved), len(corpus), len(train.vectors), adaptor.metadata, started
+    )
+    if held is None:
+        stage = StageOutcome(config, False, too_few, adaptor, dict(NOT_VALIDATED), None)
+    else:
+        checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
+        stage = supervised_stage(
+            adaptor,
+            corpus,
             train,
             held,
-            regulariser,
+            config,
+            unsupervised,
             dims,
+            table,
+            resolved,
+            base_model,
             checkpoints,
-            inputs
-            | {
-                "queries": array_fingerprint(queries),
-                "relevance": relevance_fingerprint(relevance),
-                "validation": [array_fingerprint(val_queries), relevance_fingerprint(val_relevance)],
-            },
             progress,
         )
-        with torch.no_grad():
-            kept, reason, by_dim = stage_verdict(
-                validation_ndcg_per_query(start, corpus_t, held.vectors, held.relevance, dims),
-                validation_ndcg_per_query(adaptor, corpus_t, held.vectors, held.relevance, dims),
-            )
-        if not (kept or config.validate_stage):
-            kept, reason = True, f"kept unvalidated (SupervisedConfig.validate_stage=False): {reason}"
-        refitted = None  # the refit's loop outcome
-        if kept and config.refit:
-            adaptor, refitted = refit(
-                start,
-                config,
-                outcome["best_step"],
-                corpus_t,
-                LabelledQueries(torch.from_numpy(all_queries).to(resolved), all_relevance),
-                regulariser,
-                dims,
-                checkpoints / "refit" if checkpoints else None,
-                run_identity(
-                    config,
-                    stage="supervised refit",
-                    **inputs,
-                    queries=array_fingerprint(all_queries),
-                    relevance=relevance_fingerprint(all_relevance),
-                ),
-                progress,
-            )
-    finally:
-        regulariser.corpus.close()
-    summary["supervised"] = asdict(config)
-    metrics = {  # of the chosen run's kept weights: the returned ones unless refit or dropped
-        "weights_measured": RETURNED if kept and not refitted else PRE_REFIT if kept else DROPPED,
-        "validation_ndcg@10": outcome.pop("best_score"),
-        **outcome,
-        "validation_ndcg@10_by_temperature": by_temperature,
-        "validation_ndcg@10_by_dim": by_dim,
-    }
-    if not kept:
-        return dropped_stage(
-            stage_one_adaptor, summary | {"seconds": time.perf_counter() - started}, reason, metrics
+    return returned_adaptor(run, adaptor, stage, corpus)
+
+
+def check_start(
+    corpus: np.ndarray,
+    dims: Sequence[int] | None,
+    adaptor: MatryoshkaAdaptor | None,
+    base_model: str,
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The corpus `(n, dim)` checked (`validation.check_vectors`) and the dims (default: the given adaptor's,
+    else `validation.default_dims`). A given stage-one `adaptor` must fit them (`AdaptorMismatchError`)."""
+    corpus = check_vectors(corpus, what="corpus embeddings")
+    if adaptor is not None:  # a given stage one must fit the data
+        adaptor.check_base(corpus.shape[1], None if base_model == "unknown" else base_model)
+        dims = dims or adaptor.config.dims
+    checked = check_dims(dims or default_dims(corpus.shape[1]), corpus.shape[1])
+    if adaptor is not None and adaptor.config.dims != checked:
+        raise AdaptorMismatchError(
+            f"the given adaptor was trained for dims {list(adaptor.config.dims)}, this training is for dims "
+            f"{list(checked)}"
         )
-    adaptor.metadata = {
-        "training": summary
-        | {
-            "seconds": time.perf_counter() - started,
-            "refit": {"steps": refitted["steps"], "queries": len(all_queries)} if refitted else None,
-            "supervised_stage": {"kept": True, "reason": reason},
-        },
-        "metrics": metrics,
-        **corpus_estimate(adaptor, corpus),
-    }
+    return corpus, checked
+
+
+def labelled_sets(
+    corpus: np.ndarray,
+    queries: np.ndarray,
+    relevance: Relevance,
+    validation: tuple[np.ndarray, Relevance] | None,
+    config: SupervisedConfig,
+) -> tuple[LabelledArrays, LabelledArrays | None, str]:
+    """The training queries, the validation queries (`validation`, or a `config.validation_fraction` share
+    held out of `queries`, `labelled.split_validation`), checked against `corpus (n, dim)`, and "".
+    When they are too few to validate the stage: every training query, None, and why
+    (`too_few_to_validate`)."""
+    dim, n_docs = corpus.shape[1], len(corpus)
+    queries = check_vectors(queries, dim, what="query embeddings")
+    labelled = LabelledArrays(queries, check_relevance(queries, relevance, n_docs, "training qrels"))
+    too_few = too_few_to_validate(len(queries), None if validation is None else len(validation[0]), config)
+    if too_few:
+        return labelled, None, too_few
+    if validation is None:
+        train_rows, val_rows = split_validation(
+            len(queries), config.validation_fraction, config.seed, config.min_validation
+        )
+        return labelled.rows(train_rows), labelled.rows(val_rows), ""
+    val_queries = check_vectors(validation[0], dim, what="validation query embeddings")
+    val_relevance = check_relevance(val_queries, validation[1], n_docs, "validation qrels")
+    return labelled, LabelledArrays(val_queries, val_relevance), ""
+
+
+def returned_adaptor(
+    run: SupervisedRun, stage_one: MatryoshkaAdaptor, stage: StageOutcome, corpus: np.ndarray
+) -> MatryoshkaAdaptor:
+    """The adaptor a supervised training call returns, with its metadata: the stage's weights when kept
+    (with their `corpus_estimate`), else a copy of `stage_one` (its label-free estimate kept)."""
+    training = supervised_record(run, stage.config, stage.kept, stage.reason, stage.refit)
+    if stage.kept:
+        adaptor, estimate = stage.adaptor, corpus_estimate(stage.adaptor, corpus)
+    else:
+        found = stage_one.metadata.get("retrieval_kept")
+        adaptor, estimate = copy.deepcopy(stage_one), {"retrieval_kept": found} if found else {}
+    adaptor.metadata = {"training": training, "metrics": stage.metrics, **estimate}
     return adaptor
 
 
@@ -374,21 +516,3 @@ def too_few_to_validate(n_queries: int, n_validation: int | None, config: Superv
             f"(SupervisedConfig.min_validation = {need})"
         )
     return ""
-
-
-def dropped_stage(
-    stage_one: MatryoshkaAdaptor, summary: dict, reason: str, metrics: dict
-) -> MatryoshkaAdaptor:
-    """A copy of the stage-one adaptor (its label-free estimate kept), its metadata saying the supervised stage
-    was dropped and why
-    (`summary`: the training record; `metrics`: the chosen run's validation numbers, when validation
-    ran)."""
-    adaptor = copy.deepcopy(stage_one)
-    estimate = stage_one.metadata.get("retrieval_kept")
-    adaptor.metadata = {
-        "training": summary | {"refit": None, "supervised_stage": {"kept": False, "reason": reason}},
-        "metrics": metrics
-        or {"weights_measured": None, "validation_ndcg@10": None, "best_step": 0, "steps": 0},
-        **({"retrieval_kept": estimate} if estimate else {}),
-    }
-    return adaptor

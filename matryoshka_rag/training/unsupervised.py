@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from .devices import resolve_device
 from .distributed import setup
 from .loop import optimise
 from .neighbours import NeighbourMethod, check_corpus_size
+from .record import unsupervised_record
 from .run_identity import array_fingerprint, run_identity
 from .unsupervised_objective import Model, holdout_split, neighbour_table, unsupervised_objective
 
@@ -90,28 +91,23 @@ def unsupervised_stage(
         )
     finally:
         objective.corpus.close()
-    training = {
-        "mode": "unsupervised",
-        "unsupervised": asdict(config),
-        "device": str(resolved),
-        "seconds": time.perf_counter() - started,
-        "loop_seconds": time.perf_counter() - loop_started,
-        "corpus_size": len(corpus),
-        "neighbours": neighbour_info,
-    }
+    distributed = None
     if context.active:
-        training["distributed"] = {
+        distributed = {
             "world_size": context.world_size,
             "backend": context.backend,
             "identical_weights": context.same_on_all_ranks(adaptor.fingerprint()),
         }
+    training = unsupervised_record(
+        config, str(resolved), len(corpus), neighbour_info, started, loop_started, distributed
+    )
     held_out = holdout_split(len(corpus), config)[0]
     queries = held_out if len(held_out) else np.arange(min(len(corpus), MAX_QUERIES))
     served, kept = served_prefix_choice(adaptor, corpus, queries)
     adaptor.config = replace(adaptor.config, served_prefixes=served)
     adaptor.metadata = {
         "training": training,
-        "metrics": {"holdout_loss": -outcome.pop("best_score"), **outcome},
+        "metrics": {"holdout_loss": -outcome.scored(), **outcome.record()},
         "retrieval_kept": {"queries": len(queries), "held_out": bool(len(held_out)), **kept},
     }
     return adaptor, table
