@@ -74,7 +74,7 @@ def test_too_few_labelled_queries_return_the_stage_one_adaptor_and_say_so(labell
     )
     stage = adaptor.metadata["training"]["supervised_stage"]
     assert not stage["kept"] and "12 labelled queries are too few" in stage["reason"]
-    assert adaptor.metadata["training"]["mode"] == "supervised"
+    assert adaptor.metadata["training"]["mode"] == "unsupervised"  # the stage-one adaptor returned
     assert adaptor.metadata["metrics"]["validation_ndcg@10"] is None
     # the stage-one adaptor trained in the call: the same weights as a plain unsupervised run
     np.testing.assert_array_equal(adaptor.transform(corpus[:5]), stage_one.transform(corpus[:5]))

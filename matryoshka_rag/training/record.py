@@ -1,6 +1,8 @@
 """What `metadata["training"]` records of a training call (saved in the adaptor's `config.json`), built here for
 every path: stage one alone (`unsupervised_record`), and a supervised stage kept or dropped
-(`supervised_record`)."""
+(`supervised_record`). Its `mode` names the adaptor returned: "supervised" only when the supervised stage was
+kept; a dropped stage returns stage one's adaptor, recorded as "unsupervised", its attempt (`supervised`, the
+settings at the chosen temperature) and verdict (`supervised_stage`) kept beside."""
 
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ def supervised_record(
     temperature once validation ran), the seconds since `run.started`, the refit's `{steps, queries}` (None
     without one) and the verdict (`supervised_stage`: kept, and why)."""
     return {
-        "mode": "supervised",
+        "mode": "supervised" if kept else "unsupervised",
         "supervised": asdict(config),
         "unsupervised": asdict(run.unsupervised),
         "device": run.device,

@@ -382,8 +382,8 @@ def train_supervised(
     The stage is kept only when validation says it beats its start (`labelled.stage_verdict`: at every dim
     the mean rose by more than `paired.CLEARLY_SE` standard errors), with at least `config.min_validation`
     validation queries (`too_few_to_validate`); else (unless `config.validate_stage=False`) the stage-one
-    adaptor is returned. `metadata["training"]["supervised_stage"]` says which and why
-    (`record.supervised_record`).
+    adaptor is returned. `metadata["training"]` records which (`record.supervised_record`: `mode` is
+    "supervised" only for a kept stage) and why (`supervised_stage`).
 
     Returns the refit adaptor (`config.refit`, when the stage is kept), else the chosen run's weights at their
     best validation nDCG@10 (mean over dims), or stage one's when the stage is dropped.
