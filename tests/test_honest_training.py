@@ -1,6 +1,7 @@
 """What training records is what it did: the step recorded is the step of the weights kept, each validation
 number says which weights it measured, held-out items are held out, and stage two reuses stage one's
-neighbour table. Real SciFact vectors (all-MiniLM-L6-v2, precomputed) and qrels throughout."""
+neighbour table (in one call, and across the CLI's two). Real SciFact vectors (all-MiniLM-L6-v2, precomputed)
+and qrels throughout."""
 
 from dataclasses import replace
 
@@ -9,8 +10,14 @@ import pytest
 import torch
 
 import matryoshka_rag.training.distributed
-from matryoshka_rag import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
-from matryoshka_rag.evaluation.beir_eval import labelled_queries
+from matryoshka_rag import (
+    InputError,
+    SupervisedConfig,
+    UnsupervisedConfig,
+    train_supervised,
+    train_unsupervised,
+)
+from matryoshka_rag.evaluation.beir_eval import EvalSettings, MethodTrainer, labelled_queries
 from matryoshka_rag.training import validation_ndcg
 from matryoshka_rag.training.neighbours import knn_table
 from matryoshka_rag.training.streaming import HostCorpus
@@ -24,6 +31,10 @@ from matryoshka_rag.training.unsupervised_objective import (
 FAST = UnsupervisedConfig(max_steps=30, eval_every=10, batch_size=64, holdout=50, patience=100)
 DIMS = (32, 384)
 CPU = torch.device("cpu")
+# a few steps, kept whatever validation says: the returned weights are the trained ones
+SHORT_KEPT = SupervisedConfig(
+    max_steps=4, eval_every=2, batch_size=32, temperature=0.05, validate_stage=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,21 +107,51 @@ def test_held_out_items_are_never_read_by_a_training_step(scifact_vectors):
         UnsupervisedObjective(HostCorpus(vectors, CPU), plain, DIMS, FAST)
 
 
-def test_stage_two_reuses_stage_one_neighbour_table(labelled, monkeypatch):
-    """`train_supervised` without a stage-one adaptor builds the kNN table once, for both stages."""
-    corpus, _, train, _ = labelled
-    built = []
+@pytest.fixture
+def built(monkeypatch) -> list[tuple[int, ...]]:
+    """The shapes of the corpora the kNN table builder is called on, from here on."""
+    calls = []
     original = matryoshka_rag.training.distributed.knn_table
 
     def counting(*args, **kwargs):
-        built.append(args[0].shape)
+        calls.append(args[0].shape)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(matryoshka_rag.training.distributed, "knn_table", counting)
+    return calls
+
+
+def test_stage_two_reuses_stage_one_neighbour_table(labelled, built):
+    """`train_supervised` without a stage-one adaptor builds the kNN table once, for both stages."""
+    corpus, _, train, _ = labelled
     config = SupervisedConfig(max_steps=2, eval_every=1, batch_size=32, temperature=0.05, refit=False)
     stage_one = UnsupervisedConfig(max_steps=2, eval_every=1, batch_size=64, holdout=50)
     train_supervised(corpus[:400], *_within(train, 400), DIMS, config, stage_one, progress=False)
     assert built == [(400, 384)]
+
+
+def test_the_cli_trainer_builds_the_table_once_for_both_stages(labelled, built):
+    """The CLI's `train` and `eval` (`MethodTrainer`) train stage one, then the supervised stage from it,
+    with one kNN table and the same weights as a stage two that builds its own."""
+    corpus, _, train, _ = labelled
+    stage_one = UnsupervisedConfig(max_steps=10, eval_every=5, batch_size=64, holdout=50)
+    settings = EvalSettings(stage_one, SHORT_KEPT, progress=False)
+    trainer = MethodTrainer(corpus, DIMS, settings, "all-MiniLM-L6-v2", train)
+    supervised = trainer.adaptor("supervised")
+    assert built == [(800, 384)]
+    assert supervised.metadata["training"]["mode"] == "supervised"
+    start = trainer.adaptor("unsupervised")
+    rebuilt = train_supervised(corpus, *train, DIMS, SHORT_KEPT, stage_one, adaptor=start, progress=False)
+    assert built == [(800, 384), (800, 384)]  # without the table, stage two builds it
+    assert rebuilt.fingerprint() == supervised.fingerprint()
+    assert rebuilt.metadata["metrics"]["history"] == supervised.metadata["metrics"]["history"]
+
+
+def test_a_table_without_its_stage_one_adaptor_is_refused(labelled):
+    corpus, _, train, _ = labelled
+    table = np.zeros((len(corpus), FAST.k), dtype=np.int64)
+    with pytest.raises(InputError, match="expected the given stage-one adaptor's neighbour table"):
+        train_supervised(corpus, *train, DIMS, SHORT_KEPT, FAST, stage_one_table=table)
 
 
 def _within(labelled: tuple[np.ndarray, list], n_docs: int) -> tuple[np.ndarray, list]:

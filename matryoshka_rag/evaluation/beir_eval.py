@@ -24,6 +24,7 @@ from ..scoring.metrics import mean_metric
 from ..training import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
 from ..training.devices import resolve_device
 from ..training.neighbours import exact_search
+from ..training.unsupervised import unsupervised_stage
 from ..validation import check_dims
 
 Transform = Callable[[np.ndarray, int], np.ndarray]  # base vectors (n, dim), m -> the method's (n, m) prefix
@@ -110,6 +111,7 @@ class MethodTrainer:
         self.corpus, self.dims, self.settings, self.model = corpus, dims, settings, model
         self.train, self.validation = train, validation
         self.adaptors: dict[str, MatryoshkaAdaptor] = {}
+        self.stage_one_table: np.ndarray | None = None  # the neighbour table "unsupervised" trained with
 
     def transform(self, method: str) -> Transform:
         if method == "truncate":
@@ -128,9 +130,10 @@ class MethodTrainer:
     def _train(self, method: str) -> MatryoshkaAdaptor:
         s = self.settings
         if method == "unsupervised":
-            return train_unsupervised(
+            adaptor, self.stage_one_table = unsupervised_stage(
                 self.corpus, self.dims, s.unsupervised, self.model, s.device, progress=s.progress
             )
+            return adaptor
         if method == "unsupervised-paper":
             paper = UnsupervisedConfig(  # the paper's recipe: L1 losses, identity start, Adam 1e-3, batch 128
                 objective="paper",
@@ -148,6 +151,7 @@ class MethodTrainer:
         config = s.supervised
         if method == "supervised-pairwise":
             config = dataclasses.replace(config, objective="pairwise")
+        stage_one = self.adaptor("unsupervised")  # trains it first, with its neighbour table
         return train_supervised(
             self.corpus,
             self.train[0],
@@ -155,11 +159,12 @@ class MethodTrainer:
             self.dims,
             config,
             s.unsupervised,
-            adaptor=self.adaptor("unsupervised"),
+            adaptor=stage_one,
             validation=self.validation,
             base_model=self.model,
             device=s.device,
             progress=s.progress,
+            stage_one_table=self.stage_one_table,
         )
 
 

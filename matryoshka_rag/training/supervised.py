@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..adaptor.torch_module import MatryoshkaAdaptor
-from ..errors import AdaptorMismatchError
+from ..errors import AdaptorMismatchError, InputError
 from ..scoring.kept import MIN_CORPUS_ROWS, query_rows, served_kept
 from ..validation import check_dims, check_vectors, default_dims
 from .config import Relevance, SupervisedConfig, UnsupervisedConfig
@@ -364,6 +364,8 @@ def train_supervised(
     device: str | None = None,
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
+    *,
+    stage_one_table: np.ndarray | None = None,
 ) -> MatryoshkaAdaptor:
     """Two-stage training: unsupervised (skipped when `adaptor` is given), then the ranking objective.
 
@@ -378,6 +380,9 @@ def train_supervised(
         unsupervised: settings of stage 1 and of the regulariser.
         adaptor: a stage-one adaptor to start from; its base dim, dims (default: `dims`) and base model
             (unless `base_model` is "unknown") must be the data's (`AdaptorMismatchError` otherwise).
+        stage_one_table: with `adaptor`, the neighbour table `(n, k)` it trained with on this corpus
+            (`unsupervised.unsupervised_stage` returns it), so that the regulariser does not build it again;
+            it must be `unsupervised`'s (its k, holdout and seed).
 
     The stage is kept only when validation says it beats its start (`labelled.stage_verdict`: at every dim
     the mean rose by more than `paired.CLEARLY_SE` standard errors), with at least `config.min_validation`
@@ -392,14 +397,13 @@ def train_supervised(
     they measured (`PRE_REFIT`, `RETURNED` or `DROPPED`); `metadata["training"]["refit"]` the refit's steps
     and queries.
     """
-    corpus, dims = check_start(corpus, dims, adaptor, base_model)
+    corpus, dims = check_start(corpus, dims, adaptor, base_model, stage_one_table, unsupervised.k)
     config = as_trained(config)
     train, held, too_few = labelled_sets(corpus, queries, relevance, validation, config)
     resolved = resolve_device(device)
     started = time.perf_counter()
-    table = None  # stage one's neighbour table, when trained here
     if adaptor is None:
-        adaptor, table = unsupervised_stage(
+        adaptor, stage_one_table = unsupervised_stage(
             corpus, dims, unsupervised, base_model, str(resolved), progress=progress
         )
     run = SupervisedRun(
@@ -417,7 +421,7 @@ def train_supervised(
             config,
             unsupervised,
             dims,
-            table,
+            stage_one_table,
             resolved,
             base_model,
             checkpoints,
@@ -431,9 +435,12 @@ def check_start(
     dims: Sequence[int] | None,
     adaptor: MatryoshkaAdaptor | None,
     base_model: str,
+    table: np.ndarray | None,
+    k: int,
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """The corpus `(n, dim)` checked (`validation.check_vectors`) and the dims (default: the given adaptor's,
-    else `validation.default_dims`). A given stage-one `adaptor` must fit them (`AdaptorMismatchError`)."""
+    else `validation.default_dims`). A given stage-one `adaptor` must fit them (`AdaptorMismatchError`); a
+    given neighbour `table` must come with it and be `(n, k)` (`InputError`)."""
     corpus = check_vectors(corpus, what="corpus embeddings")
     if adaptor is not None:  # a given stage one must fit the data
         adaptor.check_base(corpus.shape[1], None if base_model == "unknown" else base_model)
@@ -443,6 +450,11 @@ def check_start(
         raise AdaptorMismatchError(
             f"the given adaptor was trained for dims {list(adaptor.config.dims)}, this training is for dims "
             f"{list(checked)}"
+        )
+    if table is not None and (adaptor is None or table.shape != (len(corpus), k)):
+        raise InputError(
+            f"stage_one_table: expected the given stage-one adaptor's neighbour table {(len(corpus), k)}, got "
+            f"{'no adaptor' if adaptor is None else f'shape {table.shape}'}"
         )
     return corpus, checked
 
