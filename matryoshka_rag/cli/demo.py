@@ -8,7 +8,8 @@
 3. nDCG@10 by dim on the test split for truncation, PCA rotation, the unsupervised adaptor and the supervised
    adaptor trained on top of it, the supervised stage capped at `DEMO_SUPERVISED`'s steps and early-stopped on
    held-out training queries (or the dev qrels) as always;
-4. the supervised adaptor indexed into a Matryoshka store (64-d search, its adapted vectors for the rerank) and
+4. the supervised adaptor indexed into a Matryoshka store (64-d search; the rerank with its adapted vectors,
+   or with the base vectors when validation dropped the supervised stage and it is stage one's adaptor) and
    the sample query answered, through ``matryoshka-rag index`` and ``query``;
 5. what the full run adds, and the command that reproduces it.
 """
