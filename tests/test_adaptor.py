@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from matryoshka_rag import AdaptorConfig, AdaptorMismatchError, InputError, MatryoshkaAdaptor
-from matryoshka_rag.adaptor.pca import pca_rotation
+from matryoshka_rag.adaptor.pca import pca_projection, pca_rotation
 from matryoshka_rag.validation import check_dims, default_dims
 
 
@@ -28,6 +28,20 @@ def test_rotation_start_keeps_full_dim_cosines(scifact_vectors):
     # The first axis carries the most variance: prefixes are PCA projections.
     variances = (corpus @ rotation.numpy()).var(axis=0)
     assert variances[0] == pytest.approx(variances.max())
+
+
+def test_pca_projection_is_centred_pca_and_the_rotation_keeps_inner_products(scifact_vectors):
+    corpus = scifact_vectors[:500].astype(np.float64)
+    centred = pca_projection(corpus)(corpus, 384)
+    # sklearn's PCA.transform: zero-mean components, uncorrelated, variances the covariance's eigenvalues
+    covariance = np.cov(centred, rowvar=False, bias=True)
+    eigenvalues = np.sort(np.linalg.eigvalsh(np.cov(corpus, rowvar=False, bias=True)))[::-1]
+    assert np.abs(centred.mean(axis=0)).max() < 1e-5
+    assert np.allclose(covariance, np.diag(eigenvalues), atol=1e-5)
+    np.testing.assert_allclose(pca_projection(corpus)(corpus[:10], 32), centred[:10, :32], atol=1e-5)
+    rotated = pca_projection(corpus, centred=False)(corpus, 384)
+    assert np.allclose(rotated @ rotated.T, corpus @ corpus.T, atol=1e-4)
+    assert np.allclose(rotated - centred, rotated[:1] - centred[:1], atol=1e-4)  # the same axes, shifted
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])

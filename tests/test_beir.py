@@ -4,6 +4,7 @@ them, the whole SciFact and NFCorpus copies."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matryoshka_rag.data.beir import BeirDataset, load_beir, load_precomputed
+from matryoshka_rag.data.beir import BeirDataset, aligned_vectors, load_beir, load_precomputed, vectors_file
 from matryoshka_rag.errors import InputError
 
 from .conftest import SLICE_EMBEDDINGS_DIR
@@ -196,6 +197,32 @@ def test_load_precomputed_aligns_rows(scifact: BeirDataset, scifact_embeddings) 
     docs2, queries2 = load_precomputed(SLICE_EMBEDDINGS_DIR, other)
     np.testing.assert_array_equal(docs2, docs[shuffled])
     np.testing.assert_array_equal(queries2, queries[::-1])
+
+
+def test_embeddings_name_a_npy_file_or_a_folder_with_corpus_npy(scifact: BeirDataset, tmp_path: Path) -> None:
+    """`vectors_file` is the one reading of an `--embeddings` argument (train, index, recommend)."""
+    assert vectors_file(SLICE_EMBEDDINGS_DIR) == SLICE_EMBEDDINGS_DIR / "corpus.npy"
+    vectors = tmp_path / "vectors.npy"
+    shutil.copy(SLICE_EMBEDDINGS_DIR / "corpus.npy", vectors)
+    shutil.copy(SLICE_EMBEDDINGS_DIR / "corpus_ids.json", tmp_path / "vectors_ids.json")
+    assert vectors_file(str(vectors)) == vectors
+    for missing in (tmp_path / "absent.npy", tmp_path / "absent", tmp_path):
+        expected = missing / "corpus.npy" if missing.is_dir() else missing
+        with pytest.raises(
+            InputError, match=f"^missing precomputed embeddings file: {re.escape(str(expected))} "
+        ):
+            vectors_file(missing)
+    # a .npy file: its ids beside it as <stem>_ids.json, or where `ids_file` says
+    docs, _ = load_precomputed(SLICE_EMBEDDINGS_DIR, scifact)
+    without_queries = BeirDataset("x", scifact.corpus_ids, scifact.corpus_texts, [], [])
+    aligned, queries = load_precomputed(vectors, without_queries)  # no queries: no queries.npy needed
+    np.testing.assert_array_equal(aligned, docs)
+    assert queries.shape == (0, docs.shape[1])
+    moved = tmp_path / "ids.json"
+    (tmp_path / "vectors_ids.json").rename(moved)
+    np.testing.assert_array_equal(aligned_vectors(vectors, scifact.corpus_ids, moved), docs)
+    with pytest.raises(InputError, match="missing precomputed embeddings file: .*vectors_ids.json"):
+        aligned_vectors(vectors, scifact.corpus_ids)
 
 
 def test_load_precomputed_errors(scifact: BeirDataset, tmp_path: Path) -> None:

@@ -5,10 +5,12 @@ import random
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from matryoshka_rag.adaptor.persistence import load_adaptor
 from matryoshka_rag.cli.app import main
+from matryoshka_rag.training import UnsupervisedConfig, train_unsupervised
 
 N_QUERIES, N_DOCS = 40, 300
 
@@ -116,6 +118,23 @@ def test_train_writes_adaptor_and_refuses_to_overwrite(scifact_slice, cache, tmp
     assert load_adaptor(out).fingerprint() == before
     assert main([*args, "--overwrite", "--seed", "1"]) == 0
     assert load_adaptor(out).fingerprint() != before
+
+
+def test_train_without_dims_trains_the_python_apis_default_dims_up_to_the_base_dim(tmp_path):
+    """768-d vectors given as a .npy (ids in vectors_ids.json beside it): `train` without --dims trains the
+    dims `train_unsupervised` trains without them, the full 768 included."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(150, 768)).astype(np.float32)
+    ids = [f"d{i}" for i in range(len(vectors))]
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": i, "title": "", "text": f"document {i}"} for i in ids])
+    np.save(tmp_path / "vectors.npy", vectors)
+    (tmp_path / "vectors_ids.json").write_text(json.dumps(ids))
+    out = tmp_path / "adaptor"
+    args = ["--embeddings", str(tmp_path / "vectors.npy"), "--max-steps", "2", "--out", str(out)]
+    assert main(["train", "--corpus", str(tmp_path / "corpus.jsonl"), *args]) == 0
+    python_api = train_unsupervised(vectors, config=UnsupervisedConfig(max_steps=2), progress=False)
+    assert load_adaptor(out).config.dims == python_api.config.dims
+    assert python_api.config.dims[-1] == 768 and 512 in python_api.config.dims
 
 
 @pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from matryoshka_rag.extras import EXTRA_OF_MODULE, MissingExtraError, needs_extra
+from matryoshka_rag.extras import EXTRA_OF_MODULE, MissingExtraError, needs_extra, pyplot
 
 
 @pytest.mark.parametrize("module", sorted(EXTRA_OF_MODULE))
@@ -47,3 +47,23 @@ sys.exit(main(["eval", "--dataset", "scifact", "--out", "unused"]))
     hint = 'needs torch, which is not installed: pip install "matryoshka-rag[train]"'
     assert run.stdout.strip() == f"matryoshka_rag.load_adaptor {hint}"
     assert run.returncode == 2 and run.stderr.strip() == f"matryoshka-rag eval: error: this command {hint}"
+
+
+def test_pyplot_is_the_file_only_backend_or_names_the_plot_extra(monkeypatch) -> None:
+    assert pyplot("the plot").get_backend().lower() == "agg"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingExtraError, match=r'^the plot needs matplotlib, .*"matryoshka-rag\[plot\]"$'):
+        pyplot("the plot")
+
+
+def test_the_adaptor_format_and_its_error_need_no_torch() -> None:
+    """`CorruptAdaptorError` lives in the torch-free `adaptor.format`; `adaptor.persistence` needs torch."""
+    code = """
+import sys
+from matryoshka_rag import CorruptAdaptorError
+import matryoshka_rag.adaptor.format
+print(CorruptAdaptorError.__module__, "torch" in sys.modules)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["matryoshka_rag.adaptor.format", "False"]

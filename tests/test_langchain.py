@@ -151,9 +151,9 @@ def test_bad_base_vectors_name_the_text(small_adaptor_dir: Path) -> None:
     good = np.random.default_rng(0).standard_normal(384).tolist()
     nan = [*good[:-1], float("nan")]
     path = str(small_adaptor_dir)
-    with pytest.raises(InputError, match=r"NaN or inf values for text 1 \('b'\)"):
+    with pytest.raises(InputError, match=r"1 vector\(s\) hold NaN or inf, first at text 1 \('b'\)"):
         AdaptedEmbeddings(base=_Table({"a": good, "b": nan}), path=path).embed_documents(["a", "b"])
-    with pytest.raises(InputError, match=r"all-zero vector for text 0"):
+    with pytest.raises(InputError, match=r"1 vector\(s\) are all zeros, first at text 0 \('a'\)"):
         AdaptedEmbeddings(base=_Table({"a": [0.0] * 384}), path=path).embed_query("a")
     with pytest.raises(AdaptorMismatchError, match=r"383-d vector for text 1 \('b'\).*takes 384-d"):
         AdaptedEmbeddings(base=_Table({"a": good, "b": good[:383]}), path=path).embed_documents(["a", "b"])

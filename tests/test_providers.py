@@ -150,8 +150,8 @@ def _bad_at(target: str, make_bad):
 @pytest.mark.parametrize(
     "make_bad,match",
     [
-        (lambda: [float("nan")] * DIM, "NaN or inf for text 7"),
-        (lambda: [0.0] * DIM, "all-zero vector for text 7"),
+        (lambda: [float("nan")] * DIM, r"1 vector\(s\) hold NaN or inf, first at text 7"),
+        (lambda: [0.0] * DIM, r"1 vector\(s\) are all zeros, first at text 7"),
         (lambda: [1.0] * (DIM + 1), f"returned {DIM + 1} values for text 7, expected {DIM}"),
     ],
 )

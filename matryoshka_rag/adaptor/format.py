@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -220,7 +221,7 @@ def expected_shapes(config: AdaptorConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def read_adaptor_files(path: str | Path) -> tuple[AdaptorConfig, dict[str, np.ndarray], dict]:
+def read_adaptor_files(path: str | os.PathLike) -> tuple[AdaptorConfig, dict[str, np.ndarray], dict]:
     """Config, weights (name -> float32 array) and metadata of an adaptor folder, every checksum checked.
 
     `path`: a folder, or a Hugging Face Hub repo id (``"org/name"``, a string that is not a local folder),

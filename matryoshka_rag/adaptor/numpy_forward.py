@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..validation import unit_rows
 from .format import AdaptorConfig, fingerprint, read_adaptor_files
 
 __all__ = ["NumpyAdaptor", "as_numpy_adaptor", "erf"]
@@ -114,9 +115,7 @@ class NumpyAdaptor:
         out = np.empty((len(vectors), dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):
             adapted = self._serving(dim)(vectors[start : start + batch_size])[:, :dim]
-            if normalize:
-                adapted /= np.maximum(np.linalg.norm(adapted, axis=1, keepdims=True), 1e-12)  # as torch
-            out[start : start + batch_size] = adapted
+            out[start : start + batch_size] = unit_rows(adapted) if normalize else adapted
         return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -32,7 +34,10 @@ def pca_rotation(embeddings: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(principal_axes(embeddings)[1])
 
 
-def centred_pca_transform(fit_on: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """`(vectors - mean) @ axes`, as `sklearn.decomposition.PCA.transform` does: `(n, dim)`."""
+def pca_projection(fit_on: np.ndarray, centred: bool = True) -> Callable[[np.ndarray, int], np.ndarray]:
+    """The PCA of `fit_on` `(n, dim)` as `(vectors (k, dim), m) -> (k, m)`: `(vectors - mean) @ axes[:, :m]`,
+    as `sklearn.decomposition.PCA.transform` does, or `vectors @ axes[:, :m]` (the rotation's prefix, cosines
+    kept) when not `centred`."""
     mean, axes = principal_axes(fit_on)
-    return (vectors - mean) @ axes
+    shift = mean if centred else np.zeros_like(mean)
+    return lambda vectors, m: (vectors - shift) @ axes[:, :m]

@@ -24,6 +24,8 @@ class MatryoshkaAdaptor(nn.Module):
     starts as a PCA projection; the residual MLP then refines the prefixes.
     """
 
+    rotation: torch.Tensor  # `R` `(base_dim, base_dim)`, a buffer; present when `config.rotation`
+
     def __init__(self, config: AdaptorConfig, rotation: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = config

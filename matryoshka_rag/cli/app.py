@@ -6,24 +6,30 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from ..training_options import SupervisedObjective, UnsupervisedObjective
 from .recommend import add_recommend_arguments
-from .store_commands import add_index_arguments
+from .store_commands import EMBEDDINGS_HELP, add_index_arguments
 
-DEFAULT_DIMS = "16,32,64,128,256,384"
+if TYPE_CHECKING:
+    from ..evaluation.beir_eval import EvalSettings
+
+TRAIN_DIMS_HELP = (
+    "Matryoshka dims, increasing, comma-separated (default: 16, 32, 64, ... below the base dim, and it)"
+)
+EVAL_DIMS = "16,32,64,128,256,384"  # `evaluate` takes the dims before it reads the vectors
 DATASET_HELP = (
     "BEIR dataset: a folder (corpus.jsonl, queries.jsonl, qrels/) or a name such as scifact "
     "(../shared/beir/<name>, else downloaded once into ~/.cache/matryoshka-rag/beir)"
 )
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, dims: str | None, dims_help: str) -> None:
     parser.add_argument(
         "--model", default="all-MiniLM-L6-v2", help="sentence-transformers name or local path"
     )
-    parser.add_argument("--dims", default=DEFAULT_DIMS, help="Matryoshka dims, increasing, comma-separated")
+    parser.add_argument("--dims", default=dims, help=dims_help)
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
     parser.add_argument(
         "--cache", default=None, help="embedding cache file (default ~/.cache/matryoshka-rag)"
@@ -32,14 +38,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="cap on training steps per stage")
 
 
-def _settings(args: argparse.Namespace):
+def _settings(args: argparse.Namespace) -> EvalSettings:
     import dataclasses
 
     from ..evaluation.beir_eval import EvalSettings
 
     settings = EvalSettings(device=args.device)
     for section in ("unsupervised", "supervised"):
-        changes = {"seed": args.seed}
+        changes: dict[str, int] = {"seed": args.seed}
         if args.max_steps is not None:
             changes["max_steps"] = args.max_steps
         setattr(settings, section, dataclasses.replace(getattr(settings, section), **changes))
@@ -69,9 +75,9 @@ def train_command(args: argparse.Namespace) -> None:
     from ..data.beir import BeirDataset, load_precomputed, read_corpus, read_queries
     from ..errors import InputError
     from ..evaluation.beir_eval import MethodTrainer, labelled_queries, load_vectors
-    from ..validation import parse_dims
+    from ..validation import check_dims, parse_dims
 
-    dims = parse_dims(args.dims)
+    dims = parse_dims(args.dims) if args.dims else None  # checked against the base dim once it is known
     settings = _settings(args)
     out = Path(args.out)
     check_destination(out, args.overwrite, "--overwrite")
@@ -108,12 +114,14 @@ def train_command(args: argparse.Namespace) -> None:
         [query_texts[i] for i in keep],
     )
     if args.embeddings:
-        corpus, queries = load_precomputed(Path(args.embeddings), dataset)
+        corpus, queries = load_precomputed(args.embeddings, dataset)
     else:
         corpus, queries = load_vectors(dataset, args.model, None, args.cache)
     train = labelled_queries(dataset, queries, qrels) if qrels else None
     validation = labelled_queries(dataset, queries, dev_qrels) if dev_qrels else None
-    trainer = MethodTrainer(corpus, dims, settings, args.model, train, validation)
+    trainer = MethodTrainer(
+        corpus, check_dims(dims, corpus.shape[1]), settings, args.model, train, validation
+    )
     adaptor = trainer.adaptor("supervised" if args.qrels else "unsupervised")
     save_adaptor(adaptor, out, overwrite=args.overwrite)
     print(f"saved adaptor to {out} ({adaptor.metadata['training']['seconds']:.0f} s of training)")
@@ -192,11 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--qrels", help="training qrels TSV (supervised)")
     train.add_argument("--dev-qrels", help="qrels TSV for early stopping (default: part of --qrels)")
     train.add_argument(
-        "--embeddings", help="folder of precomputed corpus.npy/corpus_ids.json/queries.npy/..."
+        "--embeddings",
+        help=EMBEDDINGS_HELP
+        + " (ids in <npy stem>_ids.json, query vectors in queries.npy and queries_ids.json)",
     )
     train.add_argument("--out", required=True, help="adaptor folder to write")
     train.add_argument("--overwrite", action="store_true", help="replace an existing adaptor at --out")
-    _add_common(train)
+    _add_common(train, None, TRAIN_DIMS_HELP)
     _add_objectives(train)
     train.set_defaults(handler=train_command)
 
@@ -210,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--save-adaptors", action="store_true", help="also save trained adaptors under --out"
     )
-    _add_common(evaluate)
+    _add_common(evaluate, EVAL_DIMS, f"Matryoshka dims, increasing, comma-separated (default {EVAL_DIMS})")
     _add_objectives(evaluate)
     evaluate.set_defaults(handler=eval_command)
     add_index_arguments(commands)

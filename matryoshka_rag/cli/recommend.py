@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..training_options import DEFAULT_TARGET
+from ..training_options import DEFAULT_TARGET, check_target
+from ..validation import check_int
+from .store_commands import EMBEDDINGS_HELP
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def add_recommend_arguments(subparsers: argparse._SubParsersAction) -> None:
@@ -22,9 +28,7 @@ def add_recommend_arguments(subparsers: argparse._SubParsersAction) -> None:
     recommend.add_argument("--adaptor", required=True, help="adaptor folder")
     source = recommend.add_mutually_exclusive_group()
     source.add_argument("--corpus", help="BEIR-style corpus.jsonl, encoded with --model")
-    source.add_argument(
-        "--embeddings", help="precomputed base vectors: a .npy file, or a folder with corpus.npy"
-    )
+    source.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     source.add_argument("--path", help="folder of an embedded Chroma database (with --collection)")
     recommend.add_argument("--collection", help="collection whose stored vectors to measure on (with --path)")
     recommend.add_argument(
@@ -45,15 +49,16 @@ def add_recommend_arguments(subparsers: argparse._SubParsersAction) -> None:
     recommend.set_defaults(handler=recommend_command)
 
 
-def _corpus_vectors(args: argparse.Namespace, base_model: str):
+def _corpus_vectors(args: argparse.Namespace, base_model: str) -> Path | np.ndarray | None:
     """The base vectors named by the arguments, or None (no source: the estimate recorded at training)."""
     from ..errors import InputError
 
     if bool(args.path) != bool(args.collection):
         raise InputError("--path and --collection go together")
     if args.embeddings:
-        npy = Path(args.embeddings).expanduser()
-        return str(npy / "corpus.npy" if npy.is_dir() else npy)
+        from ..data.beir import vectors_file
+
+        return vectors_file(args.embeddings)
     if args.path:
         from ..recipes.shrink import read_collection
         from ..store.chroma_client import connect
@@ -73,16 +78,13 @@ def _corpus_vectors(args: argparse.Namespace, base_model: str):
 def recommend_command(args: argparse.Namespace) -> None:
     """Print the estimate table and the recommended dim; write the plot."""
     from ..adaptor.numpy_forward import NumpyAdaptor
-    from ..errors import InputError
     from ..scoring.recommend import estimate_dims, estimate_table, plot_estimates, recommended
-    from ..training_options import check_target
 
     target = check_target(args.target)
-    if args.queries < 1:
-        raise InputError(f"--queries must be >= 1, got {args.queries}")
+    queries = check_int("--queries", args.queries)
     adaptor = NumpyAdaptor.from_folder(args.adaptor)
     vectors = _corpus_vectors(args, adaptor.config.base_model)
-    estimates = estimate_dims(adaptor, vectors, queries=args.queries)
+    estimates = estimate_dims(adaptor, vectors, queries=queries)
     chosen = recommended(estimates, target)
     print(estimate_table(estimates, target, chosen))
     plot_estimates(estimates, target, chosen, args.plot)

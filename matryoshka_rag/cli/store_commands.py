@@ -1,4 +1,5 @@
-"""`index` and `query` commands: a corpus into a Chroma Matryoshka store, and text queries against it.
+"""The store commands: `index` (a corpus into a Chroma Matryoshka store), `query` (text queries against it)
+and `shrink` (a Matryoshka store of an existing collection's stored vectors).
 
 Heavy modules (chromadb, torch, sentence-transformers) are imported inside the commands.
 """
@@ -8,10 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..training_options import DEFAULT_TARGET
+from ..validation import check_int
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..embeddings.providers import SentenceTransformerProvider
+    from ..store.store import MatryoshkaStore
 
 DEFAULT_COLLECTION = "matryoshka-rag"
+EMBEDDINGS_HELP = "precomputed base vectors: a .npy file, or a folder with corpus.npy"
 
 
 def dim_or_auto(text: str) -> int | str:
@@ -19,8 +29,8 @@ def dim_or_auto(text: str) -> int | str:
     if text == "auto":
         return text
     try:
-        return int(text)
-    except ValueError:
+        return check_int("a dim", int(text))
+    except ValueError:  # not an integer, or below 1 (`InputError` is a `ValueError`)
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
 
 
@@ -36,7 +46,8 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 
 
 def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
-    """Register the `index` and `query` commands (handler in `handler`) on an argparse subparsers object."""
+    """Register the `index`, `query` and `shrink` commands (handler in `handler`) on an argparse subparsers
+    object."""
     index = subparsers.add_parser("index", help="index a corpus.jsonl into Chroma (small dims + large dims)")
     source = index.add_mutually_exclusive_group(required=True)
     source.add_argument("--corpus", help="BEIR-style corpus.jsonl (_id, title, text)")
@@ -57,11 +68,10 @@ def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
         "--large-vectors",
         choices=("auto", "base", "adapted"),
         default="auto",
-        help="rerank vectors: base (full dim only) or adapted prefixes (auto: base at the full dim)",
+        help="rerank vectors: base (full dim only) or adapted prefixes (auto: adapted when the adaptor was "
+        "trained with labels or --large-dim is below the base dim, else base)",
     )
-    index.add_argument(
-        "--embeddings", help="precomputed base vectors: a .npy file, or a folder with corpus.npy"
-    )
+    index.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     index.add_argument(
         "--embedding-ids", help="JSON list of the .npy rows' ids (default: <npy stem>_ids.json)"
     )
@@ -99,20 +109,15 @@ def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
     shrink.set_defaults(handler=shrink_command)
 
 
-def _precomputed(args: argparse.Namespace, ids: list[str]):
+def _precomputed(args: argparse.Namespace, ids: list[str]) -> np.ndarray:
     """Base vectors of `ids` `(n, d)` from `--embeddings` (+ `--embedding-ids`), aligned by id."""
-    from ..data.beir import aligned_vectors
+    from ..data.beir import aligned_vectors, vectors_file
 
-    npy = Path(args.embeddings).expanduser()
-    if npy.is_dir():
-        npy = npy / "corpus.npy"
-    ids_file = (
-        Path(args.embedding_ids).expanduser() if args.embedding_ids else npy.with_name(f"{npy.stem}_ids.json")
-    )
-    return aligned_vectors(npy.parent, npy.stem, str(ids_file.resolve()), ids)
+    ids_file = Path(args.embedding_ids).expanduser() if args.embedding_ids else None
+    return aligned_vectors(vectors_file(args.embeddings), ids, ids_file)
 
 
-def text_provider(model: str | None, base_model: str):
+def text_provider(model: str | None, base_model: str) -> SentenceTransformerProvider:
     from ..embeddings.providers import SentenceTransformerProvider
     from ..errors import InputError
 
@@ -121,7 +126,7 @@ def text_provider(model: str | None, base_model: str):
     return SentenceTransformerProvider(model or base_model)
 
 
-def _open_store(args: argparse.Namespace, **kwargs):
+def _open_store(args: argparse.Namespace, **kwargs: Any) -> MatryoshkaStore:
     from ..store.store import MatryoshkaStore
 
     location = {"path": args.path} if args.path else {"host": args.host, "port": args.port}
@@ -134,10 +139,8 @@ def index_command(args: argparse.Namespace) -> None:
     Re-running after an interruption is safe: batches already written are overwritten, never duplicated.
     """
     from ..data.beir import read_corpus
-    from ..errors import InputError
 
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    batch_size = check_int("--batch-size", args.batch_size)
     if args.dataset:
         from ..data.download import dataset_folder
 
@@ -153,8 +156,8 @@ def index_command(args: argparse.Namespace) -> None:
     )
     if vectors is None:
         store.provider = text_provider(args.model, store.adaptor.config.base_model)
-    for start in range(0, len(ids), args.batch_size):
-        end = min(start + args.batch_size, len(ids))
+    for start in range(0, len(ids), batch_size):
+        end = min(start + batch_size, len(ids))
         store.upsert(
             ids[start:end], texts=texts[start:end], embeddings=None if vectors is None else vectors[start:end]
         )

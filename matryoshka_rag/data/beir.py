@@ -27,6 +27,7 @@ __all__ = [
     "read_corpus_fields",
     "read_qrels",
     "read_queries",
+    "vectors_file",
 ]
 
 
@@ -136,31 +137,47 @@ def read_qrels(file: str | Path, known_queries: set[str], known_docs: set[str]) 
     return qrels
 
 
-def load_precomputed(dir: Path, dataset: BeirDataset) -> tuple[np.ndarray, np.ndarray]:
-    """Read precomputed embeddings from ``dir`` and align them to ``dataset``.
+def load_precomputed(embeddings: str | Path, dataset: BeirDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Read precomputed embeddings and align them to ``dataset``.
 
-    ``dir`` holds ``corpus.npy`` (n, d), ``corpus_ids.json``, ``queries.npy`` (m, d), ``queries_ids.json``.
-    Returns float32 arrays of shape (len(dataset.corpus_ids), d) and (len(dataset.query_ids), d), row i
-    being the vector of ``dataset.corpus_ids[i]`` / ``dataset.query_ids[i]``.
+    ``embeddings`` names the corpus vectors as `vectors_file` reads it (a folder holding ``corpus.npy``, or a
+    ``.npy`` file), with their ids in ``<stem>_ids.json`` and the query vectors in ``queries.npy`` and
+    ``queries_ids.json`` beside it (read when ``dataset`` has queries). Returns float32 arrays of shape
+    (len(dataset.corpus_ids), d) and (len(dataset.query_ids), d), row i being the vector of
+    ``dataset.corpus_ids[i]`` / ``dataset.query_ids[i]``.
     """
-    dir = Path(dir).expanduser()
-    if not dir.is_dir():
-        raise InputError(f"precomputed embeddings folder not found: {dir}")
-    docs = aligned_vectors(dir, "corpus", "corpus_ids.json", dataset.corpus_ids)
-    queries = aligned_vectors(dir, "queries", "queries_ids.json", dataset.query_ids)
+    corpus = vectors_file(embeddings)
+    docs = aligned_vectors(corpus, dataset.corpus_ids)
+    if not dataset.query_ids:
+        return docs, np.zeros((0, docs.shape[1]), np.float32)
+    queries = aligned_vectors(corpus.with_name("queries.npy"), dataset.query_ids)
     if docs.shape[1] != queries.shape[1]:
         raise InputError(
-            f"{dir}: corpus vectors have {docs.shape[1]} dims but query vectors have {queries.shape[1]}"
+            f"{corpus.parent}: corpus vectors have {docs.shape[1]} dims but query vectors have {queries.shape[1]}"
         )
     return docs, queries
 
 
-def aligned_vectors(dir: Path, stem: str, ids_name: str, wanted: list[str]) -> np.ndarray:
-    """Rows of ``<dir>/<stem>.npy`` reordered to ``wanted`` ids: float32 (len(wanted), d)."""
-    npy, ids_file = dir / f"{stem}.npy", dir / ids_name
-    for f in (npy, ids_file):
-        if not f.is_file():
-            raise InputError(f"missing precomputed embeddings file: {f}")
+def vectors_file(embeddings: str | Path) -> Path:
+    """The ``.npy`` of base vectors an ``--embeddings`` argument names: the file itself, or ``corpus.npy`` in
+    a folder; `InputError` when it does not exist."""
+    path = Path(embeddings).expanduser()
+    return _existing(path / "corpus.npy" if path.is_dir() else path)
+
+
+def _existing(file: Path) -> Path:
+    if not file.is_file():
+        raise InputError(
+            f"missing precomputed embeddings file: {file} (give a .npy file, or a folder holding corpus.npy)"
+        )
+    return file
+
+
+def aligned_vectors(npy: Path, wanted: list[str], ids_file: Path | None = None) -> np.ndarray:
+    """Rows of the ``.npy`` file ``npy`` reordered to ``wanted`` ids: float32 (len(wanted), d). Its rows' ids
+    are the JSON list in ``ids_file`` (default ``<stem>_ids.json`` beside it)."""
+    _existing(npy)
+    ids_file = _existing(ids_file if ids_file is not None else npy.with_name(f"{npy.stem}_ids.json"))
     try:
         ids = json.loads(ids_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -179,7 +196,7 @@ def aligned_vectors(dir: Path, stem: str, ids_name: str, wanted: list[str]) -> n
     missing = [i for i in wanted if i not in row_of]
     if missing:
         raise InputError(
-            f"{len(missing)} of {len(wanted)} {stem} ids have no vector in {npy} (first: {missing[0]!r})"
+            f"{len(missing)} of {len(wanted)} {npy.stem} ids have no vector in {npy} (first: {missing[0]!r})"
         )
     index = np.fromiter((row_of[i] for i in wanted), dtype=np.int64, count=len(wanted))
     return np.ascontiguousarray(vectors[index], dtype=np.float32)

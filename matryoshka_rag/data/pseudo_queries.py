@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from ..errors import InputError
+from ..validation import check_int
 
 __all__ = ["PseudoQueries", "QueryKind", "pseudo_queries", "sentences"]
 
@@ -88,8 +89,7 @@ def pseudo_queries(
     """
     if titles is not None and len(titles) != len(bodies):
         raise InputError(f"{len(titles)} titles for {len(bodies)} documents: give one title per document")
-    if isinstance(min_words, bool) or not isinstance(min_words, int) or min_words < 1:
-        raise InputError(f"min_words must be an integer >= 1, got {min_words!r}")
+    min_words = check_int("min_words", min_words)
     if not 0.0 <= title_share <= 1.0:
         raise InputError(f"title_share must be in [0, 1], got {title_share!r}")
     draw = random.Random(seed)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..adaptor.numpy_forward import NumpyAdaptor, as_numpy_adaptor
 from ..errors import AdaptorMismatchError, InputError
+from ..validation import check_rows
 from .providers import canonical_model_name, check_texts
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AdaptedVectors", "BaseModelWarning", "check_output_dim", "dim_alias", "warn_if_other_model"]
 
-Vectors = Sequence[Sequence[float]] | np.ndarray
+Vectors = Sequence[Sequence[float]] | Sequence[np.ndarray] | np.ndarray  # n vectors of one dim
 _UNNAMED = ("", "unknown")
 
 
@@ -144,6 +145,17 @@ class AdaptedVectors:
         """The adaptor's fingerprint."""
         return self.adaptor.fingerprint()
 
+    def check_fingerprint(self, recorded: str | None, made_with: str, remedy: str) -> None:
+        """Raise `AdaptorMismatchError` when `recorded`, the adaptor fingerprint saved with `made_with` (e.g.
+        "this collection"), is given and is not this adaptor's (vectors made before would not match new
+        ones); the message ends with `remedy`."""
+        if recorded is not None and recorded != self.fingerprint:
+            raise AdaptorMismatchError(
+                f"the adaptor in {self.path} is not the one {made_with} was made with (fingerprint "
+                f"{self.fingerprint[:12]}... instead of {recorded[:12]}...): vectors made before would not "
+                f"match new ones; {remedy}"
+            )
+
     @staticmethod
     def check_texts(texts: Sequence[str]) -> list[str]:
         """``texts`` as a list; ``[]`` for an empty sequence; InputError for a blank or non-string text."""
@@ -172,13 +184,7 @@ class AdaptedVectors:
                         f"{self.adaptor.config.base_model!r})"
                     )
             raise InputError(f"{who} returned values that are not numbers")
-        for problem, bad in (
-            ("NaN or inf values", ~np.isfinite(matrix).all(axis=1)),
-            ("an all-zero vector", ~matrix.any(axis=1)),
-        ):
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise InputError(f"{who} returned {problem} for text {i} ({_quote(texts[i])})")
+        check_rows(matrix, f"vectors from {who}", row_name=lambda i: f"text {i} ({_quote(texts[i])})")
         return self.adaptor.transform(matrix, self.dim)
 
     def embed(self, embed_many: Callable[[list[str]], Vectors], texts: Sequence[str]) -> list[list[float]]:

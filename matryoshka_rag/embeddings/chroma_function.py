@@ -16,7 +16,7 @@ from typing import Any
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import config_to_embedding_function, register_embedding_function
 
-from ..errors import AdaptorMismatchError, InputError
+from ..errors import InputError
 from .adapted import AdaptedVectors
 
 __all__ = ["MatryoshkaEmbeddingFunction"]
@@ -46,12 +46,9 @@ class MatryoshkaEmbeddingFunction(EmbeddingFunction[Documents]):
             raise InputError(f"base must be a Chroma embedding function, got {type(base).__name__}")
         self.base = base
         self._vectors = AdaptedVectors.load(adaptor, dim, getattr(base, "model_name", None))
-        if adaptor_fingerprint is not None and adaptor_fingerprint != self._vectors.fingerprint:
-            raise AdaptorMismatchError(
-                f"the adaptor in {adaptor} is not the one this collection was made with (fingerprint "
-                f"{self._vectors.fingerprint[:12]}... instead of {adaptor_fingerprint[:12]}...): its stored "
-                "vectors would not match new ones"
-            )
+        self._vectors.check_fingerprint(
+            adaptor_fingerprint, "this collection", "create a new collection for the new adaptor"
+        )
 
     @property
     def dim(self) -> int:

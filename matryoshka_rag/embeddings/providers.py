@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..extras import needs_extra
+from ..validation import check_int, check_rows
 
 if TYPE_CHECKING:
     from .cache import EmbeddingCache
@@ -137,12 +138,10 @@ class SentenceTransformerProvider:
     """
 
     def __init__(self, model_name_or_path: str, device: str | None = None, batch_size: int = 64) -> None:
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = check_int("batch_size", batch_size)
         self.model_path = resolve_model_path(model_name_or_path)
         self.name = canonical_model_name(model_name_or_path)
         self.device = device
-        self.batch_size = batch_size
         self._model: Any = None
 
     @property
@@ -199,12 +198,7 @@ def _check_batch(
         raise InputError(
             f"{who} returned {vectors.shape[1]}-d vectors (text {text_index[0]}), expected {dim}-d"
         )
-    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
-    if bad.size:
-        raise InputError(f"{who} returned a vector with NaN or inf for text {text_index[bad[0]]}")
-    bad = np.flatnonzero(~vectors.any(axis=1))
-    if bad.size:
-        raise InputError(f"{who} returned an all-zero vector for text {text_index[bad[0]]}")
+    check_rows(vectors, f"vectors from {who}", row_name=lambda row: f"text {text_index[row]}")
     return vectors
 
 
@@ -222,8 +216,7 @@ def embed_texts(
     as it is embedded. Errors name the index of the offending text in ``texts``.
     """
     texts = check_texts(texts)
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_int("batch_size", batch_size)
     found: list[np.ndarray | None] = (
         cache.get_many(provider.name, texts) if cache is not None else [None] * len(texts)
     )

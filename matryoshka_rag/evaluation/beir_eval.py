@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..adaptor.folder_write import check_destination
-from ..adaptor.pca import principal_axes
+from ..adaptor.pca import pca_projection
 from ..adaptor.torch_module import MatryoshkaAdaptor
 from ..atomic import atomic_write_bytes, atomic_write_text, check_folder_path
 from ..data.beir import BeirDataset, load_beir, load_precomputed
@@ -117,9 +117,7 @@ class MethodTrainer:
         if method == "truncate":
             return lambda x, m: x[:, :m]
         if method in ("pca", "pca-rotation"):
-            mean, axes = principal_axes(self.corpus)
-            shift = mean if method == "pca" else np.zeros_like(mean)
-            return lambda x, m: (x - shift) @ axes[:, :m]
+            return pca_projection(self.corpus, centred=method == "pca")
         return self.adaptor(method).transform
 
     def adaptor(self, method: str) -> MatryoshkaAdaptor:

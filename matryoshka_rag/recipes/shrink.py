@@ -14,17 +14,22 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..scoring.recommend import recommend_dim
 from ..store.chroma_client import chroma_errors, connect
 from ..training_options import DEFAULT_TARGET, check_target
 from ..validation import check_vectors, default_dims
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.types import Metadata
 
 __all__ = ["ShrinkReport", "read_collection", "shrink", "stored_vectors"]
 
@@ -86,7 +91,9 @@ def stored_vectors(embeddings: Any, ids: Sequence[str], collection: str) -> np.n
     return check_vectors(np.asarray(rows, dtype=np.float32), what=f"vectors of collection {collection!r}")
 
 
-def read_collection(client, name: str, location: str) -> tuple[list[str], np.ndarray, list, list]:
+def read_collection(
+    client: ClientAPI, name: str, location: str
+) -> tuple[list[str], np.ndarray, list[str | None], list[Metadata | None]]:
     """Ids, vectors `(n, dim)`, documents and metadatas of every record of collection `name` (read in pages);
     InputError when it is missing (naming those there), empty, or holds records without vectors."""
     with chroma_errors(location, f"opening collection {name!r}"):
@@ -99,7 +106,10 @@ def read_collection(client, name: str, location: str) -> tuple[list[str], np.nda
         total = collection.count()
     if total == 0:
         raise InputError(f"collection {name!r} at {location} is empty: it holds no vectors")
-    ids, embeddings, documents, metadatas = [], [], [], []
+    ids: list[str] = []
+    embeddings: list[Any] = []  # a vector per record, None for a record stored without one
+    documents: list[str | None] = []
+    metadatas: list[Metadata | None] = []
     for offset in range(0, total, PAGE):
         with chroma_errors(location, f"reading collection {name!r}"):
             page = collection.get(limit=PAGE, offset=offset, include=["embeddings", "documents", "metadatas"])
@@ -199,14 +209,16 @@ def shrink(
     if any(c.name.startswith(f"{name}__d") for c in store_client.list_collections()):
         raise InputError(f"{out} already holds a store named {name!r}: choose another --name or --out")
     dims = tuple(sorted({*default_dims(base_dim), *([] if dim == "auto" else [dim])}))
-    config = UnsupervisedConfig(seed=seed, **({"max_steps": max_steps} if max_steps else {}))
+    config = UnsupervisedConfig(seed=seed)
+    if max_steps:
+        config = replace(config, max_steps=max_steps)
     adaptor = train_unsupervised(vectors, dims, config, base_model=base_model, progress=progress)
     if dim == "auto":
         dim = recommend_dim(adaptor, target=target, below=base_dim, trained_only=True)
     adaptor_path = save_adaptor(adaptor, out / "matryoshka_rag" / "adaptors" / name)
     store = MatryoshkaStore(name, adaptor_path, client=store_client, small_dim=dim)
-    documents = documents if any(d is not None for d in documents) else None
-    store.upsert(ids, texts=documents, embeddings=vectors, metadatas=metadatas)
+    texts = [d for d in documents if d is not None] or None  # `upsert` refuses a list missing some
+    store.upsert(ids, texts=texts, embeddings=vectors, metadatas=metadatas)
 
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
@@ -232,5 +244,7 @@ def shrink(
         rss_before_mib=original["rss"],
         rss_after_mib=shrunk["rss"],
     )
-    (out / "matryoshka_rag" / f"shrink-{name}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    atomic_write_text(
+        out / "matryoshka_rag" / f"shrink-{name}.json", json.dumps(asdict(report), indent=2) + "\n"
+    )
     return report

@@ -3,9 +3,10 @@
 Corpus items are the queries (each one's own row left out of its search). For a prefix, the score is
 `kept = mean_q 1 / log2(2 + r_q)` with `r_q` the 0-based rank of the full dim's nearest neighbour of `q` in
 the prefix's top k (0 when absent): nDCG@k of the prefix's search with the full-dim nearest neighbour as the
-one relevant document, so the full dim itself scores 1. It is the one label-free score of the package:
-unsupervised training serves, per dim, its adapted prefix unless the rotation's keeps clearly more
-(`served_prefix_choice`), and
+one relevant document, so the full dim itself scores 1. It is the label-free score that compares prefixes
+(other label-free measures serve other ends: unsupervised training early-stops on a held-out loss, `shrink`
+checks recall@10 against the original collection's search): unsupervised training serves, per dim, its
+adapted prefix unless the rotation's keeps clearly more (`served_prefix_choice`), and
 `recommend.recommend_dim` picks the smallest dim whose served prefix keeps a target share.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from ..adaptor.format import PrefixSource
 from ..adaptor.numpy_forward import as_numpy_adaptor
 from ..errors import InputError
+from ..validation import unit_rows
 from .paired import clearly_better
 
 KEPT_AT_K = 10  # the cut-off of the score: retrieval's usual top 10
@@ -74,19 +76,15 @@ def query_rows(n: int, seed: int = 0, limit: int = MAX_QUERIES) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=min(limit, n), replace=False))
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
 def _merge_top(
-    best: tuple[np.ndarray, np.ndarray] | None, scores: np.ndarray, offset: int, k: int
+    best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, offset: int, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The top k `(scores (q, k), rows (q, k))` of the running `best` and a chunk's `scores (q, c)`."""
+    """The top k `(scores (q, k), rows (q, k))` of the running `best` `(q, <= k)` and a chunk's
+    `scores (q, c)`."""
     take = min(k, scores.shape[1])
     part = np.argpartition(-scores, take - 1, axis=1)[:, :take]
-    rows, values = part + offset, np.take_along_axis(scores, part, axis=1)
-    if best is not None:
-        values, rows = np.concatenate([best[0], values], axis=1), np.concatenate([best[1], rows], axis=1)
+    values = np.concatenate([best[0], np.take_along_axis(scores, part, axis=1)], axis=1)
+    rows = np.concatenate([best[1], part + offset], axis=1)
     order = np.lexsort((rows, -values), axis=1)[:, :k]  # by score, ties by row
     return np.take_along_axis(values, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
@@ -118,14 +116,15 @@ def prefix_rankings(
     sources = {source for source, _ in prefixes}
     base_queries = np.asarray(corpus[queries], dtype=np.float32)
     adapted_queries = {source: outputs[source](base_queries) for source in sources}
-    unit_queries = {(s, d): _unit(adapted_queries[s][:, :d]) for s, d in prefixes}
-    best: dict[Prefix, tuple[np.ndarray, np.ndarray] | None] = dict.fromkeys(prefixes)
+    unit_queries = {(s, d): unit_rows(adapted_queries[s][:, :d]) for s, d in prefixes}
+    nothing = (np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.intp))
+    best: dict[Prefix, tuple[np.ndarray, np.ndarray]] = dict.fromkeys(prefixes, nothing)
     for start in range(0, n, CHUNK_ROWS):
         chunk = np.asarray(corpus[start : start + CHUNK_ROWS], dtype=np.float32)
         adapted = {source: outputs[source](chunk) for source in sources}
         own = (queries >= start) & (queries < start + len(chunk))
         for source, dim in prefixes:
-            scores = unit_queries[source, dim] @ _unit(adapted[source][:, :dim]).T
+            scores = unit_queries[source, dim] @ unit_rows(adapted[source][:, :dim]).T
             scores[np.flatnonzero(own), queries[own] - start] = -np.inf
             best[source, dim] = _merge_top(best[source, dim], scores, start, k)
     return {prefix: found[1] for prefix, found in best.items()}
@@ -176,6 +175,14 @@ def served_kept(adaptor: Any, corpus: np.ndarray, queries: np.ndarray) -> dict[i
     return {dim: measured[config.served_prefix(dim), dim] for dim in dims}
 
 
+def _served_at(dim: int, base_dim: int, gains: dict[Prefix, np.ndarray]) -> PrefixSource:
+    """The prefix served at `dim`: "base" at the base dim or where the rotation's keeps clearly more than the
+    adapted one (`gains` by `(source, dim)`), else "adapted"."""
+    if dim == base_dim or clearly_better(gains["base", dim], gains["adapted", dim]):
+        return "base"
+    return "adapted"
+
+
 def served_prefix_choice(
     adaptor: Any, corpus: np.ndarray, queries: np.ndarray
 ) -> tuple[tuple[tuple[int, PrefixSource], ...], dict[str, dict[str, float]]]:
@@ -193,20 +200,12 @@ def served_prefix_choice(
     dims = judged_dims(config.dims, config.base_dim)
     prefixes = [(source, dim) for dim in dims for source in get_args(PrefixSource)]
     gains = retrieval_gains(adaptor, corpus, queries, prefixes, reference="base")
-    served = tuple(
-        (
-            dim,
-            "base"
-            if dim == config.base_dim or clearly_better(gains["base", dim], gains["adapted", dim])
-            else "adapted",
-        )
-        for dim in dims
-    )
+    served = tuple((dim, _served_at(dim, config.base_dim, gains)) for dim in dims)
     kept = {prefix: float(values.mean()) for prefix, values in gains.items()}
     serving = replace(config, served_prefixes=served)
     grid = [(serving.served_prefix(dim), dim) for dim in estimate_grid(config.dims, config.base_dim)]
     kept |= retrieval_kept(adaptor, corpus, queries, [p for p in grid if p not in kept], reference="base")
-    table = {
+    table: dict[str, dict[str, float]] = {
         source: {str(dim): round(kept[source, dim], 4) for dim in dims} for source in get_args(PrefixSource)
     }
     return served, table | {"served": {str(dim): round(kept[source, dim], 4) for source, dim in grid}}

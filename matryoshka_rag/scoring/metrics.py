@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import TypeVar
 
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Mapping[str, float]]
+Doc = TypeVar("Doc", bound=Hashable)  # a document id
 
 
-def ndcg_at_k(ranked: Sequence[Hashable], grades: Mapping[Hashable, float], k: int = 10) -> float:
+def ndcg_at_k(ranked: Sequence[Doc], grades: Mapping[Doc, float], k: int = 10) -> float:
     """trec_eval `ndcg_cut.k` of one ranked list: linear gains, `log2(rank + 1)` discount.
 
     The ideal ranking orders every judged document by grade; documents graded <= 0 gain nothing.
@@ -20,7 +22,7 @@ def ndcg_at_k(ranked: Sequence[Hashable], grades: Mapping[Hashable, float], k: i
     return dcg / idcg if idcg > 0 else 0.0
 
 
-def recall_at_k(ranked: Sequence[Hashable], grades: Mapping[Hashable, float], k: int = 100) -> float:
+def recall_at_k(ranked: Sequence[Doc], grades: Mapping[Doc, float], k: int = 100) -> float:
     """trec_eval `recall.k`: share of the documents graded > 0 found in the top k."""
     relevant = {doc for doc, g in grades.items() if g > 0}
     return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
@@ -33,7 +35,11 @@ def rank_run(scores: Mapping[str, float]) -> list[str]:
 
 def mean_metric(run: Run, qrels: Qrels, metric: str, k: int) -> float:
     """Mean of `ndcg`/`recall` at k over the queries present in both `run` and `qrels`, as pytrec_eval does."""
-    function = {"ndcg": ndcg_at_k, "recall": recall_at_k}[metric]
+    metrics: dict[str, Callable[[Sequence[str], Mapping[str, float], int], float]] = {
+        "ndcg": ndcg_at_k,
+        "recall": recall_at_k,
+    }
+    function = metrics[metric]
     shared = [q for q in run if q in qrels]
     if not shared:
         return 0.0

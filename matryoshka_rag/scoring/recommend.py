@@ -17,6 +17,7 @@ import numpy as np
 from ..adaptor.format import PrefixSource
 from ..adaptor.numpy_forward import NumpyAdaptor, as_numpy_adaptor
 from ..errors import InputError
+from ..extras import pyplot
 from ..training_options import DEFAULT_TARGET, check_target
 from ..validation import check_rows, open_corpus
 from .kept import MAX_QUERIES, estimate_grid, judged_dims, query_rows, served_kept
@@ -46,7 +47,7 @@ class DimEstimate:
 def _recorded(adaptor: NumpyAdaptor) -> dict[int, float]:
     """The served prefix's kept score per dim of `estimate_grid`, from the table training recorded;
     `InputError` when the adaptor has none (trained before estimates were recorded, or on too few vectors)."""
-    table = adaptor.metadata.get("retrieval_kept")
+    table = adaptor.metadata.get("retrieval_kept", {})
     dims = estimate_grid(adaptor.config.dims, adaptor.config.base_dim)
     try:
         return {dim: float(table["served"][str(dim)]) for dim in dims}
@@ -141,11 +142,7 @@ def estimate_table(estimates: list[DimEstimate], target: float, chosen: int) -> 
 
 def plot_estimates(estimates: list[DimEstimate], target: float, chosen: int, path: Any) -> None:
     """Write a PNG of the estimate by dim (log scale), the target line and the chosen dim."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the estimate's plot")
     dims = np.array([row.dim for row in estimates])
     kept = np.array([row.kept for row in estimates])
     figure, axes = plt.subplots(figsize=(6, 4))

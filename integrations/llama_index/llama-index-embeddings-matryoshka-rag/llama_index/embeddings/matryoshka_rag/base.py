@@ -13,7 +13,7 @@ from llama_index.core.schema import BaseNode, MetadataMode
 from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
 from matryoshka_rag.embeddings.adapted import AdaptedVectors, dim_alias
 from matryoshka_rag.embeddings.providers import EmbeddingProvider, SentenceTransformerProvider
-from matryoshka_rag.errors import AdaptorMismatchError, InputError
+from matryoshka_rag.errors import InputError
 from matryoshka_rag.recipes.fit import fit_from_texts
 from matryoshka_rag.scoring.recommend import chosen_dim
 
@@ -110,12 +110,11 @@ class AdaptedEmbedding(BaseEmbedding):
             vectors = AdaptedVectors.load(path, dim, base.model_name)
         else:
             vectors = AdaptedVectors(adaptor, dim, base.model_name, path)
-        if adaptor_fingerprint is not None and adaptor_fingerprint != vectors.fingerprint:
-            raise AdaptorMismatchError(
-                f"the adaptor in {path} is not the one this embedding was saved with (fingerprint "
-                f"{vectors.fingerprint[:12]}... instead of {adaptor_fingerprint[:12]}...): vectors made before "
-                "would not match new ones; drop 'adaptor_fingerprint' from the dict to accept the new adaptor"
-            )
+        vectors.check_fingerprint(
+            adaptor_fingerprint,
+            "this embedding",
+            "drop 'adaptor_fingerprint' from the dict to accept the new adaptor",
+        )
         kwargs.setdefault("embed_batch_size", base.embed_batch_size)
         kwargs.setdefault("model_name", f"matryoshka-rag({base.model_name}, dim={vectors.dim})")
         super().__init__(
