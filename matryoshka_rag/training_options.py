@@ -1,7 +1,4 @@
-"""The allowed values of the training settings, and checks naming the field (torch-free: the CLI reads it).
-
-The integer and choice checks are `validation`'s, re-exported here for the training configs.
-"""
+"""The allowed values of the training settings, and checks naming the field (torch-free: the CLI reads it)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,6 @@ from numbers import Real
 from typing import Any, Literal
 
 from .errors import InputError
-from .validation import check_choice, check_int
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -18,8 +14,6 @@ __all__ = [
     "SupervisedObjective",
     "UnsupervisedObjective",
     "check_bool",
-    "check_choice",
-    "check_int",
     "check_number",
     "check_target",
 ]

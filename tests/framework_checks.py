@@ -19,7 +19,9 @@ def check_fitted(path: Path, dims: tuple[int, ...], supervised: bool, corpus_siz
     assert float(adaptor.mlp[-1].weight.detach().abs().max()) > 0
     assert adaptor.config.dims == dims and adaptor.config.base_model == "all-MiniLM-L6-v2"
     training = adaptor.metadata["training"]
-    assert training["mode"] == ("supervised" if supervised else "unsupervised")
+    assert ("supervised_stage" in training) == supervised  # a supervised stage ran when asked
+    kept = supervised and training["supervised_stage"]["kept"]
+    assert training["mode"] == ("supervised" if kept else "unsupervised")
     assert training["corpus_size"] == corpus_size and training["unsupervised"]["max_steps"] == steps
     return adaptor
 

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 TRAIN_DIMS_HELP = (
     "Matryoshka dims, increasing, comma-separated (default: 16, 32, 64, ... below the base dim, and it)"
 )
-EVAL_DIMS = "16,32,64,128,256,384"  # `evaluate` takes the dims before it reads the vectors
 DATASET_HELP = (
     "BEIR dataset: a folder (corpus.jsonl, queries.jsonl, qrels/) or a name such as scifact "
     "(../shared/beir/<name>, else downloaded once into ~/.cache/matryoshka-rag/beir)"
@@ -169,7 +168,7 @@ def eval_command(args: argparse.Namespace) -> None:
         args.dataset,
         args.model,
         [m for m in args.methods.split(",") if m],
-        parse_dims(args.dims),
+        parse_dims(args.dims) if args.dims else None,
         embeddings_dir=args.embeddings,
         cache_path=args.cache,
         settings=_settings(args),
@@ -220,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--save-adaptors", action="store_true", help="also save trained adaptors under --out"
     )
-    _add_common(evaluate, EVAL_DIMS, f"Matryoshka dims, increasing, comma-separated (default {EVAL_DIMS})")
+    _add_common(evaluate, None, TRAIN_DIMS_HELP)
     _add_objectives(evaluate)
     evaluate.set_defaults(handler=eval_command)
     add_index_arguments(commands)

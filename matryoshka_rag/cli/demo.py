@@ -53,7 +53,6 @@ class MeasuredRun(TypedDict):
 
 DEMO_QUERY = "Vitamin D deficiency is associated with an increased risk of tuberculosis."
 DEMO_METHODS = ("truncate", "pca-rotation", "unsupervised", "supervised")
-DEMO_DIMS = (16, 32, 64, 128, 256, 384)
 LOCAL_EMBEDDINGS = LOCAL_BEIR.parent / "embeddings"
 """Precomputed vectors beside the repository: ``<repo>/../shared/embeddings/<model>/<name>``."""
 
@@ -164,7 +163,7 @@ def run(args: argparse.Namespace) -> None:
         folder,
         args.model,
         DEMO_METHODS,
-        DEMO_DIMS,
+        None,
         embeddings_dir=embeddings,
         cache_path=args.cache,
         settings=settings,

@@ -19,7 +19,7 @@ from ..adaptor.torch_module import MatryoshkaAdaptor
 from ..atomic import atomic_write_bytes, atomic_write_text, check_folder_path
 from ..data.beir import BeirDataset, load_beir, load_precomputed
 from ..errors import InputError
-from ..extras import needs_extra
+from ..extras import pyplot
 from ..scoring.metrics import mean_metric
 from ..training import SupervisedConfig, UnsupervisedConfig, train_supervised, train_unsupervised
 from ..training.devices import resolve_device
@@ -204,14 +204,14 @@ def evaluate(
     dataset_dir: str | Path,
     model: str,
     methods: Sequence[str],
-    dims: Sequence[int],
+    dims: Sequence[int] | None,
     embeddings_dir: str | Path | None = None,
     cache_path: str | Path | None = None,
     settings: EvalSettings | None = None,
     adaptors_dir: str | Path | None = None,
 ) -> dict:
-    """Score `methods` at `dims` on the test split of a BEIR folder; trained methods use train (and dev)
-    qrels only. Returns the `results.json` document; saves trained adaptors under `adaptors_dir`."""
+    """Score `methods` at `dims` (None: `validation.default_dims` of the base dim) on the test split of a BEIR
+    folder; trained methods use train (and dev) qrels only. Returns the `results.json` document; saves trained adaptors under `adaptors_dir`."""
     settings = settings or EvalSettings()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -289,11 +289,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     (a crash leaves a file's old version or its new one, never a torn one)."""
     import io
 
-    with needs_extra("the report's plot (ndcg.png)"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    plt = pyplot("the report's plot (ndcg.png)")
 
     out = Path(out_dir)
     check_folder_path(out)

@@ -11,15 +11,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 from ..errors import InputError
-from ..training_options import (
-    Start,
-    SupervisedObjective,
-    UnsupervisedObjective,
-    check_bool,
-    check_choice,
-    check_int,
-    check_number,
-)
+from ..training_options import Start, SupervisedObjective, UnsupervisedObjective, check_bool, check_number
+from ..validation import check_choice, check_int
 
 Relevance = Sequence[Mapping[int, float]]  # per query: corpus row -> grade
 

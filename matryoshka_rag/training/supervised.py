@@ -18,7 +18,7 @@ import torch
 from ..adaptor.torch_module import MatryoshkaAdaptor
 from ..errors import AdaptorMismatchError, InputError
 from ..scoring.kept import MIN_CORPUS_ROWS, query_rows, served_kept
-from ..validation import check_dims, check_vectors, default_dims
+from ..validation import check_dims, check_vectors
 from .config import Relevance, SupervisedConfig, UnsupervisedConfig
 from .devices import resolve_device
 from .labelled import (
@@ -445,7 +445,7 @@ def check_start(
     if adaptor is not None:  # a given stage one must fit the data
         adaptor.check_base(corpus.shape[1], None if base_model == "unknown" else base_model)
         dims = dims or adaptor.config.dims
-    checked = check_dims(dims or default_dims(corpus.shape[1]), corpus.shape[1])
+    checked = check_dims(dims, corpus.shape[1])
     if adaptor is not None and adaptor.config.dims != checked:
         raise AdaptorMismatchError(
             f"the given adaptor was trained for dims {list(adaptor.config.dims)}, this training is for dims "

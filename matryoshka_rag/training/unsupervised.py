@@ -14,7 +14,7 @@ import torch
 from ..adaptor.pca import pca_rotation
 from ..adaptor.torch_module import AdaptorConfig, MatryoshkaAdaptor
 from ..scoring.kept import MAX_QUERIES, served_prefix_choice
-from ..validation import check_dims, check_rows, default_dims, open_corpus
+from ..validation import check_dims, check_rows, open_corpus
 from .config import UnsupervisedConfig
 from .devices import resolve_device
 from .distributed import setup
@@ -57,7 +57,7 @@ def unsupervised_stage(
     """`train_unsupervised`, also returning the neighbour table `(n, k)` it trained with (for stage two)."""
     what = "corpus embeddings"
     corpus = open_corpus(corpus, what)
-    dims = check_dims(dims or default_dims(corpus.shape[1]), corpus.shape[1])
+    dims = check_dims(dims, corpus.shape[1])
     check_corpus_size(len(corpus), config.k)
     resolve_device(device)  # a missing device fails before the process group or any work
     check_rows(corpus, what)
