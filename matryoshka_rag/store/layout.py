@@ -3,7 +3,8 @@
 A store `<name>` searches the collection ``<name>__d<small_dim>`` and keeps its rerank vectors in a file
 beside an embedded database or in the collection ``<name>__d<large_dim>`` (`open_homes`). The searched
 collection records the layout (`StoreLayout.recorded`): the dims, the rerank vectors' kind and home, the HNSW
-space, the base model, and the adaptor's fingerprint and folder. Opening a store takes each choice from the arguments, else from what the existing
+space, the base model, and the adaptor's fingerprint and where it came from (a folder's real path or a
+Hugging Face Hub repo id). Opening a store takes each choice from the arguments, else from what the existing
 store recorded, else its default (`resolve_layout`); `check_layout` refuses a choice that differs from the
 record.
 """
@@ -25,6 +26,7 @@ from chromadb.api.collection_configuration import CreateCollectionConfiguration,
 from chromadb.api.models.Collection import Collection
 from chromadb.errors import NotFoundError
 
+from ..adaptor.hub import adaptor_location
 from ..adaptor.numpy_forward import NumpyAdaptor, as_numpy_adaptor
 from ..errors import AdaptorMismatchError, InputError
 from ..scoring.recommend import recommend_dim
@@ -73,8 +75,8 @@ LargeVectors = Literal["auto", "base", "adapted"]
 
 @dataclass(frozen=True)
 class StoreLayout:
-    """A store's resolved choices: its adaptor (and `adaptor_path`, the real path of its folder; None for an
-    adaptor object), the dims searched and reranked, the rerank vectors' kind
+    """A store's resolved choices: its adaptor (and `adaptor_path`, the real path of its folder or its Hub
+    repo id; None for an adaptor object), the dims searched and reranked, the rerank vectors' kind
     (`large_vectors`) and home (`rerank_folder`: the folder of the rerank file, None for a collection) and
     the HNSW space."""
 
@@ -163,15 +165,26 @@ def _checked_choice(value: Any, allowed: Any, what: str) -> Any:
     return value
 
 
+def _located(adaptor: str | os.PathLike) -> tuple[Path, str]:
+    """The local folder of an adaptor given by folder or Hub repo id (`hub.adaptor_location`), and how a
+    store records it: a folder as its real path, a repo id as given."""
+    given = Path(adaptor).expanduser()
+    folder = adaptor_location(adaptor)
+    if folder == given:  # a folder: adaptor_location looked nothing up
+        real = os.path.realpath(given)
+        return Path(real), real
+    return folder, str(adaptor)
+
+
 def _resolve_adaptor(
     adaptor: Any, existing: Mapping[str, Any], name: str, location: str
 ) -> tuple[NumpyAdaptor, str | None]:
-    """The adaptor given (an object or a folder), else the one the store recorded; and how the store records
-    it (None for an object)."""
+    """The adaptor given (an object, a folder or a Hub repo id), else the one the store recorded; and how
+    the store records it (None for an object)."""
     if adaptor is not None:
         if isinstance(adaptor, str | os.PathLike):
-            folder = os.path.realpath(os.path.expanduser(adaptor))
-            return as_numpy_adaptor(folder), folder
+            folder, recorded = _located(adaptor)
+            return as_numpy_adaptor(folder), recorded
         return as_numpy_adaptor(adaptor), None
     if not existing:
         raise InputError(f"collection {name!r} does not exist at {location}: give an adaptor")
@@ -181,9 +194,10 @@ def _resolve_adaptor(
             f"collection {name!r} was built with an adaptor object whose folder was not recorded "
             f"(fingerprint {existing.get('adaptor_fingerprint')}): pass that adaptor"
         )
-    if not os.path.isdir(recorded):
+    folder, _ = _located(recorded)
+    if not folder.is_dir():
         raise InputError(f"collection {name!r} was built with the adaptor at {recorded}, which is gone")
-    return as_numpy_adaptor(recorded), recorded
+    return as_numpy_adaptor(folder), recorded
 
 
 def _resolve_large_vectors(

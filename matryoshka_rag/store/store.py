@@ -17,9 +17,9 @@ large dim and widens the shortlist (x ``WIDEN_STEP``, up to ``max_shortlist_fact
 
 Writes put the rerank vectors first (fsynced), then the searched records that point at them, with
 ``upsert``: a record is findable only once wholly written, and re-sending a batch never duplicates. The
-searched collection records the adaptor's fingerprint (and folder), the base model, the dims, the rerank
-vectors' kind and home and the space (`layout`); opening it with anything else raises `AdaptorMismatchError`
-and leaves it untouched. Querying imports no torch: the adaptor runs as numpy (`numpy_forward.NumpyAdaptor`).
+searched collection records the adaptor's fingerprint (and folder or Hub repo id), the base model, the dims,
+the rerank vectors' kind and home and the space (`layout`); opening it with anything else raises
+`AdaptorMismatchError` and leaves it untouched. Querying imports no torch: the adaptor runs as numpy (`numpy_forward.NumpyAdaptor`).
 """
 
 from __future__ import annotations
@@ -129,8 +129,9 @@ class MatryoshkaStore:
 
     Args:
         name: store name; the searched collection is ``<name>__d<small_dim>``.
-        adaptor: a `MatryoshkaAdaptor` or `NumpyAdaptor`, the folder of a saved one (recorded, so it is found
-            on reopening), or None to load the folder recorded in an existing store (fingerprint checked).
+        adaptor: a `MatryoshkaAdaptor` or `NumpyAdaptor`, the folder of a saved one or the Hugging Face Hub repo
+            id (``"org/name"``) of a published one (recorded, so it is found on reopening), or None to load
+            the one recorded in an existing store (fingerprint checked).
         client: a chromadb client; else ``connect(path)`` or ``connect(host=host, port=port)``.
         small_dim, large_dim: dims searched / reranked (default 64 and the base dim for a new store, the
             recorded ones for an existing store). `small_dim="auto"`: the smallest trained dim below
