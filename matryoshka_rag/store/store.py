@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -37,7 +36,8 @@ import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.collection_configuration import CreateHNSWConfiguration
 
-from ..embeddings.providers import CallableProvider, EmbeddingProvider, canonical_model_name, embed_texts
+from ..embeddings.adapted import warn_if_other_model
+from ..embeddings.providers import CallableProvider, EmbeddingProvider, embed_texts
 from ..errors import InputError
 from .chroma_client import (
     ChromaUnavailableError,
@@ -200,23 +200,15 @@ class MatryoshkaStore:
 
     @property
     def provider(self) -> EmbeddingProvider | None:
-        """Texts -> base vectors; a callable set here is wrapped, and a model other than the adaptor's warns."""
+        """Texts -> base vectors; a callable set here is wrapped, and a model other than the adaptor's warns
+        (`embeddings.adapted.warn_if_other_model`)."""
         return self._provider
 
     @provider.setter
     def provider(self, provider: EmbeddingProvider | Callable[[list[str]], Any] | None) -> None:
         self._provider = _as_provider(provider)
-        model = self.adaptor.config.base_model
         name = getattr(provider, "name", None)  # a bare callable has no model name to compare
-        if (
-            name
-            and model not in ("", "unknown")
-            and canonical_model_name(str(name)) != canonical_model_name(model)
-        ):
-            warnings.warn(
-                f"provider {name!r} is not the adaptor's base model {model!r}: vectors may not match",
-                stacklevel=2,
-            )
+        warn_if_other_model(self.adaptor, str(name) if name else None)
 
     # -- vectors -----------------------------------------------------------------------------------
 
