@@ -4,6 +4,7 @@
 - `layout`: where a store keeps what, and the choices it recorded, checked on open.
 - `records`: the ids, documents and metadata a store accepts.
 - `search`: shortlist, exact rerank and widening, without Chroma.
+- `writing`: the order of writes and deletes across the searched collection and the rerank vectors.
 - `rerank_file`, `rerank_homes`: where the rerank vectors live; `shortlist`: when a shortlist is conclusive.
 - `input_checks`: checks shared with the framework stores; `chroma_client`: the Chroma connection.
 """

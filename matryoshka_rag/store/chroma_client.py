@@ -14,7 +14,14 @@ from chromadb.errors import InvalidArgumentError
 
 from ..errors import InputError
 
-__all__ = ["ChromaUnavailableError", "chroma_errors", "connect", "location", "persist_directory"]
+__all__ = [
+    "ChromaUnavailableError",
+    "chroma_errors",
+    "client_for",
+    "connect",
+    "location",
+    "persist_directory",
+]
 
 
 class ChromaUnavailableError(InputError):
@@ -54,19 +61,35 @@ def chroma_errors(location: str, action: str) -> Iterator[None]:
 def connect(path: str | os.PathLike | None = None, host: str | None = None, port: int = 8000) -> ClientAPI:
     """`chromadb.PersistentClient(path)`, or `chromadb.HttpClient(host, port)` when `host` is given.
 
-    Raises `ChromaUnavailableError` naming the URL when the server does not answer.
+    Raises `InputError` saying which is wrong when both or neither of `path` and `host` is given,
+    `ChromaUnavailableError` naming the URL when the server does not answer.
     """
-    if (path is None) == (host is None):
+    if path is not None and host is not None:
         raise InputError("give either a database folder (path) or a server (host and port), not both")
     if host is not None:
         url = f"http://{host}:{port}"
         with chroma_errors(url, "connecting"):
             return chromadb.HttpClient(host=host, port=int(port))
+    if path is None:
+        raise InputError(
+            "no Chroma database given: give a database folder (path) or a server (host and port)"
+        )
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():
         raise InputError(f"the Chroma database path {folder} is a file, not a folder")
     with chroma_errors(str(folder), "opening the database"):
         return chromadb.PersistentClient(path=str(folder))
+
+
+def client_for(
+    client: ClientAPI | None, path: str | os.PathLike | None, host: str | None, port: int
+) -> ClientAPI:
+    """`client`, else `connect(path, host, port)`; InputError when a client and a path or host are given."""
+    if client is None:
+        return connect(path=path, host=host, port=port)
+    if path is not None or host is not None:
+        raise InputError("give a client, or a path, or a host, not several")
+    return client
 
 
 def persist_directory(client: ClientAPI) -> Path | None:

@@ -1,4 +1,5 @@
-"""Input checks shared by the LangChain and LlamaIndex vector stores over a `MatryoshkaStore`.
+"""Checks of the inputs a `MatryoshkaStore` takes (k, ids, lengths, base vectors, queries), shared by the store
+itself (so by the CLI's store commands) and by the LangChain and LlamaIndex vector stores over it.
 
 Each check raises :class:`InputError` (or :class:`AdaptorMismatchError` for a base model of the wrong dim)
 naming the problem, before anything is embedded or written.
@@ -13,7 +14,7 @@ import numpy as np
 
 from ..errors import AdaptorMismatchError, InputError
 
-__all__ = ["check_base_vectors", "check_k", "check_lengths", "check_unique_ids"]
+__all__ = ["check_base_vectors", "check_k", "check_lengths", "check_query", "check_unique_ids"]
 
 
 def check_k(k: Any, name: str = "k") -> int:
@@ -64,3 +65,17 @@ def check_base_vectors(vectors: Any, n: int, base_dim: int, model: str) -> np.nd
             "use the embedding model the adaptor was trained on"
         )
     return array
+
+
+def check_query(query: str | np.ndarray | Sequence[float]) -> str | np.ndarray:
+    """A query: a text that is not blank, or one base vector `(d,)` / `(1, d)` as float32 `(1, d)`."""
+    if isinstance(query, str):
+        if not query.strip():
+            raise InputError("the query text is empty")
+        return query
+    vector = np.asarray(query, dtype=np.float32)
+    if vector.ndim == 1:
+        vector = vector[None, :]
+    if vector.ndim != 2 or vector.shape[0] != 1:
+        raise InputError(f"query must be a text or one base vector, got an array of shape {vector.shape}")
+    return vector

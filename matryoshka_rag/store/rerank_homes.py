@@ -1,12 +1,13 @@
 """Where a Matryoshka store keeps its rerank vectors: a file beside an embedded database, or a collection.
 
-Both homes share one interface, used by `store.MatryoshkaStore` inside `writing()`:
-`write(ids, vectors, records)` stores the vectors *before* the searched collection's records that point at
-them and returns the pointer metadata for those records (or None); `acknowledge()` runs after the records
-are written; `read(ids)` returns the vectors of the ids that have one, and which do; `remove(ids)` runs
-after records are deleted. A home that `keeps_records` (the file) also keeps each id's document and
-metadata (`records`, `write(..., records)`), so a query reads its hits without a second Chroma call; the
-collection home leaves them to the searched collection.
+Both homes share one interface (`RerankVectors`), used by `store.MatryoshkaStore` inside `writing()`:
+`write(ids, vectors, documents, metadatas)` stores the vectors *before* the searched collection's records
+that point at them and returns the pointer metadata for those records (or None); `acknowledge()` runs after
+the records are written; `read(ids)` returns the vectors of the ids that have one, and which do;
+`remove(ids)` runs after records are deleted; `records(ids)` serves each id's document and metadata. A home
+that `keeps_records` (the file) keeps them beside the vectors, merged as Chroma merges an upsert, so a query
+reads its hits without a second Chroma call; the collection home leaves them to the searched collection and
+reads them from there.
 """
 
 from __future__ import annotations
@@ -15,26 +16,56 @@ import fcntl
 import json
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 import numpy as np
 from chromadb.api.models.Collection import Collection
+from chromadb.api.types import LiteralValue, LogicalOperator, Where, WhereOperator
 
 from ..atomic import atomic_write_text
 from .chroma_client import chroma_errors
+from .records import RESERVED_PREFIX, Documents, Metadatas, Record, merged_record, stored_records
 from .rerank_file import RerankFile, RerankFileError, id_keys
 
-__all__ = ["POINTER_KEY", "RESERVED_PREFIX", "CollectionVectors", "FileVectors", "Record", "RerankHome"]
+__all__ = [
+    "POINTER_KEY",
+    "RESERVED_PREFIX",
+    "CollectionVectors",
+    "FileVectors",
+    "Record",
+    "RerankHome",
+    "RerankVectors",
+]
 
 RerankHome = Literal["auto", "file", "collection"]
-RESERVED_PREFIX = "mrag:"  # metadata keys of the store's own, hidden from users
 POINTER_KEY = f"{RESERVED_PREFIX}ptr"  # record metadata: generation << 40 | row of the rerank file
 _ROW_BITS = 40
 _ROW_MASK = (1 << _ROW_BITS) - 1
+_Comparison = dict[WhereOperator | LogicalOperator, LiteralValue]  # a `where` operand such as {"$gte": 3}
 
-Record = tuple[str | None, dict[str, Any]]  # a record's document and user metadata
+
+class RerankVectors(Protocol):
+    """Where a store keeps its rerank vectors `(n, dim)`, and reads its records from (see the module)."""
+
+    keeps_records: bool
+
+    def writing(self) -> AbstractContextManager[None]: ...
+
+    def write(
+        self, ids: Sequence[str], vectors: np.ndarray, documents: Documents, metadatas: Metadatas
+    ) -> list[dict[str, int]] | None: ...
+
+    def acknowledge(self) -> None: ...
+
+    def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def records(self, ids: Sequence[str]) -> dict[str, Record]: ...
+
+    def remove(self, ids: Sequence[str]) -> None: ...
+
+    def compact(self, batch_size: int) -> int: ...
 
 
 def _encode(record_id: str, record: Record) -> bytes:
@@ -169,29 +200,38 @@ class FileVectors:
         current = self._file(generation, create=rows == 0)
         if current.rows > rows:
             base = generation << _ROW_BITS
+            at_least: _Comparison = {"$gte": base + rows}
+            below: _Comparison = {"$lt": base + _ROW_MASK}
+            past: Where = {"$and": [{POINTER_KEY: at_least}, {POINTER_KEY: below}]}
             with chroma_errors(self.location, "looking for records past the acknowledged rows"):
-                found = self.collection.get(
-                    where={
-                        "$and": [
-                            {POINTER_KEY: {"$gte": base + rows}},
-                            {POINTER_KEY: {"$lt": base + _ROW_MASK}},
-                        ]
-                    },
-                    include=["metadatas"],
-                )
-            referenced = [int(m[POINTER_KEY]) & _ROW_MASK for m in found["metadatas"] or []]
+                found = self.collection.get(where=past, include=["metadatas"])
+            pointers = [metadata.get(POINTER_KEY) for metadata in found["metadatas"] or []]
+            referenced = [pointer & _ROW_MASK for pointer in pointers if isinstance(pointer, int)]
             rows = max([rows, *(row + 1 for row in referenced)])
             current.truncate(rows)
             self._write_progress(generation, rows)
         self._generation, self._rows = generation, rows
 
     def write(
-        self, ids: Sequence[str], vectors: np.ndarray, records: Sequence[Record]
-    ) -> list[dict[str, Any]]:
-        """Append and fsync `vectors` `(n, dim)` and the ids' records; the pointer metadata of each id."""
-        raw = [_encode(record_id, record) for record_id, record in zip(ids, records)]
+        self, ids: Sequence[str], vectors: np.ndarray, documents: Documents, metadatas: Metadatas
+    ) -> list[dict[str, int]]:
+        """Append and fsync `vectors` `(n, dim)` and the ids' records (`_merged`); the pointer metadata of
+        each id."""
+        raw = [_encode(i, record) for i, record in zip(ids, self._merged(ids, documents, metadatas))]
         rows = self._file(self._generation).append(ids, vectors.astype(np.float16), raw)
         return [{POINTER_KEY: (self._generation << _ROW_BITS) | int(row)} for row in rows]
+
+    def _merged(self, ids: Sequence[str], documents: Documents, metadatas: Metadatas) -> list[Record]:
+        """The ids' records as an upsert leaves them: the new `documents` and `metadatas` merged into the
+        stored records (`records.merged_record`) of the ids still searchable (rows stay until compact())."""
+        stored = self.records(ids)
+        with chroma_errors(self.location, "reading the records to replace"):
+            live = set(self.collection.get(ids=list(stored), include=[])["ids"]) if stored else set()
+        new_documents = documents if documents is not None else [None] * len(ids)
+        return [
+            merged_record(stored[i] if i in live else None, document, metadata)
+            for i, document, metadata in zip(ids, new_documents, metadatas)
+        ]
 
     def acknowledge(self) -> None:
         self._rows = self._file(self._generation).rows
@@ -230,7 +270,7 @@ class FileVectors:
         position = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
         found = (keys[position] == wanted) if len(keys) else np.zeros(len(ids), bool)
         chosen = np.flatnonzero(found)
-        return found, [ids[i] for i in chosen], rows[position[chosen]], wanted[chosen]
+        return found, [ids[i] for i in chosen.tolist()], rows[position[chosen]], wanted[chosen]
 
     def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors `(m, dim)` float32 of the `ids` with an acknowledged row, and the `(n,)` mask of those."""
@@ -250,15 +290,18 @@ class CollectionVectors:
 
     keeps_records = False
 
-    def __init__(self, collection: Collection, location: str) -> None:
-        self.collection, self.location = collection, location
+    def __init__(self, collection: Collection, searched: Collection, location: str) -> None:
+        self.collection, self.searched, self.location = collection, searched, location
 
     @contextmanager
     def writing(self) -> Iterator[None]:
         yield
 
-    def write(self, ids: Sequence[str], vectors: np.ndarray, records: None = None) -> None:
-        """Upsert the vectors; records stay in the searched collection (`keeps_records` is false)."""
+    def write(
+        self, ids: Sequence[str], vectors: np.ndarray, documents: Documents, metadatas: Metadatas
+    ) -> None:
+        """Upsert the vectors; documents and metadatas go to the searched collection (`keeps_records` is
+        false)."""
         with chroma_errors(self.location, f"writing rerank vectors to {self.collection.name!r}"):
             self.collection.upsert(ids=list(ids), embeddings=vectors)
 
@@ -276,10 +319,15 @@ class CollectionVectors:
             return np.empty((0, dim), dtype=np.float32), np.zeros(0, bool)
         with chroma_errors(self.location, f"reading rerank vectors from {self.collection.name!r}"):
             found = self.collection.get(ids=list(ids), include=["embeddings"])
-        by_id = dict(zip(found["ids"], found["embeddings"]))
+        by_id = dict(zip(found["ids"], found["embeddings"] if found["embeddings"] is not None else []))
         mask = np.array([i in by_id for i in ids])
         vectors = np.asarray([by_id[i] for i in ids if i in by_id], dtype=np.float32).reshape(-1, dim)
         return vectors, mask
+
+    def records(self, ids: Sequence[str]) -> dict[str, Record]:
+        """`(document, metadata)` of the `ids` in the searched collection, by id."""
+        with chroma_errors(self.location, "reading records"):
+            return stored_records(self.searched.get(ids=list(ids), include=["documents", "metadatas"]))
 
     def compact(self, batch_size: int) -> int:
         """Nothing to reclaim: deleted records' vectors are deleted with them."""
