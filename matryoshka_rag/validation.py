@@ -12,8 +12,6 @@ import numpy as np
 
 from .errors import InputError
 
-NORM_FLOOR = 1e-12  # rows are divided by max(norm, NORM_FLOOR), as torch's `F.normalize`
-
 
 def check_vectors(vectors: object, expected_dim: int | None = None, what: str = "embeddings") -> np.ndarray:
     """Return `vectors` as a C-contiguous float32 array `(n, dim)` after checking it.
@@ -61,10 +59,11 @@ def check_rows(
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows `(n, d)` as float32 scaled to unit L2 norm, each divided by `max(norm, NORM_FLOOR)` (a zero row
-    stays zero)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.float32(NORM_FLOOR))
+    """Rows `(n, d)` as float32 of unit L2 norm, scaled in float64 so that rows of tiny (1e-30) or huge
+    (1e20) values come out unit too; a zero row stays zero."""
+    rows = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return (rows / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def check_int(field: str, value: Any, minimum: int = 1) -> int:

@@ -234,7 +234,7 @@ def test_bad_input_is_named(filled, corpus, location, small_adaptor_dir) -> None
     with pytest.raises(InputError, match=r"'a' is repeated in the batch \(positions 0 and 2\)"):
         filled.add_texts(texts[:3], ids=["a", "b", "a"])
     for k in (0, -1):
-        with pytest.raises(InputError, match="k must be a positive integer"):
+        with pytest.raises(InputError, match="k must be an integer >= 1"):
             filled.similarity_search(texts[0], k=k)
     with pytest.raises(InputError, match="where_document"):
         filled.similarity_search(texts[0], where_document={"$contains": "x"})

@@ -241,7 +241,7 @@ def test_bad_input_is_named(index, base, location, small_adaptor_dir, scifact) -
     with pytest.raises(InputError, match="repeated in the batch"):
         store.add([node, node])
     for k in (0, -2):
-        with pytest.raises(InputError, match="similarity_top_k must be a positive integer"):
+        with pytest.raises(InputError, match="similarity_top_k must be an integer >= 1"):
             store.query(VectorStoreQuery(query_embedding=embedding, similarity_top_k=k))
     text_match = MetadataFilter(key="title", value="paper", operator=FilterOperator.TEXT_MATCH)
     with pytest.raises(

@@ -387,7 +387,7 @@ def test_bad_inputs_leave_data_intact(location, name, adaptor, corpus):
             store.add(**{**good, **change})
         assert words in str(raised.value), (change, raised.value)
     for setting in ({"small_dim": 0}, {"large_dim": -1}, {"small_dim": 64.5}):
-        with pytest.raises(InputError, match="must be a positive integer"):
+        with pytest.raises(InputError, match="must be an integer >= 1"):
             new_store(location, f"{name}x", adaptor, **setting)
     assert snapshot(store, vectors[0]) == before
     assert store.get(new_ids) == {}

@@ -15,13 +15,22 @@ from matryoshka_rag.validation import check_choice, check_dims, check_int, check
 def test_unit_rows_match_torch_normalize_and_keep_a_zero_row_zero() -> None:
     rows = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
     rows[2] = 0.0
-    rows[3] *= 1e-20  # below the floor: divided by it, as torch does
     unit = unit_rows(rows)
     expected = torch.nn.functional.normalize(torch.from_numpy(rows), dim=1).numpy()
     assert unit.dtype == np.float32 and unit.shape == rows.shape
     np.testing.assert_allclose(unit, expected, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(np.linalg.norm(unit[[0, 1, 4]], axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(unit[[0, 1, 3, 4]], axis=1), 1.0, rtol=1e-6)
     assert not unit[2].any()
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e20, 1e30])
+def test_unit_rows_of_tiny_or_huge_values_are_unit_and_survive_float16(scale) -> None:
+    """float32 norms of such rows underflow to 0 or overflow to inf (a NaN or all-zero stored row)."""
+    rows = np.random.default_rng(1).normal(size=(3, 384)).astype(np.float32) * np.float32(scale)
+    unit = unit_rows(rows)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
+    stored = unit.astype(np.float16).astype(np.float32)
+    assert np.isfinite(stored).all() and np.linalg.norm(stored, axis=1).min() > 0.99
     assert unit_rows(rows.astype(np.float16)).dtype == np.float32
 
 

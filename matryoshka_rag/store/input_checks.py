@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import AdaptorMismatchError, InputError
+from ..validation import check_int
 
 __all__ = ["check_base_vectors", "check_k", "check_lengths", "check_query", "check_unique_ids"]
 
 
 def check_k(k: Any, name: str = "k") -> int:
-    """`k` as a positive int, else InputError naming `name` and the value."""
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
-        raise InputError(f"{name} must be a positive integer, got {k!r}")
-    return int(k)
+    """`k` as a positive int, else InputError naming `name` and the value (`validation.check_int`)."""
+    return check_int(name, k)
 
 
 def check_lengths(n: int, what: str, **others: Sequence[Any] | None) -> None:

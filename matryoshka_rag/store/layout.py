@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -30,6 +30,7 @@ from ..adaptor.hub import adaptor_location
 from ..adaptor.numpy_forward import NumpyAdaptor, as_numpy_adaptor
 from ..errors import AdaptorMismatchError, InputError
 from ..scoring.recommend import recommend_dim
+from ..validation import check_choice, check_rows, unit_rows
 from .chroma_client import chroma_errors, persist_directory
 from .chroma_client import location as location_of
 from .input_checks import check_k
@@ -106,16 +107,18 @@ class StoreLayout:
         }
 
     def stored_vectors(self, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Base vectors `(n, base_dim)` -> unit-norm small `(n, small_dim)` and rerank `(n, large_dim)`."""
+        """Base vectors `(n, base_dim)` -> unit-norm small `(n, small_dim)` and rerank `(n, large_dim)`.
+
+        `InputError` naming the first row whose adapted prefix holds NaN/inf or is all zeros; any other row
+        comes out unit-norm (`validation.unit_rows`), so its float16 rerank row is finite and non-zero.
+        """
         base_rerank = self.large_vectors == "base"
         dims = (self.small_dim,) if base_rerank else (self.small_dim, self.large_dim)
-        small, *adapted = self.adaptor.prefixes(base, dims)  # checks dim, NaN, zeros
-        norms = np.linalg.norm(small, axis=1, keepdims=True)
-        if not norms.all():
-            raise InputError(f"row {int(np.argmin(norms))} adapts to an all-zero {self.small_dim}-dim prefix")
-        large = np.asarray(base, dtype=np.float32) if base_rerank else adapted[0]
-        large = large / np.linalg.norm(large, axis=1, keepdims=True)
-        return np.ascontiguousarray(small / norms), np.ascontiguousarray(large, dtype=np.float32)
+        small, *adapted = self.adaptor.prefixes(base, dims)  # checks dim, NaN, zeros of the base vectors
+        large = np.asarray(base) if base_rerank else adapted[0]
+        check_rows(small, f"vectors adapted to {self.small_dim} dims")
+        check_rows(large, f"rerank vectors ({self.large_vectors}, {self.large_dim} dims)")
+        return unit_rows(small), unit_rows(large)
 
 
 def trained_with_labels(adaptor: NumpyAdaptor) -> bool:
@@ -159,12 +162,6 @@ def existing_layout(client: ClientAPI, name: str, location: str) -> dict[str, An
     return searched[0] if searched else {}
 
 
-def _checked_choice(value: Any, allowed: Any, what: str) -> Any:
-    if value not in get_args(allowed):
-        raise InputError(f"{what} must be one of {get_args(allowed)}, got {value!r}")
-    return value
-
-
 def _located(adaptor: str | os.PathLike) -> tuple[Path, str]:
     """The local folder of an adaptor given by folder or Hub repo id (`hub.adaptor_location`), and how a
     store records it: a folder as its real path, a repo id as given."""
@@ -205,10 +202,10 @@ def _resolve_large_vectors(
 ) -> Literal["base", "adapted"]:
     """ "base" or "adapted": the requested kind, else the recorded one (same large dim), else "auto"'s."""
     same_large = existing.get("large_dim") == large_dim
-    kind = _checked_choice(
+    kind = check_choice(
+        "large_vectors",
         requested or (existing.get("large_vectors") if same_large else None) or "auto",
         LargeVectors,
-        "large_vectors",
     )
     full = large_dim == adaptor.config.base_dim
     if kind == "auto":
@@ -234,7 +231,7 @@ def resolve_layout(
     """The layout of the store `name` in `client`: each choice (the arguments of `MatryoshkaStore`) as
     given, else as `existing` recorded, else its default. Warns when `small_dim` is not a trained dim."""
     store_location, database_folder = location_of(client), persist_directory(client)
-    chosen_space = _checked_choice(space or existing.get("space") or "cosine", Space, "space")
+    chosen_space = check_choice("space", space or existing.get("space") or "cosine", Space)
     numpy_adaptor, adaptor_path = _resolve_adaptor(adaptor, existing, name, store_location)
     config = numpy_adaptor.config
     for label, dim in (("small_dim", small_dim), ("large_dim", large_dim)):
@@ -249,7 +246,7 @@ def resolve_layout(
             f"need 0 < small_dim < large_dim <= base dim {config.base_dim}, got {small} and {large}"
         )
     kind = _resolve_large_vectors(large_vectors, existing, numpy_adaptor, large)
-    home = _checked_choice(rerank_home or existing.get("rerank_home") or "auto", RerankHome, "rerank_home")
+    home = check_choice("rerank_home", rerank_home or existing.get("rerank_home") or "auto", RerankHome)
     if home == "auto":
         home = "file" if database_folder is not None else "collection"
     if home == "file" and database_folder is None:

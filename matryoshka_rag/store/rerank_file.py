@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import fsync_dir
+from ..atomic import atomic_write_bytes
 from ..errors import InputError
 
 __all__ = ["RerankFile", "RerankFileError", "id_keys"]
@@ -74,15 +74,9 @@ class RerankFile:
             HEADER_SIZE, b"\0"
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
-        with open(staging, "wb") as handle:
-            handle.write(header)
-            handle.flush()
-            os.fsync(handle.fileno())
         self.keys_path.write_bytes(b"")
         self.records_path.write_bytes(b"")
-        os.replace(staging, self.path)
-        fsync_dir(self.path.parent)
+        atomic_write_bytes(self.path, header)  # the file exists only once whole
 
     def _check_header(self) -> None:
         with open(self.path, "rb") as handle:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..validation import unit_rows
 from .shortlist import shortlist_is_conclusive
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "Shortlist",
     "check_shortlist_factors",
     "search",
-    "unit_rows",
 ]
 
 STAGE_FUNNEL = "small+rerank"
@@ -105,8 +105,3 @@ def _top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> list[int]:
     else:
         candidates = list(range(len(ids)))
     return sorted(candidates, key=lambda i: (-scores[i], ids[i]))[:k]
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows `(n, d)` scaled to unit norm (float16 storage rounds them slightly off it)."""
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -39,6 +39,7 @@ from chromadb.api.collection_configuration import CreateHNSWConfiguration
 from ..embeddings.adapted import warn_if_other_model
 from ..embeddings.providers import CallableProvider, EmbeddingProvider, embed_texts
 from ..errors import InputError
+from ..validation import unit_rows
 from .chroma_client import (
     ChromaUnavailableError,
     chroma_errors,
@@ -61,7 +62,7 @@ from .layout import (
 )
 from .records import Record, check_documents, check_embeddings, check_ids, check_metadatas, stored_records
 from .rerank_homes import RerankHome
-from .search import STAGE_FUNNEL, STAGE_WIDENED, WIDEN_STEP, Found, check_shortlist_factors, search, unit_rows
+from .search import STAGE_FUNNEL, STAGE_WIDENED, WIDEN_STEP, Found, check_shortlist_factors, search
 from .writing import delete_chunk, write_chunk
 
 __all__ = [
