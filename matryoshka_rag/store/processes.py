@@ -1,0 +1,122 @@
+"""Several processes on one embedded store: one writer at a time, any number of readers that never serve a
+stale view.
+
+Chroma's embedded client keeps each collection's search index in the memory of the process that opened it
+and writes it back whole, so two writing processes erase each other's records from search, and a process
+that opened the store before another wrote never finds those records. The contract, as embedded databases
+give it (RocksDB's ``LOCK`` file, SQLite's readers beside one writer):
+
+- a writer holds an exclusive OS lock (``flock``) on ``<database>/matryoshka_rag/WRITER.lock`` for as long
+  as a store of that database is open for writing in its process; the kernel releases it when the process
+  ends, however it ends. A second writing process gets `StoreLockedError` naming the holder.
+- every write bumps a change counter (`ChangeCounter`); a reader compares it before each read and reopens
+  its view when it moved.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+from ..errors import InputError
+
+__all__ = ["ChangeCounter", "StoreLockedError", "WriterLock", "lock_path"]
+
+LOCK_NAME = "WRITER.lock"
+
+
+class StoreLockedError(InputError):
+    """Another process holds the store's database open for writing."""
+
+
+def lock_path(folder: Path) -> Path:
+    """The writer lock of the database whose store files live in `folder` (``<database>/matryoshka_rag``)."""
+    return folder / LOCK_NAME
+
+
+class WriterLock:
+    """The process's exclusive lock on a database's writer lock file, shared by every store of that database
+    opened for writing in this process (reference-counted: `acquire` / `release`)."""
+
+    _held: dict[Path, tuple[int, int]] = {}  # lock file -> (descriptor, stores holding it)
+    _guard = threading.Lock()
+
+    @classmethod
+    def acquire(cls, folder: Path) -> Path:
+        """Take (or share, within this process) the writer lock of `folder`; returns the lock file.
+
+        Raises `StoreLockedError` naming the process that holds it when another process does.
+        """
+        path = lock_path(folder).resolve()
+        with cls._guard:
+            if path in cls._held:
+                descriptor, holders = cls._held[path]
+                cls._held[path] = (descriptor, holders + 1)
+                return path
+            folder.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(descriptor, 512, 0).decode("utf-8", "replace").strip() or "another process"
+                os.close(descriptor)
+                raise StoreLockedError(
+                    f"the database at {folder.parent} is open for writing by {holder}: one process writes at "
+                    "a time (open it with read_only=True to read beside it; several writing processes need "
+                    "the server layout, `chroma run`)"
+                ) from None
+            except BaseException:
+                os.close(descriptor)
+                raise
+            holder = f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)[:200]})"
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, holder.encode("utf-8", "replace") + b"\n", 0)
+            cls._held[path] = (descriptor, 1)
+            return path
+
+    @classmethod
+    def release(cls, path: Path) -> None:
+        """Give back one store's share of the lock; the last one unlocks the file."""
+        with cls._guard:
+            if path not in cls._held:
+                return
+            descriptor, holders = cls._held[path]
+            if holders > 1:
+                cls._held[path] = (descriptor, holders - 1)
+                return
+            del cls._held[path]
+            os.close(descriptor)  # closing the only descriptor releases the flock
+
+    @classmethod
+    def held(cls, folder: Path) -> bool:
+        """Whether this process holds the writer lock of `folder`."""
+        with cls._guard:
+            return lock_path(folder).resolve() in cls._held
+
+
+class ChangeCounter:
+    """A store's change counter, ``<folder>/<name>.changes``: the writer bumps it after each acknowledged
+    write (upsert batch, delete, compaction); readers compare it with the value they opened at."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.path = folder / f"{name}.changes"
+
+    def read(self) -> int:
+        """The current count (0 for a store never written since counting began)."""
+        try:
+            return int(self.path.read_text(encoding="utf-8").strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except ValueError as error:
+            raise InputError(f"the change counter {self.path} is corrupt: {error}") from error
+
+    def bump(self) -> int:
+        """Add one (atomically, durably); returns the new count. Only the writer calls it."""
+        count = self.read() + 1
+        atomic_write_text(self.path, f"{count}\n")
+        return count
