@@ -99,6 +99,9 @@ STORE_CHILD = textwrap.dedent(
             ids = [f"{prefix}{i}" for i in range(len(base))]
             for start in range(0, len(base), 100):
                 store.upsert(ids[start : start + 100], embeddings=base[start : start + 100])
+        elif action == "hold":  # keep the store open (as its writer) until stdin closes
+            print("open", flush=True)
+            sys.stdin.read()
         elif action == "read":  # report, each time asked on stdin, how many of the vectors find themselves
             print("open", flush=True)
             for line in sys.stdin:
@@ -213,3 +216,45 @@ def test_a_read_only_store_refuses_writes_by_name(tmp_path, small_adaptor_dir, t
         with pytest.raises(InputError, match="read_only"):
             write()
     assert store.count() == reader.count() == 200
+
+
+def test_framework_stores_and_the_cli_read_beside_a_writer(
+    tmp_path, small_adaptor_dir, three_sets, scifact, precomputed_minilm, capsys
+):
+    """`read_only=True` through both framework stores, and `matryoshka-rag query` (which only reads), while
+    another process holds the store open for writing; their writes are refused by name."""
+    from langchain_core.documents import Document
+    from llama_index.core.schema import TextNode
+
+    from langchain_matryoshka_rag import MatryoshkaVectorStore, ProviderEmbeddings
+    from llama_index.vector_stores.matryoshka_rag import MatryoshkaVectorStore as LlamaStore
+    from matryoshka_rag.cli.app import main
+
+    with MatryoshkaStore("docs", small_adaptor_dir, path=tmp_path / "db") as store:
+        store.upsert(
+            [f"A{i}" for i in range(200)], texts=scifact.corpus_texts[:200], embeddings=three_sets["A"]
+        )
+    writer = _child(
+        [tmp_path / "db", small_adaptor_dir, "docs", "hold", tmp_path / "B.npy", "B"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        with pytest.raises(StoreLockedError, match=f"pid {writer.pid}"):
+            MatryoshkaStore("docs", path=tmp_path / "db")
+        base = ProviderEmbeddings(provider=precomputed_minilm)
+        langchain = MatryoshkaVectorStore("docs", base, persist_directory=tmp_path / "db", read_only=True)
+        text = scifact.corpus_texts[3]
+        assert langchain.similarity_search(text, k=1)[0].page_content == text
+        with pytest.raises(InputError, match="read_only=True"):
+            langchain.add_documents([Document(page_content=scifact.corpus_texts[300])])
+        llama = LlamaStore(collection_name="docs", persist_dir=tmp_path / "db", read_only=True)
+        with pytest.raises(InputError, match="read_only=True"):
+            llama.add([TextNode(text="x", embedding=three_sets["B"][0].tolist())])
+        db = str(tmp_path / "db")
+        assert main(["query", scifact.corpus_texts[5], "--path", db, "--collection", "docs", "-k", "2"]) == 0
+        assert capsys.readouterr().out.splitlines()[0].split()[1] == "A5"  # the real model finds the document
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=60)

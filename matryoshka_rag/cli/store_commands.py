@@ -196,7 +196,7 @@ def query_command(args: argparse.Namespace) -> None:
         raise InputError(f"--where is not valid JSON: {error}") from error
     if args.path and not Path(args.path).expanduser().is_dir():
         raise InputError(f"no Chroma database at {args.path}: run `index` first")
-    store = _open_store(args)
+    store = _open_store(args, read_only=True)
     store.provider = text_provider(args.model, store.adaptor.config.base_model)
     hits = store.query(args.text, k=args.k, where=where)
     if args.json:

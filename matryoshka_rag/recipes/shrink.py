@@ -140,7 +140,7 @@ if kind == "plain":
     collection = chromadb.PersistentClient(path).get_collection(name, embedding_function=None)
     found = [collection.query(query_embeddings=[q], n_results=10)["ids"][0] for q in queries]
 else:
-    store = retriever.MatryoshkaStore(name, path=path)
+    store = retriever.MatryoshkaStore(name, path=path, read_only=True)
     found = [[hit.id for hit in store.query(q, k=10)] for q in queries]
 print(json.dumps({"rss": rss() - before, "found": found}))
 """

@@ -9,6 +9,7 @@
 - `input_checks`: checks shared with the framework stores; `chroma_client`: the Chroma connection.
 """
 
+from .processes import StoreLockedError
 from .store import Hit, MatryoshkaStore, open_store
 
-__all__ = ["Hit", "MatryoshkaStore", "open_store"]
+__all__ = ["Hit", "MatryoshkaStore", "StoreLockedError", "open_store"]

@@ -20,12 +20,16 @@ import os
 import socket
 import sys
 import threading
+import weakref
 from pathlib import Path
+
+from chromadb.api import ClientAPI
 
 from ..atomic import atomic_write_text
 from ..errors import InputError
+from .chroma_client import persist_directory
 
-__all__ = ["ChangeCounter", "StoreLockedError", "WriterLock", "lock_path"]
+__all__ = ["ChangeCounter", "StoreAccess", "StoreLockedError", "WriterLock", "lock_path", "store_access"]
 
 LOCK_NAME = "WRITER.lock"
 
@@ -120,3 +124,65 @@ class ChangeCounter:
         count = self.read() + 1
         atomic_write_text(self.path, f"{count}\n")
         return count
+
+
+class StoreAccess:
+    """How this process uses one embedded store: as the database's one writer (holding its `WriterLock`,
+    bumping the store's `ChangeCounter` after each write), or as a reader (`read_only`) that is told when the
+    writer changed the store since it last looked.
+
+    Args:
+        database: the Chroma database folder (the `PersistentClient`'s path); None for a server or an
+            in-memory client, where Chroma serves several processes itself (then only `read_only` applies).
+        name: the store's name.
+        read_only: a reader; else the writer (`StoreLockedError` when another process writes).
+    """
+
+    def __init__(self, database: Path | None, name: str, read_only: bool) -> None:
+        self.database, self.read_only = database, read_only
+        folder = database / "matryoshka_rag" if database is not None else None
+        self.counter = ChangeCounter(folder, name) if folder is not None else None
+        lock = None if read_only or folder is None else WriterLock.acquire(folder)
+        self._release = weakref.finalize(self, WriterLock.release, lock) if lock else None
+        self.seen = self.counter.read() if self.counter is not None else 0
+
+    def check_writable(self, action: str) -> None:
+        """`InputError` naming `action` for a reader."""
+        if self.read_only:
+            raise InputError(
+                f"cannot {action}: the store at {self.database} was opened with read_only=True (open it "
+                "without read_only to write; one process writes at a time)"
+            )
+
+    def wrote(self) -> None:
+        """The writer acknowledged a write: tell the readers."""
+        if self.counter is not None:
+            self.seen = self.counter.bump()
+
+    def changed(self) -> bool:
+        """Readers: whether the writer changed the store since this process last looked (then it has looked)."""
+        if not self.read_only or self.counter is None:
+            return False
+        now = self.counter.read()
+        changed, self.seen = now != self.seen, now
+        return changed
+
+    def close(self) -> None:
+        """Give back the writer lock (also done when this object is collected, and by the kernel at exit)."""
+        if self._release is not None:
+            self._release()
+
+
+def store_access(
+    name: str, read_only: bool, path: str | os.PathLike | None, client: ClientAPI | None
+) -> StoreAccess:
+    """This process's `StoreAccess` to the store `name` at `path` (taken before connecting, so that of two
+    processes creating a store one creates it and the other is refused) or through `client`."""
+    if path is not None:
+        return StoreAccess(Path(path).expanduser().resolve(), name, read_only)
+    database = persist_directory(client) if client is not None else None
+    if read_only and database is not None:
+        raise InputError(
+            "read_only=True reopens the store's view when another process writes: give path=, not client="
+        )
+    return StoreAccess(database, name, read_only)

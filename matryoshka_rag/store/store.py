@@ -39,7 +39,6 @@ from chromadb.api.collection_configuration import CreateHNSWConfiguration
 from ..embeddings.adapted import warn_if_other_model
 from ..embeddings.providers import CallableProvider, EmbeddingProvider, embed_texts
 from ..errors import InputError
-from ..validation import unit_rows
 from .chroma_client import (
     ChromaUnavailableError,
     chroma_errors,
@@ -60,7 +59,10 @@ from .layout import (
     resolve_layout,
     trained_with_labels,
 )
-from .records import Record, check_documents, check_embeddings, check_ids, check_metadatas, stored_records
+from .processes import StoreLockedError, store_access
+from .reading import matching_ids, read_records, read_rerank_vectors
+from .reading import shortlist as small_shortlist
+from .records import Record, check_documents, check_embeddings, check_ids, check_metadatas
 from .rerank_homes import RerankHome
 from .search import STAGE_FUNNEL, STAGE_WIDENED, WIDEN_STEP, Found, check_shortlist_factors, search
 from .writing import delete_chunk, write_chunk
@@ -74,6 +76,7 @@ __all__ = [
     "Hit",
     "MatryoshkaStore",
     "QueryStats",
+    "StoreLockedError",
     "check_metadatas",
     "connect",
     "open_store",
@@ -152,6 +155,9 @@ class MatryoshkaStore:
         max_shortlist_factor: the shortlist widens (x `WIDEN_STEP`) up to `max_shortlist_factor * k`
             candidates while `shortlist_is_conclusive` is false; equal to `shortlist_factor` turns widening off.
         hnsw: HNSW settings of a new searched collection (default `DEFAULT_HNSW`).
+        read_only: open an existing store to read only: writes raise `InputError`, and reads see what the
+            writing process acknowledged since (embedded: one process writes a database at a time, another
+            gets `StoreLockedError`; `processes`).
     """
 
     def __init__(
@@ -172,14 +178,18 @@ class MatryoshkaStore:
         shortlist_factor: int = 30,
         max_shortlist_factor: int = 160,
         hnsw: CreateHNSWConfiguration | None = None,
+        read_only: bool = False,
     ) -> None:
         self.name = check_store_name(name)
         factors = check_shortlist_factors(shortlist_factor, max_shortlist_factor)
+        self.access = store_access(name, read_only, path, client)
         self.client = client = client_for(client, path, host, port)
         self.location = location(client)
         self.shortlist_factor, self.max_shortlist_factor = factors
         self.stats = QueryStats()
         existing = existing_layout(client, name, self.location)
+        if read_only and not existing:
+            raise InputError(f"store {name!r} does not exist at {self.location}: read_only never creates one")
         self.layout = layout = resolve_layout(
             client, name, existing, adaptor, small_dim, large_dim, large_vectors, rerank_home, space
         )
@@ -199,6 +209,23 @@ class MatryoshkaStore:
     def collection_name(self, dim: int) -> str:
         return collection_name(self.name, dim)
 
+    def _look(self) -> None:
+        """A reader reopens its view of the store when the writing process changed it since it last looked."""
+        if self.access.changed():
+            self.client.close()
+            self.client = connect(path=self.access.database)
+            self.small, self.vectors = open_homes(self.client, self.name, self.layout, None, self.location)
+
+    def close(self) -> None:
+        """Give back the writer lock (also done when the store is collected, and at exit however it ends)."""
+        self.access.close()
+
+    def __enter__(self) -> MatryoshkaStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def provider(self) -> EmbeddingProvider | None:
         """Texts -> base vectors; a callable set here is wrapped, and a model other than the adaptor's warns
@@ -210,8 +237,6 @@ class MatryoshkaStore:
         self._provider = _as_provider(provider)
         name = getattr(provider, "name", None)  # a bare callable has no model name to compare
         warn_if_other_model(self.adaptor, str(name) if name else None)
-
-    # -- vectors -----------------------------------------------------------------------------------
 
     def _query_vectors(self, query: str | np.ndarray | Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """A query text or base vector `(base_dim,)` -> unit-norm small `(small_dim,)` and rerank
@@ -228,10 +253,8 @@ class MatryoshkaStore:
     def rerank_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored unit-norm rerank vectors `(large_dim,)` of the `ids` that exist, by id."""
         ids = check_ids(ids)
-        with self._errors("reading records"):
-            stored = self.small.get(ids=ids, include=[])["ids"]
-        vectors, found = self.vectors.read(stored)
-        return dict(zip((i for i, f in zip(stored, found) if f), unit_rows(vectors)))
+        self._look()
+        return read_rerank_vectors(self.small, self.vectors, self.location, ids)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         if self.provider is None:
@@ -258,6 +281,7 @@ class MatryoshkaStore:
         The whole batch is checked (and embedded) before anything is written; it is then written in chunks
         of the client's max batch size, rerank vectors first. Re-sending a batch never duplicates.
         """
+        self.access.check_writable("upsert")
         ids = check_ids(ids)
         documents = check_documents(texts, ids)
         checked: list[dict[str, Any] | None] = check_metadatas(metadatas, ids) or [None] * len(ids)
@@ -271,6 +295,7 @@ class MatryoshkaStore:
             part = slice(start, start + self.batch_size)
             chunk = (ids[part], documents and documents[part], checked[part])  # ids, documents, metadatas
             write_chunk(self.small, self.vectors, (small[part], large[part]), *chunk, self.location)
+            self.access.wrote()
         return len(ids)
 
     # Adding an id again (e.g. re-sending a batch after a failure) replaces it: `add` is `upsert`.
@@ -278,32 +303,35 @@ class MatryoshkaStore:
 
     def delete(self, ids: Sequence[str] | None = None, where: Mapping[str, Any] | None = None) -> None:
         """Remove records by id and/or `where` filter (unknown ids are ignored): unsearchable first."""
+        self.access.check_writable("delete")
         if ids is None and where is None:
             raise InputError("give ids or a where filter to delete (clear() removes everything)")
         chosen = check_ids(ids) if ids is not None else []
         if where is not None:
-            with self._errors(f"finding records where {dict(where)}"):
-                matched = set(self.small.get(where=dict(where), include=[])["ids"])
+            matched = set(matching_ids(self.small, self.location, where))
             chosen = [i for i in chosen if i in matched] if ids is not None else sorted(matched)
         for start in range(0, len(chosen), self.batch_size):
             delete_chunk(self.small, self.vectors, chosen[start : start + self.batch_size], self.location)
+            self.access.wrote()
 
     def clear(self) -> None:
         """Remove every record (the store and its layout stay), then reclaim the rerank rows."""
-        with self._errors("listing records"):
-            ids = self.small.get(include=[])["ids"]
+        self.access.check_writable("clear")
+        ids = matching_ids(self.small, self.location, None)
         if ids:
             self.delete(ids)
         self.compact()
 
     def compact(self) -> int:
         """Reclaim rerank rows of deleted or replaced records; returns how many rows were freed."""
-        return self.vectors.compact(self.batch_size)
-
-    # -- reading -----------------------------------------------------------------------------------
+        self.access.check_writable("compact")
+        freed = self.vectors.compact(self.batch_size)
+        self.access.wrote()
+        return freed
 
     def count(self) -> int:
         """Number of searchable records."""
+        self._look()
         with self._errors("counting"):
             return self.small.count()
 
@@ -315,28 +343,10 @@ class MatryoshkaStore:
     ) -> dict[str, Record]:
         """Stored `(document, metadata)` by id: of `ids` (those that exist), filtered by `where`, at most
         `limit` (all records when neither ids nor where is given)."""
-        keeps_records = self.vectors.keeps_records
-        with self._errors("reading records"):
-            found = self.small.get(
-                ids=check_ids(ids) if ids is not None else None,
-                where=dict(where) if where else None,
-                limit=limit,
-                include=[] if keeps_records else ["documents", "metadatas"],
-            )
-        return self.vectors.records(found["ids"]) if keeps_records else stored_records(found)
+        self._look()
+        return read_records(self.small, self.vectors, self.location, ids, where, limit)
 
     # -- querying ----------------------------------------------------------------------------------
-
-    def _shortlist(self, vector: np.ndarray, n: int, where: Mapping | None) -> tuple[list[str], np.ndarray]:
-        """The small-dim search: ids and cosines `(m,)` of up to `n` records."""
-        filters = dict(where) if where else None
-        with self._errors(f"searching {self.small.name!r}"):
-            found = self.small.query(
-                query_embeddings=[vector], n_results=n, where=filters, include=["distances"]
-            )
-        distances = np.asarray((found["distances"] or [[]])[0], dtype=np.float64)
-        cosines = 1.0 - (0.5 if self.space == "l2" else 1.0) * distances  # unit vectors: l2 is squared
-        return found["ids"][0], cosines
 
     def query(
         self, query: str | np.ndarray | Sequence[float], k: int = 10, where: Mapping[str, Any] | None = None
@@ -349,9 +359,10 @@ class MatryoshkaStore:
         whose rerank vector is not acknowledged yet (a batch being written) is left out.
         """
         k = check_k(k)
+        self._look()
         small_query, large_query = self._query_vectors(query)
         factors = (self.shortlist_factor, self.max_shortlist_factor)
-        shortlist = functools.partial(self._shortlist, where=where)
+        shortlist = functools.partial(small_shortlist, self.small, self.space, self.location, where=where)
         found = search(small_query, large_query, k, *factors, shortlist=shortlist, read=self.vectors.read)
         self.stats.queries += 1
         self.stats.widened += found.widened

@@ -1,0 +1,67 @@
+"""How a store reads from its searched collection and rerank home: the small-dim shortlist of a query, the ids
+matching a filter, stored records and rerank vectors by id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from chromadb.api.models.Collection import Collection
+
+from ..validation import unit_rows
+from .chroma_client import chroma_errors
+from .records import Record, check_ids, stored_records
+from .rerank_homes import RerankVectors
+
+__all__ = ["matching_ids", "read_records", "read_rerank_vectors", "shortlist"]
+
+
+def shortlist(
+    searched: Collection, space: str, location: str, vector: np.ndarray, n: int, where: Mapping | None
+) -> tuple[list[str], np.ndarray]:
+    """The small-dim search of `vector` `(small_dim,)` in `searched` (HNSW `space`): ids and cosines `(m,)` of
+    up to `n` records passing `where`."""
+    filters = dict(where) if where else None
+    with chroma_errors(location, f"searching {searched.name!r}"):
+        found = searched.query(query_embeddings=[vector], n_results=n, where=filters, include=["distances"])
+    distances = np.asarray((found["distances"] or [[]])[0], dtype=np.float64)
+    cosines = 1.0 - (0.5 if space == "l2" else 1.0) * distances  # unit vectors: l2 is squared
+    return found["ids"][0], cosines
+
+
+def read_records(
+    searched: Collection,
+    home: RerankVectors,
+    location: str,
+    ids: Sequence[str] | None,
+    where: Mapping[str, Any] | None,
+    limit: int | None,
+) -> dict[str, Record]:
+    """Stored `(document, metadata)` by id: of `ids` (those that exist), filtered by `where`, at most `limit`
+    (all records when neither ids nor where is given); served by the rerank home where it keeps them."""
+    keeps_records = home.keeps_records
+    with chroma_errors(location, "reading records"):
+        found = searched.get(
+            ids=check_ids(ids) if ids is not None else None,
+            where=dict(where) if where else None,
+            limit=limit,
+            include=[] if keeps_records else ["documents", "metadatas"],
+        )
+    return home.records(found["ids"]) if keeps_records else stored_records(found)
+
+
+def matching_ids(searched: Collection, location: str, where: Mapping[str, Any] | None) -> list[str]:
+    """Ids of the records passing `where` (every record for None)."""
+    with chroma_errors(location, f"finding records where {dict(where)}" if where else "listing records"):
+        return searched.get(where=dict(where) if where else None, include=[])["ids"]
+
+
+def read_rerank_vectors(
+    searched: Collection, home: RerankVectors, location: str, ids: list[str]
+) -> dict[str, np.ndarray]:
+    """Stored unit-norm rerank vectors `(large_dim,)` of the checked `ids` that exist, by id."""
+    with chroma_errors(location, "reading records"):
+        stored = searched.get(ids=ids, include=[])["ids"]
+    vectors, found = home.read(stored)
+    return dict(zip((i for i, f in zip(stored, found) if f), unit_rows(vectors)))
