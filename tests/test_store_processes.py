@@ -258,3 +258,44 @@ def test_framework_stores_and_the_cli_read_beside_a_writer(
     finally:
         writer.stdin.close()
         writer.wait(timeout=60)
+
+
+COMPACT_KILLED = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from matryoshka_rag.store import MatryoshkaStore
+    real_unlink = Path.unlink
+    def unlink(self, *args, **kwargs):  # the compaction is killed right after its first removal
+        real_unlink(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+    store = MatryoshkaStore("docs", path=sys.argv[1])
+    Path.unlink = unlink
+    store.compact()
+    """
+)
+
+
+def test_a_compaction_killed_midway_leaves_no_deleted_text_after_the_next(
+    tmp_path, small_adaptor_dir, three_sets
+):
+    """Case 8: a kill while compaction removes the old generation leaves some of its files (holding deleted
+    documents); the next compaction removes them all, and every live record stays."""
+    texts = [f"document {i} secret-{i:03d}" for i in range(200)]
+    with MatryoshkaStore("docs", small_adaptor_dir, path=tmp_path / "db") as store:
+        store.upsert([f"A{i}" for i in range(200)], texts=texts, embeddings=three_sets["A"])
+        store.delete([f"A{i}" for i in range(100)])
+    killed = subprocess.run([sys.executable, "-c", COMPACT_KILLED, str(tmp_path / "db")], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    folder = tmp_path / "db" / "matryoshka_rag"
+    left = sorted(p.name for p in folder.iterdir() if ".g0." in p.name)
+    assert left and "docs.d384.g0.f16" in left  # the kill left part of the old generation
+    with MatryoshkaStore("docs", path=tmp_path / "db") as store:
+        store.compact()
+        assert not [p.name for p in folder.iterdir() if ".g0." in p.name]
+        disk = b"".join(p.read_bytes() for p in (tmp_path / "db").rglob("*") if p.is_file())
+        assert b"secret-099" not in disk and b"secret-199" in disk  # deleted text gone, live text kept
+        live = [f"A{i}" for i in range(100, 200)]
+        assert store.count() == 100 and sorted(store.get(live)) == sorted(live)
+        hits = [store.query(v, k=1)[0].id for v in three_sets["A"][100:]]
+        assert hits == live

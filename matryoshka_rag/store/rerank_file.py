@@ -23,12 +23,23 @@ import numpy as np
 from ..atomic import atomic_write_bytes
 from ..errors import InputError
 
-__all__ = ["RerankFile", "RerankFileError", "id_keys"]
+__all__ = ["RerankFile", "RerankFileError", "file_set", "id_keys", "remove_file_set"]
 
 MAGIC = b"MRAGRRK\x00"
 VERSION = 2  # 1 had no records
 HEADER_SIZE = 64
 _HEADER = struct.Struct("<8sII16s")  # magic, version, dim, store id
+
+
+def file_set(path: Path) -> tuple[Path, Path, Path]:
+    """A rerank file's vectors file `path`, its keys file and its records file."""
+    return path, path.with_suffix(".keys"), path.with_suffix(".rec")
+
+
+def remove_file_set(path: Path) -> None:
+    """Delete whichever of the vectors, keys and records files of `path` exist (the vectors file last)."""
+    for part in reversed(file_set(path)):
+        part.unlink(missing_ok=True)
 
 
 class RerankFileError(InputError):
@@ -56,8 +67,7 @@ class RerankFile:
 
     def __init__(self, path: str | os.PathLike, dim: int, store_id: str, create: bool = False) -> None:
         self.path, self.dim, self.store_id = Path(path), int(dim), store_id
-        self.keys_path = self.path.with_suffix(".keys")
-        self.records_path = self.path.with_suffix(".rec")
+        _, self.keys_path, self.records_path = file_set(self.path)
         self.row_dtype = np.dtype(
             [("vector", "<f2", (self.dim,)), ("key", "<u8"), ("record_at", "<u8"), ("record_size", "<u4")]
         )
@@ -220,8 +230,3 @@ class RerankFile:
                 f"the records file {self.records_path} is truncated: the record of id {ids[short[0]]!r} is cut"
             )
         return records
-
-    def remove(self) -> None:
-        """Delete the vectors, keys and records files."""
-        for path in (self.path, self.keys_path, self.records_path):
-            path.unlink(missing_ok=True)

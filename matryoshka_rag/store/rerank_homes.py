@@ -27,7 +27,7 @@ from chromadb.api.types import LiteralValue, LogicalOperator, Where, WhereOperat
 from ..atomic import atomic_write_text
 from .chroma_client import chroma_errors
 from .records import RESERVED_PREFIX, Documents, Metadatas, Record, merged_record, stored_records
-from .rerank_file import RerankFile, RerankFileError, id_keys
+from .rerank_file import RerankFile, RerankFileError, file_set, id_keys, remove_file_set
 
 __all__ = [
     "POINTER_KEY",
@@ -131,13 +131,20 @@ class FileVectors:
         return self._files[generation]
 
     def generations(self) -> list[int]:
-        """Generations with a file on disk."""
-        pattern = re.compile(re.escape(f"{self.name}.d{self.dim}.g") + r"(\d+)\.f16")
-        return sorted(int(m.group(1)) for p in self.folder.glob("*.f16") if (m := pattern.fullmatch(p.name)))
+        """Generations with any of their files (vectors, keys, records) on disk: a compaction killed while it
+        removed the old ones can leave some of a generation's files."""
+        pattern = re.compile(re.escape(f"{self.name}.d{self.dim}.g") + r"(\d+)\.(f16|keys|rec)")
+        return sorted({int(m.group(1)) for p in self.folder.iterdir() if (m := pattern.fullmatch(p.name))})
 
     def stored_rows(self) -> int:
-        """Rows in every generation's file, live or not (`compact()` keeps only the live ones)."""
-        return sum(self._file(g).rows for g in self.generations())
+        """Rows in every whole generation's files, live or not (`compact()` keeps only the live ones)."""
+        whole = [g for g in self.generations() if all(p.exists() for p in file_set(self.file_path(g)))]
+        return sum(self._file(g).rows for g in whole)
+
+    def _remove_generation(self, generation: int) -> None:
+        """Delete every file of an old generation, whichever of them are left."""
+        self._files.pop(generation, None)
+        remove_file_set(self.file_path(generation))
 
     # -- progress ----------------------------------------------------------------------------------
 
@@ -256,7 +263,7 @@ class FileVectors:
                 target.append(kept, vectors.astype(np.float16), [_encode(i, records[i]) for i in kept])
             self._write_progress(generation, target.rows)
             for stale in old:
-                self._files.pop(stale).remove()
+                self._remove_generation(stale)
             self._generation, self._rows = generation, target.rows
             return before - target.rows
 
