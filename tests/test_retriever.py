@@ -587,8 +587,8 @@ def test_sigkill_mid_upsert_keeps_every_record_consistent(tmp_path, small_adapto
     row and is found by its own vector; the next write cuts the unacknowledged tail; compact() reclaims."""
     ids, _, vectors, _ = corpus
     ids, vectors = ids[:300], vectors[:300]
-    store = MatryoshkaStore("docs", small_adaptor_dir, path=tmp_path / "db")
-    store.upsert(ids, embeddings=vectors)
+    with MatryoshkaStore("docs", small_adaptor_dir, path=tmp_path / "db") as store:
+        store.upsert(ids, embeddings=vectors)  # closed after: the child below is the one writer
     np.save(tmp_path / "vectors.npy", vectors)
     process = subprocess.Popen(
         [

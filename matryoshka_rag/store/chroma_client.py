@@ -18,6 +18,7 @@ __all__ = [
     "ChromaUnavailableError",
     "chroma_errors",
     "client_for",
+    "database_folder",
     "connect",
     "location",
     "persist_directory",
@@ -74,11 +75,17 @@ def connect(path: str | os.PathLike | None = None, host: str | None = None, port
         raise InputError(
             "no Chroma database given: give a database folder (path) or a server (host and port)"
         )
+    folder = database_folder(path)
+    with chroma_errors(str(folder), "opening the database"):
+        return chromadb.PersistentClient(path=str(folder))
+
+
+def database_folder(path: str | os.PathLike) -> Path:
+    """`path` as an embedded database folder (`~` expanded); `InputError` when it is a file."""
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():
         raise InputError(f"the Chroma database path {folder} is a file, not a folder")
-    with chroma_errors(str(folder), "opening the database"):
-        return chromadb.PersistentClient(path=str(folder))
+    return folder
 
 
 def client_for(

@@ -27,7 +27,7 @@ from chromadb.api import ClientAPI
 
 from ..atomic import atomic_write_text
 from ..errors import InputError
-from .chroma_client import persist_directory
+from .chroma_client import database_folder, persist_directory
 
 __all__ = ["ChangeCounter", "StoreAccess", "StoreLockedError", "WriterLock", "lock_path", "store_access"]
 
@@ -179,7 +179,7 @@ def store_access(
     """This process's `StoreAccess` to the store `name` at `path` (taken before connecting, so that of two
     processes creating a store one creates it and the other is refused) or through `client`."""
     if path is not None:
-        return StoreAccess(Path(path).expanduser().resolve(), name, read_only)
+        return StoreAccess(database_folder(path).resolve(), name, read_only)
     database = persist_directory(client) if client is not None else None
     if read_only and database is not None:
         raise InputError(
