@@ -19,10 +19,19 @@ def check_vectors(vectors: object, expected_dim: int | None = None, what: str = 
     Raises `InputError` for an empty set, a wrong shape or dim, NaN/inf values or all-zero rows,
     naming the first offending row and how many rows are affected.
     """
-    array = np.asarray(vectors, dtype=np.float32)
+    array = float_array(vectors, what)
     _check_shape(array, expected_dim, what)
     check_rows(array, what)
     return np.ascontiguousarray(array)
+
+
+def float_array(values: object, what: str = "embeddings") -> np.ndarray:
+    """`values` as a float32 array; `InputError` naming `what` when they are not numbers of one shape (a
+    ragged list, text)."""
+    try:
+        return np.asarray(values, dtype=np.float32)
+    except (ValueError, TypeError) as error:
+        raise InputError(f"{what}: not an array of numbers of one shape ({error})") from error
 
 
 def _check_shape(array: np.ndarray, expected_dim: int | None, what: str) -> None:

@@ -189,11 +189,14 @@ def shrink_command(args: argparse.Namespace) -> None:
 def query_command(args: argparse.Namespace) -> None:
     """Print the k best hits for the query text (the adaptor is the one recorded at index time)."""
     from ..errors import InputError
+    from ..store.records import check_where
+    from ..validation import check_int
 
     try:
-        where = json.loads(args.where) if args.where else None
+        where = check_where(json.loads(args.where) if args.where else None)  # checked before the model loads
     except json.JSONDecodeError as error:
         raise InputError(f"--where is not valid JSON: {error}") from error
+    check_int("k", args.k)
     if args.path and not Path(args.path).expanduser().is_dir():
         raise InputError(f"no Chroma database at {args.path}: run `index` first")
     store = _open_store(args, read_only=True)

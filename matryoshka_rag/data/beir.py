@@ -203,7 +203,9 @@ def aligned_vectors(npy: Path, wanted: list[str], ids_file: Path | None = None) 
 
 
 def _utf8_lines(file: Path, newline: str | None = None) -> Iterator[str]:
-    """The lines of a text file; `InputError` naming the file if it is not UTF-8."""
+    """The lines of a text file; `InputError` naming the file if it is missing or not UTF-8."""
+    if not file.is_file():
+        raise InputError(f"{file}: no such file")
     try:
         with file.open(encoding="utf-8", newline=newline) as f:
             yield from f

@@ -94,6 +94,12 @@ def download_dataset(name: str, cache_dir: str | Path | None = None, base_url: s
     folder = cache / name
     if _complete(folder):
         return folder
+    if folder.exists():  # never replaced: it may hold the user's files
+        missing = [file for file in REQUIRED_FILES if not (folder / file).is_file()]
+        raise InputError(
+            f"the dataset folder {folder} is incomplete (no {', '.join(missing)}): complete it, or remove it "
+            f"to download {name!r} again"
+        )
     base = base_url or os.environ.get("MATRYOSHKA_RAG_BEIR_URL") or BEIR_URL
     url = f"{base.rstrip('/')}/{name}.zip"
     cache.mkdir(parents=True, exist_ok=True)

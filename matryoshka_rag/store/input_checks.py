@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AdaptorMismatchError, InputError
-from ..validation import check_int
+from ..validation import check_int, float_array
 
 __all__ = ["check_base_vectors", "check_k", "check_lengths", "check_query", "check_unique_ids"]
 
@@ -72,7 +72,7 @@ def check_query(query: str | np.ndarray | Sequence[float]) -> str | np.ndarray:
         if not query.strip():
             raise InputError("the query text is empty")
         return query
-    vector = np.asarray(query, dtype=np.float32)
+    vector = float_array(query, "query")
     if vector.ndim == 1:
         vector = vector[None, :]
     if vector.ndim != 2 or vector.shape[0] != 1:

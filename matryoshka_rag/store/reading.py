@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 from chromadb.api.models.Collection import Collection
 
-from ..validation import unit_rows
+from ..validation import check_int, unit_rows
 from .chroma_client import chroma_errors
-from .records import Record, check_ids, stored_records
+from .records import Record, check_ids, check_where, stored_records
 from .rerank_homes import RerankVectors
+from .search import MAX_SHORTLIST
 
 __all__ = ["matching_ids", "read_records", "read_rerank_vectors", "shortlist"]
 
@@ -22,7 +23,7 @@ def shortlist(
 ) -> tuple[list[str], np.ndarray]:
     """The small-dim search of `vector` `(small_dim,)` in `searched` (HNSW `space`): ids and cosines `(m,)` of
     up to `n` records passing `where`."""
-    filters = dict(where) if where else None
+    filters = check_where(where)
     with chroma_errors(location, f"searching {searched.name!r}"):
         found = searched.query(query_embeddings=[vector], n_results=n, where=filters, include=["distances"])
     distances = np.asarray((found["distances"] or [[]])[0], dtype=np.float64)
@@ -44,8 +45,8 @@ def read_records(
     with chroma_errors(location, "reading records"):
         found = searched.get(
             ids=check_ids(ids) if ids is not None else None,
-            where=dict(where) if where else None,
-            limit=limit,
+            where=check_where(where),
+            limit=None if limit is None else min(check_int("limit", limit, minimum=0), MAX_SHORTLIST),
             include=[] if keeps_records else ["documents", "metadatas"],
         )
     return home.records(found["ids"]) if keeps_records else stored_records(found)
@@ -53,8 +54,9 @@ def read_records(
 
 def matching_ids(searched: Collection, location: str, where: Mapping[str, Any] | None) -> list[str]:
     """Ids of the records passing `where` (every record for None)."""
-    with chroma_errors(location, f"finding records where {dict(where)}" if where else "listing records"):
-        return searched.get(where=dict(where) if where else None, include=[])["ids"]
+    filters = check_where(where)
+    with chroma_errors(location, f"finding records where {filters}" if filters else "listing records"):
+        return searched.get(where=filters, include=[])["ids"]
 
 
 def read_rerank_vectors(

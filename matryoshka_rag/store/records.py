@@ -15,6 +15,7 @@ import numpy as np
 from chromadb.api.types import GetResult, Metadata
 
 from ..errors import InputError
+from ..validation import float_array
 from .input_checks import check_unique_ids
 
 __all__ = [
@@ -62,7 +63,7 @@ def check_embeddings(
 ) -> np.ndarray:
     """Base vectors, one per id, as float32 `(n, d)`, else InputError naming the shape expected `(n, base_dim)`
     (the adaptor checks `d`)."""
-    base = np.asarray(embeddings, dtype=np.float32)
+    base = float_array(embeddings, "embeddings")
     if base.ndim != 2 or base.shape[0] != len(ids):
         raise InputError(f"embeddings must be ({len(ids)}, {base_dim}), got {base.shape}")
     return base
@@ -160,3 +161,25 @@ def merged_record(stored: Record | None, document: str | None, metadata: Mapping
         else:
             merged[key] = value
     return (stored_document if document is None else document), merged
+
+
+def check_where(where: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A Chroma `where` filter as a dict (None when empty); `InputError` for a filter that is not a dict, or
+    that names one of the store's own metadata keys (`RESERVED_PREFIX`) at any depth."""
+    if where is None:
+        return None
+    if not isinstance(where, Mapping):
+        raise InputError(
+            f"where must be a dict (a Chroma metadata filter), got {type(where).__name__}: {where!r}"
+        )
+    _check_filter_keys(where)
+    return dict(where) or None
+
+
+def _check_filter_keys(node: Mapping[str, Any]) -> None:
+    for key, value in node.items():
+        if isinstance(key, str) and key.startswith(RESERVED_PREFIX):
+            raise InputError(f"where names {key!r}, one of the store's own keys: filter on your metadata")
+        for child in value if isinstance(value, list) else [value]:
+            if isinstance(child, Mapping):
+                _check_filter_keys(child)

@@ -30,6 +30,7 @@ __all__ = [
 STAGE_FUNNEL = "small+rerank"
 STAGE_WIDENED = "widened"
 WIDEN_STEP = 4  # chosen on validation: benchmarks/shortlist_rule.py
+MAX_SHORTLIST = 2**32 - 1  # the most results one shortlist asks for (Chroma's n_results is a u32)
 
 Shortlist = Callable[[np.ndarray, int], tuple[list[str], np.ndarray]]  # (vector, n) -> ids, cosines (m,)
 Read = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]  # ids (n,) -> vectors (m, d), found mask (n,)
@@ -73,7 +74,7 @@ def search(
     `max_shortlist_factor * k`) until `shortlist_is_conclusive` or it holds every record. Records that `read`
     does not find are left out; fewer than k records give fewer. Ties are broken by id.
     """
-    n, cap = k * shortlist_factor, k * max_shortlist_factor
+    n, cap = min(k * shortlist_factor, MAX_SHORTLIST), min(k * max_shortlist_factor, MAX_SHORTLIST)
     first: set[str] | None = None
     reranked: dict[str, float] = {}  # large-dim cosine by id, kept when the shortlist widens
     while True:

@@ -304,8 +304,8 @@ class MatryoshkaStore:
     def delete(self, ids: Sequence[str] | None = None, where: Mapping[str, Any] | None = None) -> None:
         """Remove records by id and/or `where` filter (unknown ids are ignored): unsearchable first."""
         self.access.check_writable("delete")
-        if ids is None and where is None:
-            raise InputError("give ids or a where filter to delete (clear() removes everything)")
+        if ids is None and not where:
+            raise InputError("give ids or a non-empty where filter to delete (clear() removes everything)")
         chosen = check_ids(ids) if ids is not None else []
         if where is not None:
             matched = set(matching_ids(self.small, self.location, where))
