@@ -10,6 +10,7 @@ from pathlib import Path
 import chromadb
 import httpx
 from chromadb.api import ClientAPI
+from chromadb.api.client import Client
 from chromadb.errors import InvalidArgumentError
 
 from ..errors import InputError
@@ -19,6 +20,7 @@ __all__ = [
     "chroma_errors",
     "client_for",
     "database_folder",
+    "reconnect",
     "connect",
     "location",
     "persist_directory",
@@ -78,6 +80,14 @@ def connect(path: str | os.PathLike | None = None, host: str | None = None, port
     folder = database_folder(path)
     with chroma_errors(str(folder), "opening the database"):
         return chromadb.PersistentClient(path=str(folder))
+
+
+def reconnect(client: ClientAPI, path: str | os.PathLike | None) -> ClientAPI:
+    """A fresh view of the embedded database at `path`: `client` closed (Chroma then drops the indexes it
+    held in memory, once no other client of the process holds them) and a new one connected."""
+    if isinstance(client, Client):
+        client.close()
+    return connect(path=path)
 
 
 def database_folder(path: str | os.PathLike) -> Path:

@@ -45,6 +45,7 @@ from .chroma_client import (
     client_for,
     connect,
     location,
+    reconnect,
 )
 from .input_checks import check_k, check_query
 from .layout import (
@@ -212,8 +213,7 @@ class MatryoshkaStore:
     def _look(self) -> None:
         """A reader reopens its view of the store when the writing process changed it since it last looked."""
         if self.access.changed():
-            self.client.close()
-            self.client = connect(path=self.access.database)
+            self.client = reconnect(self.client, self.access.database)
             self.small, self.vectors = open_homes(self.client, self.name, self.layout, None, self.location)
 
     def close(self) -> None:
