@@ -119,6 +119,17 @@ def _child(args: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", STORE_CHILD, *map(str, args)], text=True, **kwargs)
 
 
+def _opened(tmp_path: Path, adaptor: Path, action: str) -> subprocess.Popen:
+    """A child that opened the store `docs` at `tmp_path/db` to `action` ("read" or "hold") the set B."""
+    child = _child(
+        [tmp_path / "db", adaptor, "docs", action, tmp_path / "B.npy", "B"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "open"
+    return child
+
+
 def _found(store, vectors: np.ndarray, prefix: str) -> int:
     """How many of `vectors` find their own record (`<prefix><i>`) as the top hit."""
     return sum(store.query(v, k=1)[0].id == f"{prefix}{i}" for i, v in enumerate(vectors))
@@ -179,13 +190,8 @@ def test_a_reader_sees_what_a_writer_acknowledged_after_it_opened(tmp_path, smal
     store = MatryoshkaStore("docs", small_adaptor_dir, path=tmp_path / "db")
     store.upsert([f"A{i}" for i in range(200)], embeddings=three_sets["A"])
     store.close()
-    reader = _child(
-        [tmp_path / "db", small_adaptor_dir, "docs", "read", tmp_path / "B.npy", "B"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    reader = _opened(tmp_path, small_adaptor_dir, "read")
     try:
-        assert reader.stdout.readline().strip() == "open"
         reader.stdin.write("ask\n")
         reader.stdin.flush()
         assert reader.stdout.readline().split() == ["0", "200"]  # B not written yet
@@ -234,13 +240,8 @@ def test_framework_stores_and_the_cli_read_beside_a_writer(
         store.upsert(
             [f"A{i}" for i in range(200)], texts=scifact.corpus_texts[:200], embeddings=three_sets["A"]
         )
-    writer = _child(
-        [tmp_path / "db", small_adaptor_dir, "docs", "hold", tmp_path / "B.npy", "B"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    writer = _opened(tmp_path, small_adaptor_dir, "hold")
     try:
-        assert writer.stdout.readline().strip() == "open"
         with pytest.raises(StoreLockedError, match=f"pid {writer.pid}"):
             MatryoshkaStore("docs", path=tmp_path / "db")
         base = ProviderEmbeddings(provider=precomputed_minilm)
