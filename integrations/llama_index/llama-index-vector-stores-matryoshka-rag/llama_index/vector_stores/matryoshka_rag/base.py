@@ -222,15 +222,15 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> MatryoshkaQueryResult:
         """The ``similarity_top_k`` nodes closest to ``query.query_embedding`` (a base vector), filtered by
-        ``query.filters`` / ``doc_ids``; ``mode`` default or MMR. Fewer nodes when fewer match."""
+        ``query.filters`` / ``doc_ids``; ``mode`` default or MMR. Fewer nodes when fewer match.
+
+        ``query.node_ids`` is ignored, as ``ChromaVectorStore`` ignores it: ``VectorStoreIndex.as_retriever``
+        passes the ids of the nodes the index keeps itself (all of them with ``store_nodes_override=True``,
+        else only its ``IndexNode``s), not a restriction of what the store holds."""
         where = self._where(query, kwargs)
         mmr = {key: kwargs.pop(key) for key in _MMR_KWARGS if key in kwargs}
         if kwargs:
             raise InputError(f"unsupported query arguments {sorted(kwargs)}")
-        if query.node_ids:
-            raise InputError(
-                "query.node_ids cannot be expressed as a Chroma where filter: filter on metadata"
-            )
         if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
             raise InputError(f"query mode {query.mode.value!r} is not supported (default and mmr are)")
         k = check_k(query.similarity_top_k, "similarity_top_k")
