@@ -120,3 +120,18 @@ def test_refusals_are_named(pair) -> None:
         ours.get(include=["embeddings"])
     with pytest.raises(InputError, match="offset must be an integer >= 0"):
         ours.get(offset=-1)
+
+
+def test_from_chroma_converts_without_touching_the_original(tmp_path, base, scifact) -> None:
+    folder, ids, texts = tmp_path / "db", scifact.corpus_ids[:200], scifact.corpus_texts[:200]
+    chroma = Chroma("docs", base, persist_directory=str(folder), collection_configuration=CHROMA_HNSW)
+    chroma.add_texts(texts, [{"group": i % 4} for i in range(200)], ids=ids)
+    before = chroma.get()
+    store = MatryoshkaVectorStore.from_chroma(
+        "docs", base, str(folder), out=tmp_path / "small", sample=50, max_steps=20, progress=False
+    )
+    assert chroma.get() == before and store.get() == before  # nothing re-embedded, the original only read
+    question = scifact.query_texts[0]
+    assert [d.id for d in store.similarity_search(question, k=5)] == [
+        d.id for d in chroma.similarity_search(question, k=5)
+    ]

@@ -134,6 +134,30 @@ def test_recursive_retriever_over_an_index_node_as_chroma(tmp_path, base, small_
     assert found[0] == found[1] and found[0][0] == "details" and len(found[0]) == 4
 
 
+def test_from_chroma_converts_a_chroma_vector_store_collection(tmp_path, base, scifact) -> None:
+    collection = chromadb.PersistentClient(str(tmp_path / "db")).create_collection("docs")
+    chroma = VectorStoreIndex(
+        make_nodes(scifact),
+        storage_context=StorageContext.from_defaults(
+            vector_store=ChromaVectorStore(chroma_collection=collection)
+        ),
+        embed_model=base,
+    )
+    store = MatryoshkaVectorStore.from_chroma(
+        "docs", tmp_path / "db", out=tmp_path / "small", sample=50, max_steps=20, progress=False
+    )
+    nodes = store.get_nodes()
+    assert [n.node_id for n in nodes] == collection.get()["ids"]  # nothing re-embedded, the original read
+    original = {node.node_id: node for node in make_nodes(scifact)}
+    assert all(n.get_content() == original[n.node_id].get_content() for n in nodes)
+    assert all(n.ref_doc_id == original[n.node_id].ref_doc_id for n in nodes)
+    index = VectorStoreIndex.from_vector_store(store, embed_model=base)
+    question = scifact.query_texts[2]
+    assert [n.node.node_id for n in index.as_retriever(similarity_top_k=5).retrieve(question)] == [
+        n.node.node_id for n in chroma.as_retriever(similarity_top_k=5).retrieve(question)
+    ]
+
+
 def test_from_vector_store_insert_and_delete_ref_doc(location, base, small_adaptor_dir, scifact) -> None:
     store = MatryoshkaVectorStore(small_adaptor_dir, _name(), **location)
     index = VectorStoreIndex.from_vector_store(store, embed_model=base)

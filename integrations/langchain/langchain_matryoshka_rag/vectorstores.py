@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -499,6 +499,31 @@ class MatryoshkaVectorStore(VectorStore):
         )
 
     # -- construction --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_chroma(
+        cls,
+        collection_name: str,
+        embedding_function: Embeddings,
+        persist_directory: str | os.PathLike,
+        *,
+        out: str | os.PathLike | None = None,
+        dim: int | Literal["auto"] = 64,
+        **shrink_kwargs: Any,
+    ) -> MatryoshkaVectorStore:
+        """The plain Chroma collection ``collection_name`` at ``persist_directory`` (e.g. one ``Chroma``
+        filled) as a store, without re-embedding: ``matryoshka-rag shrink`` in Python
+        (``matryoshka_rag.recipes.shrink.shrink``, which needs the ``train`` extra): an adaptor trained on the
+        stored vectors, the store written to ``out`` (default ``<persist_directory>.matryoshka``) and checked
+        against the original, which is only read. ``shrink_kwargs``: shrink's (``target``, ``sample``,
+        ``max_steps``, ``progress``...)."""
+        from matryoshka_rag.recipes.shrink import shrink
+
+        model = base_model_name(embedding_function) or "unknown"
+        report = shrink(
+            persist_directory, collection_name, dim=dim, out=out, base_model=model, **shrink_kwargs
+        )
+        return cls(report.store, embedding_function, persist_directory=report.store_path)
 
     @classmethod
     def from_texts(

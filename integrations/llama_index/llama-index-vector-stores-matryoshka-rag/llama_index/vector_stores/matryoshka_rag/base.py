@@ -12,7 +12,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from chromadb.api import ClientAPI
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -127,6 +127,30 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
             port=port if host is not None else None,
         )
         self._store = store
+
+    @classmethod
+    def from_chroma(
+        cls,
+        collection_name: str,
+        persist_dir: str | os.PathLike,
+        *,
+        out: str | os.PathLike | None = None,
+        dim: int | Literal["auto"] = 64,
+        base_model: str = "unknown",
+        **shrink_kwargs: Any,
+    ) -> MatryoshkaVectorStore:
+        """The plain Chroma collection ``collection_name`` at ``persist_dir`` (e.g. one ``ChromaVectorStore``
+        filled) as a store, without re-embedding: ``matryoshka-rag shrink`` in Python
+        (``matryoshka_rag.recipes.shrink.shrink``, which needs the ``train`` extra): an adaptor trained on the
+        stored vectors (``base_model`` recorded), the store written to ``out`` (default
+        ``<persist_dir>.matryoshka``) and checked against the original, which is only read.
+        ``shrink_kwargs``: shrink's (``target``, ``sample``, ``max_steps``, ``progress``...)."""
+        from matryoshka_rag.recipes.shrink import shrink
+
+        report = shrink(
+            persist_dir, collection_name, dim=dim, out=out, base_model=base_model, **shrink_kwargs
+        )
+        return cls(None, report.store, persist_dir=report.store_path)
 
     @classmethod
     def class_name(cls) -> str:
