@@ -148,12 +148,13 @@ def _refuse_plain_collection(client: ClientAPI, name: str, location: str) -> Non
     raise InputError(
         f"collection {name!r} at {location} is a plain Chroma collection, not a matryoshka-rag store: convert "
         f"it (no re-embedding, the original kept) with `matryoshka-rag shrink --path {folder} --collection "
-        f"{name}`, or choose another name; nothing was written"
+        f"{name}`, or choose another name; no collection was created"
     )
 
 
 def existing_layout(client: ClientAPI, name: str, location: str) -> dict[str, Any]:
-    """Recorded layout of the store `name`'s searched collection, or {} when none exists."""
+    """Recorded layout of the store `name`'s searched collection, or {} when none exists; InputError when a
+    plain Chroma collection holds that name and no store does."""
     pattern = re.compile(re.escape(name) + r"__d(\d+)")
     with chroma_errors(location, f"listing collections for {name!r}"):
         collections = client.list_collections()
