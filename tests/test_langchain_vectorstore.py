@@ -236,8 +236,10 @@ def test_bad_input_is_named(filled, corpus, location, small_adaptor_dir) -> None
     for k in (0, -1):
         with pytest.raises(InputError, match="k must be an integer >= 1"):
             filled.similarity_search(texts[0], k=k)
-    with pytest.raises(InputError, match="where_document"):
-        filled.similarity_search(texts[0], where_document={"$contains": "x"})
+    with pytest.raises(InputError, match=r"where_document \{'\$regex': 'x'\}: this store applies \$contains"):
+        filled.similarity_search(texts[0], where_document={"$regex": "x"})
+    with pytest.raises(InputError, match=r"unsupported search arguments \['where_documents'\]"):
+        filled.similarity_search(texts[0], where_documents={"$contains": "x"})
     with pytest.raises(AdaptorMismatchError, match="gives 10-dim vectors but the adaptor's base dim is 384"):
         MatryoshkaVectorStore(
             _name(), DeterministicFakeEmbedding(size=10), adaptor=small_adaptor_dir, **location

@@ -8,11 +8,13 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import chromadb
 import numpy as np
 import pytest
 from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.ingestion import IngestionPipeline
-from llama_index.core.schema import MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.retrievers import RecursiveRetriever
+from llama_index.core.schema import IndexNode, MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import (
     FilterCondition,
     FilterOperator,
@@ -21,6 +23,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQuery,
     VectorStoreQueryMode,
 )
+from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from llama_index.embeddings.matryoshka_rag import ProviderEmbedding
 from llama_index.vector_stores.matryoshka_rag import MatryoshkaVectorStore, to_chroma_where
@@ -90,6 +93,69 @@ def test_index_retriever_equals_the_core_store_query(index, base, scifact) -> No
     )
     assert result.hits == core and result.similarities == [h.score for h in core]
     assert {h.stage for h in result.hits} <= {"small+rerank", "widened"} and set(core[0].scores) == {64, 384}
+
+
+def _side_by_side(store, base, nodes, **index_kwargs) -> tuple[VectorStoreIndex, VectorStoreIndex]:
+    """Indexes over `store` and over a ChromaVectorStore (exact-ish HNSW, cosine) of the same nodes."""
+    configuration = {"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 400}}
+    collection = chromadb.EphemeralClient().create_collection(_name(), configuration=configuration)
+    return tuple(
+        VectorStoreIndex(
+            nodes,
+            storage_context=StorageContext.from_defaults(vector_store=vector_store),
+            embed_model=base,
+            **index_kwargs,
+        )
+        for vector_store in (store, ChromaVectorStore(chroma_collection=collection))
+    )
+
+
+def test_index_keeping_node_ids_retrieves_as_chroma(tmp_path, base, small_adaptor_dir, scifact) -> None:
+    store = MatryoshkaVectorStore(small_adaptor_dir, _name(), persist_dir=str(tmp_path))
+    ours, chroma = _side_by_side(store, base, make_nodes(scifact), store_nodes_override=True)
+    for question in scifact.query_texts[:3]:
+        found = [n.node.node_id for n in ours.as_retriever(similarity_top_k=5).retrieve(question)]
+        assert found == [n.node.node_id for n in chroma.as_retriever(similarity_top_k=5).retrieve(question)]
+
+
+def test_recursive_retriever_over_an_index_node_as_chroma(tmp_path, base, small_adaptor_dir, scifact) -> None:
+    question = scifact.query_texts[1]
+    store = MatryoshkaVectorStore(small_adaptor_dir, _name(), persist_dir=str(tmp_path))
+    found = []
+    for index in _side_by_side(store, base, make_nodes(scifact)):
+        index.insert_nodes([IndexNode(id_="summary", text=question, index_id="details")])
+        details = TextNode(id_="details", text="the details behind the summary")
+        retriever = RecursiveRetriever(
+            "vector",
+            retriever_dict={"vector": index.as_retriever(similarity_top_k=4)},
+            node_dict={"details": details},
+        )
+        found.append([n.node.node_id for n in retriever.retrieve(question)])
+    assert found[0] == found[1] and found[0][0] == "details" and len(found[0]) == 4
+
+
+def test_from_chroma_converts_a_chroma_vector_store_collection(tmp_path, base, scifact) -> None:
+    collection = chromadb.PersistentClient(str(tmp_path / "db")).create_collection("docs")
+    chroma = VectorStoreIndex(
+        make_nodes(scifact),
+        storage_context=StorageContext.from_defaults(
+            vector_store=ChromaVectorStore(chroma_collection=collection)
+        ),
+        embed_model=base,
+    )
+    store = MatryoshkaVectorStore.from_chroma(
+        "docs", tmp_path / "db", out=tmp_path / "small", sample=50, max_steps=20, progress=False
+    )
+    nodes = store.get_nodes()
+    assert [n.node_id for n in nodes] == collection.get()["ids"]  # nothing re-embedded, the original read
+    original = {node.node_id: node for node in make_nodes(scifact)}
+    assert all(n.get_content() == original[n.node_id].get_content() for n in nodes)
+    assert all(n.ref_doc_id == original[n.node_id].ref_doc_id for n in nodes)
+    index = VectorStoreIndex.from_vector_store(store, embed_model=base)
+    question = scifact.query_texts[2]
+    assert [n.node.node_id for n in index.as_retriever(similarity_top_k=5).retrieve(question)] == [
+        n.node.node_id for n in chroma.as_retriever(similarity_top_k=5).retrieve(question)
+    ]
 
 
 def test_from_vector_store_insert_and_delete_ref_doc(location, base, small_adaptor_dir, scifact) -> None:
@@ -255,8 +321,6 @@ def test_bad_input_is_named(index, base, location, small_adaptor_dir, scifact) -
         to_chroma_where(negated)
     with pytest.raises(InputError, match="'group' == None"):
         to_chroma_where(MetadataFilters(filters=[MetadataFilter(key="group", value=None)]))
-    with pytest.raises(InputError, match="node_ids"):
-        store.query(VectorStoreQuery(query_embedding=embedding, node_ids=["a"]))
     with pytest.raises(InputError, match="'hybrid' is not supported"):
         store.query(VectorStoreQuery(query_embedding=embedding, mode=VectorStoreQueryMode.HYBRID))
     assert store.store.count() == N  # nothing was written by the bad calls

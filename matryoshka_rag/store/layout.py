@@ -142,11 +142,25 @@ def collection_name(name: str, dim: int) -> str:
     return f"{name}__d{dim}"
 
 
+def _refuse_plain_collection(client: ClientAPI, name: str, location: str) -> None:
+    """InputError: a plain Chroma collection `name` (e.g. langchain-chroma's) is not a store of that name."""
+    folder = persist_directory(client) or "<its database folder>"
+    raise InputError(
+        f"collection {name!r} at {location} is a plain Chroma collection, not a matryoshka-rag store: convert "
+        f"it (no re-embedding, the original kept) with `matryoshka-rag shrink --path {folder} --collection "
+        f"{name}`, or choose another name; no collection was created"
+    )
+
+
 def existing_layout(client: ClientAPI, name: str, location: str) -> dict[str, Any]:
-    """Recorded layout of the store `name`'s searched collection, or {} when none exists."""
+    """Recorded layout of the store `name`'s searched collection, or {} when none exists; InputError when a
+    plain Chroma collection holds that name and no store does."""
     pattern = re.compile(re.escape(name) + r"__d(\d+)")
     with chroma_errors(location, f"listing collections for {name!r}"):
-        found = [c for c in client.list_collections() if pattern.fullmatch(c.name)]
+        collections = client.list_collections()
+    found = [c for c in collections if pattern.fullmatch(c.name)]
+    if not found and any(c.name == name for c in collections):
+        _refuse_plain_collection(client, name, location)
     for collection in found:
         metadata = collection.metadata or {}
         if metadata.get("matryoshka_rag_layout") != LAYOUT_VERSION:

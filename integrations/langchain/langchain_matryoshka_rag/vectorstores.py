@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -26,6 +26,7 @@ from matryoshka_rag.embeddings.adapted import warn_if_other_model
 from matryoshka_rag.errors import InputError
 from matryoshka_rag.store.input_checks import check_base_vectors, check_k, check_lengths, check_unique_ids
 from matryoshka_rag.store.store import Hit, MatryoshkaStore, open_store
+from matryoshka_rag.validation import check_int
 
 if TYPE_CHECKING:
     from matryoshka_rag.adaptor.torch_module import MatryoshkaAdaptor
@@ -34,6 +35,8 @@ __all__ = ["MatryoshkaVectorStore", "hit_document"]
 
 DEFAULT_K = 4
 DEFAULT_COLLECTION = "langchain"
+STAGE_EXACT = "exact"  # a where_document search: every matching record scored at the rerank dim
+_GET_INCLUDE = ("metadatas", "documents")
 
 
 def hit_document(hit: Hit) -> Document:
@@ -41,14 +44,50 @@ def hit_document(hit: Hit) -> Document:
     return Document(id=hit.id, page_content=hit.document or "", metadata=dict(hit.metadata))
 
 
-def _where(filter: dict[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any] | None:  # noqa: A002
-    """The Chroma ``where`` of a search: ``filter`` (or ``where``); any other keyword is refused by name."""
+def _where(
+    filter: dict[str, Any] | None,  # noqa: A002
+    kwargs: dict[str, Any],
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The Chroma ``where`` and ``where_document`` of a search: ``filter`` (or ``where``); any other keyword
+    is refused by name."""
     where = kwargs.pop("where", None)
     if filter is not None and where is not None:
         raise InputError("give the metadata filter as filter= or where=, not both")
-    if kwargs:
-        raise InputError(f"unsupported search arguments {sorted(kwargs)}: this store takes k and filter")
-    return filter if filter is not None else where
+    if set(kwargs) - {"where_document"}:
+        raise InputError(
+            f"unsupported search arguments {sorted(kwargs)}: this store takes k, filter and where_document"
+        )
+    return filter if filter is not None else where, kwargs.get("where_document")
+
+
+def _include(include: list[str] | None) -> list[str]:
+    """What ``get`` returns, as ``Chroma.get`` names it (default metadatas and documents)."""
+    if include is None:
+        return list(_GET_INCLUDE)
+    other = [item for item in include if item not in _GET_INCLUDE]
+    if other:
+        raise InputError(
+            f"include {other}: get returns documents and metadatas (the store keeps adapted vectors, "
+            "not the embeddings it was given)"
+        )
+    return list(include)
+
+
+def document_matches(document: str | None, where_document: Mapping[str, Any]) -> bool:
+    """Chroma's ``where_document`` on one stored document: ``$contains``/``$not_contains`` (case-sensitive),
+    nested in ``$and``/``$or``; any other operator is refused by name."""
+    if not isinstance(where_document, Mapping) or len(where_document) != 1:
+        raise InputError(f"where_document must be a dict of one operator, got {where_document!r}")
+    ((operator, value),) = where_document.items()
+    if operator in ("$and", "$or") and isinstance(value, list) and value:
+        found = [document_matches(document, clause) for clause in value]
+        return all(found) if operator == "$and" else any(found)
+    if operator in ("$contains", "$not_contains") and isinstance(value, str):
+        return (value in (document or "")) == (operator == "$contains")
+    raise InputError(
+        f"where_document {dict(where_document)}: this store applies $contains and $not_contains (a string), "
+        "in $and/$or (a non-empty list)"
+    )
 
 
 def _parts(n: int, size: int) -> list[slice]:
@@ -78,6 +117,8 @@ class MatryoshkaVectorStore(VectorStore):
     Scores: ``similarity_search_with_score`` gives the cosine distance ``1 - cosine`` at the rerank dim (lower
     is closer), as ``Chroma`` does in cosine space; relevance scores are the cosine. The stage and the
     per-dim cosines of each result come from :meth:`similarity_search_with_hits`, never in the metadata.
+    ``where_document`` (``$contains``/``$not_contains``) filters ``get`` and the searches over the stored
+    documents; a search with it scores every matching record exactly at the rerank dim.
     """
 
     def __init__(
@@ -206,7 +247,65 @@ class MatryoshkaVectorStore(VectorStore):
                 return
         self.store.delete(ids=ids, where=where)
 
+    def update_document(self, document_id: str, document: Document) -> None:
+        """:meth:`update_documents` of one document."""
+        self.update_documents([document_id], [document])
+
+    def update_documents(self, ids: list[str], documents: list[Document]) -> None:
+        """Re-embed the stored ``ids`` with the texts of ``documents`` and merge in their metadata, as
+        ``Chroma``'s ``update`` does; ids not in the store are skipped, as Chroma skips them."""
+        check_lengths(len(ids), "ids", documents=documents)
+        stored = self.store.get(ids=check_unique_ids(ids)) if ids else {}
+        chosen = [(i, document) for i, document in zip(ids, documents) if i in stored]
+        if not chosen:
+            return
+        texts = [document.page_content for _, document in chosen]
+        metadatas = [document.metadata for _, document in chosen]
+        self._write([i for i, _ in chosen], texts, self._embedding.embed_documents(texts), metadatas)
+
+    def reset_collection(self) -> None:
+        """Remove every record, as ``Chroma.reset_collection`` leaves an empty collection (the store keeps
+        its adaptor and layout)."""
+        self.store.clear()
+
     # -- reading -------------------------------------------------------------------------------------
+
+    def get(
+        self,
+        ids: str | list[str] | None = None,
+        where: dict[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        where_document: dict[str, Any] | None = None,
+        include: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Stored records as ``Chroma.get`` returns them: ``ids`` (or all), filtered by ``where`` and
+        ``where_document``, from ``offset``, at most ``limit``, in Chroma's order; ``include`` documents
+        and/or metadatas (a record without metadata has None)."""
+        included = _include(include)
+        start = 0 if offset is None else check_int("offset", offset, minimum=0)
+        end = None if limit is None else start + check_int("limit", limit, minimum=0)
+        if where_document is not None:
+            document_matches("", where_document)  # a bad filter is refused even when nothing is stored
+        records = self.store.get(
+            ids=[ids] if isinstance(ids, str) else ids,
+            where=where,
+            limit=end if where_document is None else None,
+        )
+        found = [
+            (i, record)
+            for i, record in records.items()
+            if where_document is None or document_matches(record[0], where_document)
+        ][start:end]
+        return {
+            "ids": [i for i, _ in found],
+            "embeddings": None,
+            "documents": [r[0] for _, r in found] if "documents" in included else None,
+            "uris": None,
+            "included": included,
+            "data": None,
+            "metadatas": [dict(r[1]) or None for _, r in found] if "metadatas" in included else None,
+        }
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The stored documents of ``ids`` in the order given; unknown ids are left out."""
@@ -221,9 +320,30 @@ class MatryoshkaVectorStore(VectorStore):
     def _query_vector(self, vector: Any) -> np.ndarray:
         return check_base_vectors(vector, 1, self.store.adaptor.config.base_dim, self._model)[0]
 
-    def _search(self, vector: Any, k: int, where: dict[str, Any] | None) -> list[tuple[Document, Hit]]:
-        hits = self.store.query(self._query_vector(vector), k=k, where=where)
+    def _search(
+        self, vector: Any, k: int, where: dict[str, Any] | None, where_document: dict[str, Any] | None
+    ) -> list[tuple[Document, Hit]]:
+        base = self._query_vector(vector)
+        if where_document is None:
+            hits = self.store.query(base, k=k, where=where)
+        else:
+            hits = self._document_search(base, k, where, where_document)
         return [(hit_document(hit), hit) for hit in hits]
+
+    def _document_search(
+        self, base: np.ndarray, k: int, where: dict[str, Any] | None, where_document: dict[str, Any]
+    ) -> list[Hit]:
+        """The k best records passing ``where`` whose document matches ``where_document``: no index holds
+        the documents, so every match is read and scored exactly at the rerank dim (stage ``"exact"``)."""
+        document_matches("", where_document)  # a bad filter is refused even when nothing is stored
+        records = self.store.get(where=where)
+        matching = [i for i, (document, _) in records.items() if document_matches(document, where_document)]
+        stored = self.store.rerank_vectors(matching) if matching else {}
+        query = self.store.rerank_query(base)
+        scores = {i: float(vector @ query) for i, vector in stored.items()}
+        best = sorted(scores, key=scores.__getitem__, reverse=True)[:k]
+        dim = self.store.large_dim
+        return [Hit(i, scores[i], {dim: scores[i]}, STAGE_EXACT, *records[i]) for i in best]
 
     def similarity_search_with_hits(
         self,
@@ -234,8 +354,8 @@ class MatryoshkaVectorStore(VectorStore):
     ) -> list[tuple[Document, Hit]]:
         """The k closest documents with their ``Hit`` (``score``, per-dim ``scores``, ``stage``); fewer when
         fewer records match."""
-        k, where = check_k(k), _where(filter, kwargs)
-        return self._search(self._embedding.embed_query(query), k, where)
+        k, (where, documents) = check_k(k), _where(filter, kwargs)
+        return self._search(self._embedding.embed_query(query), k, where, documents)
 
     async def asimilarity_search_with_hits(
         self,
@@ -245,9 +365,9 @@ class MatryoshkaVectorStore(VectorStore):
         **kwargs: Any,  # noqa: A002
     ) -> list[tuple[Document, Hit]]:
         """:meth:`similarity_search_with_hits` through ``aembed_query``; the search runs in a worker thread."""
-        k, where = check_k(k), _where(filter, kwargs)
+        k, (where, documents) = check_k(k), _where(filter, kwargs)
         vector = await self._embedding.aembed_query(query)
-        return await run_in_executor(None, self._search, vector, k, where)
+        return await run_in_executor(None, self._search, vector, k, where, documents)
 
     def similarity_search_with_score(
         self,
@@ -301,8 +421,20 @@ class MatryoshkaVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """The k closest documents to a base vector ``(base_dim,)`` of the embedding model."""
-        k, where = check_k(k), _where(filter, kwargs)
-        return [doc for doc, _ in self._search(embedding, k, where)]
+        k, (where, documents) = check_k(k), _where(filter, kwargs)
+        return [doc for doc, _ in self._search(embedding, k, where, documents)]
+
+    def similarity_search_by_vector_with_relevance_scores(
+        self,
+        embedding: list[float],
+        k: int = DEFAULT_K,
+        filter: dict[str, Any] | None = None,  # noqa: A002
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:
+        """The k closest documents to a base vector with their cosine distance ``1 - cosine`` (lower is
+        closer), as ``Chroma``'s method of that name gives distances."""
+        k, (where, documents) = check_k(k), _where(filter, kwargs)
+        return [(doc, 1.0 - hit.score) for doc, hit in self._search(embedding, k, where, documents)]
 
     # -- maximal marginal relevance ------------------------------------------------------------------
 
@@ -317,11 +449,11 @@ class MatryoshkaVectorStore(VectorStore):
     ) -> list[Document]:
         """MMR over the ``fetch_k`` closest records to a base vector, in the rerank space the store scores
         in; ``k`` documents in MMR order."""
-        k, fetch_k, where = check_k(k), check_k(fetch_k, "fetch_k"), _where(filter, kwargs)
+        k, fetch_k, (where, documents) = check_k(k), check_k(fetch_k, "fetch_k"), _where(filter, kwargs)
         if not 0.0 <= lambda_mult <= 1.0:
             raise InputError(f"lambda_mult must be between 0 and 1, got {lambda_mult}")
         base = self._query_vector(embedding)
-        found = self._search(base, max(k, fetch_k), where)
+        found = self._search(base, max(k, fetch_k), where, documents)
         if not found:
             return []
         stored = self.store.rerank_vectors([hit.id for _, hit in found])
@@ -367,6 +499,31 @@ class MatryoshkaVectorStore(VectorStore):
         )
 
     # -- construction --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_chroma(
+        cls,
+        collection_name: str,
+        embedding_function: Embeddings,
+        persist_directory: str | os.PathLike,
+        *,
+        out: str | os.PathLike | None = None,
+        dim: int | Literal["auto"] = 64,
+        **shrink_kwargs: Any,
+    ) -> MatryoshkaVectorStore:
+        """The plain Chroma collection ``collection_name`` at ``persist_directory`` (e.g. one ``Chroma``
+        filled) as a store, without re-embedding: ``matryoshka-rag shrink`` in Python
+        (``matryoshka_rag.recipes.shrink.shrink``, which needs the ``train`` extra): an adaptor trained on the
+        stored vectors, the store written to ``out`` (default ``<persist_directory>.matryoshka``) and checked
+        against the original, which is only read. ``shrink_kwargs``: shrink's (``target``, ``sample``,
+        ``max_steps``, ``progress``...)."""
+        from matryoshka_rag.recipes.shrink import shrink
+
+        model = base_model_name(embedding_function) or "unknown"
+        report = shrink(
+            persist_directory, collection_name, dim=dim, out=out, base_model=model, **shrink_kwargs
+        )
+        return cls(report.store, embedding_function, persist_directory=report.store_path)
 
     @classmethod
     def from_texts(

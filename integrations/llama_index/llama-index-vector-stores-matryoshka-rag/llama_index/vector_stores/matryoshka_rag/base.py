@@ -12,7 +12,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from chromadb.api import ClientAPI
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -129,6 +129,30 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
         self._store = store
 
     @classmethod
+    def from_chroma(
+        cls,
+        collection_name: str,
+        persist_dir: str | os.PathLike,
+        *,
+        out: str | os.PathLike | None = None,
+        dim: int | Literal["auto"] = 64,
+        base_model: str = "unknown",
+        **shrink_kwargs: Any,
+    ) -> MatryoshkaVectorStore:
+        """The plain Chroma collection ``collection_name`` at ``persist_dir`` (e.g. one ``ChromaVectorStore``
+        filled) as a store, without re-embedding: ``matryoshka-rag shrink`` in Python
+        (``matryoshka_rag.recipes.shrink.shrink``, which needs the ``train`` extra): an adaptor trained on the
+        stored vectors (``base_model`` recorded), the store written to ``out`` (default
+        ``<persist_dir>.matryoshka``) and checked against the original, which is only read.
+        ``shrink_kwargs``: shrink's (``target``, ``sample``, ``max_steps``, ``progress``...)."""
+        from matryoshka_rag.recipes.shrink import shrink
+
+        report = shrink(
+            persist_dir, collection_name, dim=dim, out=out, base_model=base_model, **shrink_kwargs
+        )
+        return cls(None, report.store, persist_dir=report.store_path)
+
+    @classmethod
     def class_name(cls) -> str:
         return "MatryoshkaVectorStore"
 
@@ -222,15 +246,15 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> MatryoshkaQueryResult:
         """The ``similarity_top_k`` nodes closest to ``query.query_embedding`` (a base vector), filtered by
-        ``query.filters`` / ``doc_ids``; ``mode`` default or MMR. Fewer nodes when fewer match."""
+        ``query.filters`` / ``doc_ids``; ``mode`` default or MMR. Fewer nodes when fewer match.
+
+        ``query.node_ids`` is ignored, as ``ChromaVectorStore`` ignores it: ``VectorStoreIndex.as_retriever``
+        passes the ids of the nodes the index keeps itself (all of them with ``store_nodes_override=True``,
+        else only its ``IndexNode``s), not a restriction of what the store holds."""
         where = self._where(query, kwargs)
         mmr = {key: kwargs.pop(key) for key in _MMR_KWARGS if key in kwargs}
         if kwargs:
             raise InputError(f"unsupported query arguments {sorted(kwargs)}")
-        if query.node_ids:
-            raise InputError(
-                "query.node_ids cannot be expressed as a Chroma where filter: filter on metadata"
-            )
         if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
             raise InputError(f"query mode {query.mode.value!r} is not supported (default and mmr are)")
         k = check_k(query.similarity_top_k, "similarity_top_k")

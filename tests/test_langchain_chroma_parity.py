@@ -1,0 +1,137 @@
+"""LangChain ``MatryoshkaVectorStore`` beside ``langchain_chroma.Chroma`` (cosine space, high-recall HNSW) on the
+same SciFact documents and real all-MiniLM-L6-v2 vectors: ``get``, ``update_document(s)``, relevance scores by
+vector, ``where_document`` and ``reset_collection`` give what Chroma gives."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_chroma import Chroma
+from langchain_core.documents import Document
+
+from langchain_matryoshka_rag import MatryoshkaVectorStore, ProviderEmbeddings
+from matryoshka_rag.errors import InputError
+
+N = 60
+CHROMA_HNSW = {"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 400}}
+
+
+@pytest.fixture(scope="module")
+def base(precomputed_minilm) -> ProviderEmbeddings:
+    return ProviderEmbeddings(provider=precomputed_minilm)
+
+
+@pytest.fixture
+def pair(tmp_path, base, small_adaptor_dir, scifact) -> tuple[MatryoshkaVectorStore, Chroma]:
+    """Our store and Chroma holding the same N documents; the last five without metadata."""
+    ids, texts = scifact.corpus_ids[:N], scifact.corpus_texts[:N]
+    metadatas = [{"group": i % 4} if i < N - 5 else {} for i in range(N)]
+    ours = MatryoshkaVectorStore(
+        "parity", base, persist_directory=str(tmp_path / "ours"), adaptor=small_adaptor_dir
+    )
+    chroma = Chroma(
+        "parity", base, persist_directory=str(tmp_path / "chroma"), collection_configuration=CHROMA_HNSW
+    )
+    for store in (ours, chroma):
+        store.add_texts(texts, metadatas, ids=ids)
+    return ours, chroma
+
+
+def test_get_as_chroma(pair, scifact) -> None:
+    ours, chroma = pair
+    ids = scifact.corpus_ids
+    for kwargs in (
+        {},
+        {"ids": [ids[3], ids[1], "not-there"]},
+        {"ids": ids[2]},
+        {"where": {"group": 1}},
+        {"limit": 5, "offset": 3},
+        {"where": {"group": 2}, "limit": 4, "offset": 2},
+        {"include": ["documents"]},
+        {"include": ["metadatas"], "where_document": {"$contains": "cell"}},
+        {"where_document": {"$not_contains": "the"}, "offset": 1},
+        {"where_document": {"$or": [{"$contains": "cancer"}, {"$contains": "DNA"}]}, "limit": 3},
+        {"where": {"group": 0}, "where_document": {"$and": [{"$contains": "a"}, {"$not_contains": "cell"}]}},
+    ):
+        assert ours.get(**kwargs) == chroma.get(**kwargs), kwargs
+    assert len(ours.get(where_document={"$contains": "cell"})["ids"]) > 3  # the filters select something
+
+
+def test_update_documents_as_chroma(pair, scifact) -> None:
+    ours, chroma = pair
+    ids, texts = scifact.corpus_ids, scifact.corpus_texts
+    for store in pair:
+        store.update_documents(
+            [ids[0], "not-there"], [Document(page_content=texts[100], metadata={"new": "yes"})] * 2
+        )
+        store.update_document(ids[1], Document(page_content=texts[101], metadata={"group": 7}))
+    assert ours.get() == chroma.get()
+    assert ours.get(ids=[ids[0]])["metadatas"] == [{"group": 0, "new": "yes"}]  # merged, as Chroma does
+    for text in (texts[100], texts[101]):
+        assert [d.id for d in ours.similarity_search(text, k=3)] == [
+            d.id for d in chroma.similarity_search(text, k=3)
+        ]
+
+
+def test_relevance_scores_by_vector_as_chroma(pair, base, scifact) -> None:
+    ours, chroma = pair
+    for question in scifact.query_texts[:3]:
+        vector = base.embed_query(question)
+        for kwargs in ({}, {"filter": {"group": 1}}, {"where_document": {"$contains": "cell"}}):
+            found = ours.similarity_search_by_vector_with_relevance_scores(vector, k=5, **kwargs)
+            expected = chroma.similarity_search_by_vector_with_relevance_scores(vector, k=5, **kwargs)
+            assert [d for d, _ in found] == [d for d, _ in expected], kwargs
+            assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=2e-3)
+
+
+def test_where_document_search_as_chroma(pair, scifact) -> None:
+    ours, chroma = pair
+    question = scifact.query_texts[0]
+    for kwargs in (
+        {"where_document": {"$contains": "cell"}},
+        {"where_document": {"$not_contains": "cell"}, "filter": {"group": 2}},
+        {"where_document": {"$contains": "no document says this"}},
+    ):
+        assert ours.similarity_search(question, k=4, **kwargs) == chroma.similarity_search(
+            question, k=4, **kwargs
+        )
+    found = ours.similarity_search_with_hits(question, k=2, where_document={"$contains": "cell"})
+    assert {hit.stage for _, hit in found} == {"exact"}
+
+
+def test_reset_collection_as_chroma(pair, scifact) -> None:
+    ours, chroma = pair
+    for store in pair:
+        store.reset_collection()
+    assert ours.get() == chroma.get() and ours.get()["ids"] == []
+    for store in pair:
+        store.add_texts(scifact.corpus_texts[:3], ids=scifact.corpus_ids[:3])
+    assert ours.get() == chroma.get()
+
+
+def test_refusals_are_named(pair) -> None:
+    ours, _ = pair
+    with pytest.raises(
+        InputError, match=r"where_document \{'\$regex': 'c.ll'\}: this store applies \$contains"
+    ):
+        ours.get(where_document={"$regex": "c.ll"})
+    with pytest.raises(InputError, match="where_document"):
+        ours.similarity_search_by_vector([0.1] * 384, where_document={"$contains": 3})
+    with pytest.raises(InputError, match=r"include \['embeddings'\]: get returns documents and metadatas"):
+        ours.get(include=["embeddings"])
+    with pytest.raises(InputError, match="offset must be an integer >= 0"):
+        ours.get(offset=-1)
+
+
+def test_from_chroma_converts_without_touching_the_original(tmp_path, base, scifact) -> None:
+    folder, ids, texts = tmp_path / "db", scifact.corpus_ids[:200], scifact.corpus_texts[:200]
+    chroma = Chroma("docs", base, persist_directory=str(folder), collection_configuration=CHROMA_HNSW)
+    chroma.add_texts(texts, [{"group": i % 4} for i in range(200)], ids=ids)
+    before = chroma.get()
+    store = MatryoshkaVectorStore.from_chroma(
+        "docs", base, str(folder), out=tmp_path / "small", sample=50, max_steps=20, progress=False
+    )
+    assert chroma.get() == before and store.get() == before  # nothing re-embedded, the original only read
+    question = scifact.query_texts[0]
+    assert [d.id for d in store.similarity_search(question, k=5)] == [
+        d.id for d in chroma.similarity_search(question, k=5)
+    ]
