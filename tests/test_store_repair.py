@@ -60,17 +60,22 @@ def child(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def built(tmp_path, small_adaptor_dir, scifact_vectors) -> Path:
+def build_in_child(tmp_path: Path, adaptor: Path, vectors: np.ndarray) -> Path:
     vectors_file = tmp_path / "vectors.npy"
-    np.save(vectors_file, scifact_vectors)
+    np.save(vectors_file, vectors)
     database = tmp_path / "db"
     done = child(
         f"from tests.test_store_repair import build; build({str(database)!r}, "
-        f"{str(small_adaptor_dir)!r}, {str(vectors_file)!r})"
+        f"{str(adaptor)!r}, {str(vectors_file)!r})"
     )
     assert done.returncode == 0, done.stderr
     return database
+
+
+@pytest.fixture
+def built(tmp_path, small_adaptor_dir, scifact_vectors) -> Path:
+    """A store whose rerank vectors are the base vectors (an adaptor trained without labels)."""
+    return build_in_child(tmp_path, small_adaptor_dir, scifact_vectors)
 
 
 def hnsw_files(database: Path) -> list[Path]:
@@ -218,3 +223,44 @@ def test_records_written_by_an_upsert_killed_before_its_acknowledgement_are_kept
         assert [store.query(-scifact_vectors[i], k=1)[0].id for i in range(10)] == [
             f"n{i}" for i in range(10)
         ]
+
+
+def test_a_rerank_file_older_than_the_collection_is_named_and_repair_leaves_out_what_it_never_served(
+    built, scifact_vectors, capsys
+):
+    """A rerank file restored from before an upsert: opening names repair; the records it lacks were never
+    served (no acknowledged row), and repair leaves them out, saying how many."""
+    rerank = rerank_bytes(built)
+    np.save(built.parent / "vectors.npy", scifact_vectors)
+    added = child(
+        UNACKNOWLEDGED.replace("FileVectors.acknowledge = ", "_ = ").format(
+            name=NAME, path=str(built), vectors=str(built.parent / "vectors.npy")
+        )
+    )
+    assert added.returncode == 0, added.stderr
+    for file_name, data in rerank.items():  # the rerank files as they were before that upsert
+        (built / "matryoshka_rag" / file_name).write_bytes(data)
+    with pytest.raises(
+        StoreNeedsRepairError, match=rf"{len(records(scifact_vectors)) + 10} searchable records, but only"
+    ):
+        MatryoshkaStore(NAME, path=built, read_only=True)
+    assert main(["repair", "--path", str(built), "--collection", NAME]) == 0
+    assert (
+        capsys.readouterr().out.strip().endswith("from the rerank file, 10 ids without a rerank row left out")
+    )
+    check_every_record_is_back(built, scifact_vectors, rerank)
+
+
+def test_a_store_reranking_adapted_vectors_is_repaired_from_their_prefixes(
+    tmp_path, supervised_adaptor_dir, scifact_vectors
+):
+    database = build_in_child(tmp_path, supervised_adaptor_dir, scifact_vectors)
+    rerank = rerank_bytes(database)
+    half_save(database)
+    with pytest.raises(StoreNeedsRepairError):
+        MatryoshkaStore(NAME, path=database, read_only=True)
+    repaired = MatryoshkaStore.repair(NAME, path=database)
+    assert repaired.records == len(records(scifact_vectors))
+    with MatryoshkaStore(NAME, path=database, read_only=True) as store:
+        assert store.large_vectors == "adapted"
+    check_every_record_is_back(database, scifact_vectors, rerank)

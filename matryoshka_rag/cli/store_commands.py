@@ -227,4 +227,9 @@ def repair_command(args: argparse.Namespace) -> None:
     from ..store.repair import repair
 
     repaired = repair(args.collection, args.path)
-    print(f"rebuilt {repaired.collection} at {args.path}: {repaired.records} records from the rerank file")
+    left_out = (
+        f", {repaired.unacknowledged} ids without a rerank row left out" if repaired.unacknowledged else ""
+    )
+    print(
+        f"rebuilt {repaired.collection} at {args.path}: {repaired.records} records from the rerank file{left_out}"
+    )

@@ -2,7 +2,9 @@
 and no more searchable records than the rerank file holds acknowledged ids. Else `StoreNeedsRepairError`
 naming `matryoshka-rag repair` (`repair`), which rebuilds the searched collection from the rerank file.
 
-The check is cheap: Chroma's `count()` and the rerank file's id index, both read on opening anyway.
+The check is cheap: Chroma's `count()` and the rerank file's id index, both read on opening anyway, under the
+rerank file's write lock (so a batch being written is not counted half). A searchable record without an
+acknowledged row is never served (a query and `get` skip it): a rerank file older than the collection.
 """
 
 from __future__ import annotations
@@ -49,16 +51,15 @@ def open_checked(
         raise _needs_repair(name, location, "a repair of it was interrupted")
     try:
         searched, vectors = open_homes(client, name, layout, hnsw, location)
-        with chroma_errors(location, "counting"):
-            count = searched.count()
+        if isinstance(vectors, FileVectors):
+            with vectors.writing(), chroma_errors(location, "counting"):  # no batch half-written meanwhile
+                count, indexed = searched.count(), vectors.indexed()
+            if count > indexed:
+                why = f"{count} searchable records, but only {indexed} ids in the rerank file"
+                raise _needs_repair(name, location, why)
     except InternalError as error:
         if layout.rerank_folder is None:  # a server's collection: no rerank file to rebuild it from
             raise
-        raise _needs_repair(
-            name, location, f"Chroma cannot read its searched collection ({error})"
-        ) from error
-    if isinstance(vectors, FileVectors) and count > vectors.indexed():
-        raise _needs_repair(
-            name, location, f"{count} searchable records, but {vectors.indexed()} ids in the rerank file"
-        )
+        why = f"Chroma cannot read its searched collection ({error})"
+        raise _needs_repair(name, location, why) from error
     return searched, vectors

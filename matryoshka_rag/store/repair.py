@@ -5,10 +5,12 @@ What each part gives: the live ids and their row pointers (`POINTER_KEY`) come f
 read directly (read-only: `collection.get` fails as the HNSW segment does); the documents, user metadata and
 rerank vectors from the rerank file, read by id; the small vectors are recomputed from the rerank vectors
 (`large_vectors="base"`: the recorded adaptor's prefix of the base rows; "adapted": their first `small_dim`
-values, renormalised). What was read is first written to a journal (`health.journal_path`, atomically); the
-collection is then dropped and created again with its recorded metadata (layout, `store_id`) and HNSW
-settings, and filled. A repair killed midway resumes from the journal; the journal goes once the collection
-is whole. The writer lock is held throughout.
+values, renormalised). A searchable id without an acknowledged row (never served) is left out and counted.
+
+What was read is first written to a journal (`health.journal_path`, atomically); the collection is then
+dropped and created again with its recorded metadata (layout, `store_id`) and HNSW settings, and filled. A
+repair killed midway resumes from the journal; the journal goes once the collection is whole. The writer lock
+is held throughout.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from .chroma_client import chroma_errors, connect, database_folder
 from .health import journal_path
 from .layout import StoreLayout, check_store_name, collection_name, existing_layout, resolve_layout
 from .processes import StoreAccess
-from .rerank_file import RerankFileError
 from .rerank_homes import POINTER_KEY, FileVectors
 
 __all__ = ["Repaired", "repair"]
@@ -50,10 +51,12 @@ _LIVE = """
 
 @dataclass(frozen=True)
 class Repaired:
-    """What a repair rebuilt: the searched collection's name and how many records it holds again."""
+    """What a repair rebuilt: the searched collection's name, how many records it holds again, and how many
+    searchable ids it left out for having no acknowledged rerank row (never served: see `health`)."""
 
     collection: str
     records: int
+    unacknowledged: int = 0
 
 
 def _live_records(database: Path, searched: str) -> tuple[list[str], list[int]]:
@@ -111,18 +114,15 @@ def _collection(client: ClientAPI, searched: str, journal: dict[str, Any], locat
 
 def _rebuild(
     client: ClientAPI, name: str, layout: StoreLayout, journal: dict[str, Any], location: str
-) -> int:
-    """Check every journalled id has its rerank row, then drop, create and fill the searched collection."""
+) -> tuple[int, int]:
+    """Drop, create and fill the searched collection with the journalled ids that have an acknowledged rerank
+    row; how many it holds, and how many ids had no row."""
     searched, folder = collection_name(name, layout.small_dim), Path(location) / "matryoshka_rag"
     ids, pointers = journal["ids"], journal["pointers"]
     old = _collection(client, searched, journal, location)  # only its store_id is read: Chroma may fail on it
     vectors = FileVectors(folder, name, layout.large_dim, old, location, pointers=pointers)
-    _, found = vectors.read(ids)
-    if not found.all():
-        lost = ids[int(np.flatnonzero(~found)[0])]
-        raise RerankFileError(
-            f"record {lost!r} has no acknowledged row in the rerank file: nothing was changed"
-        )
+    _, found = vectors.read(ids)  # a record without an acknowledged row is never served: it is left out
+    ids, pointers = [i for i, f in zip(ids, found) if f], [p for p, f in zip(pointers, found) if f]
     with chroma_errors(location, f"creating {searched!r} again"):
         client.delete_collection(searched)
     collection = _collection(client, searched, journal, location)
@@ -137,7 +137,7 @@ def _rebuild(
                 ids=part, embeddings=_small_vectors(layout, large), metadatas=cast(list[Metadata], metadatas)
             )
     with chroma_errors(location, "counting"):
-        return collection.count()
+        return collection.count(), len(journal["ids"]) - len(ids)
 
 
 def repair(name: str, path: str | os.PathLike) -> Repaired:
@@ -153,13 +153,13 @@ def repair(name: str, path: str | os.PathLike) -> Repaired:
         folder = database / "matryoshka_rag"
         journal = _read_journal(client, database, folder, name)
         layout = resolve_layout(client, name, journal["metadata"], None, None, None, None, None, None)
-        records = _rebuild(client, name, layout, journal, str(database))
-        if records != len(journal["ids"]):
+        records, unacknowledged = _rebuild(client, name, layout, journal, str(database))
+        if records != len(journal["ids"]) - unacknowledged:
             raise InputError(
-                f"repair of {name!r} wrote {records} of {len(journal['ids'])} records: run it again"
+                f"repair of {name!r} wrote {records} records of {len(journal['ids'])}: run it again"
             )
         access.wrote()
         journal_path(folder, name).unlink()
-        return Repaired(collection_name(name, layout.small_dim), records)
+        return Repaired(collection_name(name, layout.small_dim), records, unacknowledged)
     finally:
         access.close()
