@@ -1,5 +1,6 @@
-"""The store commands: `index` (a corpus into a Chroma Matryoshka store), `query` (text queries against it)
-and `shrink` (a Matryoshka store of an existing collection's stored vectors).
+"""The store commands: `index` (a corpus into a Chroma Matryoshka store), `query` (text queries against it),
+`shrink` (a Matryoshka store of an existing collection's stored vectors) and `repair` (rebuild a store's searched
+collection from its rerank file).
 
 Heavy modules (chromadb, torch, sentence-transformers) are imported inside the commands.
 """
@@ -46,7 +47,7 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 
 
 def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
-    """Register the `index`, `query` and `shrink` commands (handler in `handler`) on an argparse subparsers
+    """Register the `index`, `query`, `shrink` and `repair` commands (handler in `handler`) on an argparse subparsers
     object."""
     index = subparsers.add_parser("index", help="index a corpus.jsonl into Chroma (small dims + large dims)")
     source = index.add_mutually_exclusive_group(required=True)
@@ -107,6 +108,13 @@ def add_index_arguments(subparsers: argparse._SubParsersAction) -> None:
     shrink.add_argument("--sample", type=int, default=200, help="stored records used as check queries")
     shrink.add_argument("--max-steps", type=int, default=None, help="cap on the adaptor's training steps")
     shrink.set_defaults(handler=shrink_command)
+
+    repair = subparsers.add_parser(
+        "repair", help="rebuild an embedded store's searched collection from its rerank file (after a crash)"
+    )
+    repair.add_argument("--path", required=True, help="folder of the embedded Chroma database")
+    repair.add_argument("--collection", default=DEFAULT_COLLECTION, help=f"default {DEFAULT_COLLECTION!r}")
+    repair.set_defaults(handler=repair_command)
 
 
 def _precomputed(args: argparse.Namespace, ids: list[str]) -> np.ndarray:
@@ -212,3 +220,16 @@ def query_command(args: argparse.Namespace) -> None:
         print(f"{rank:>3}. {hit.id}  {hit.score:.4f} ({dims}) [{hit.stage}]")
         if hit.document:
             print(f"     {hit.document[:200]}")
+
+
+def repair_command(args: argparse.Namespace) -> None:
+    """Rebuild the store's searched collection from its rerank file and print what was rebuilt."""
+    from ..store.repair import repair
+
+    repaired = repair(args.collection, args.path)
+    left_out = (
+        f", {repaired.unacknowledged} ids without a rerank row left out" if repaired.unacknowledged else ""
+    )
+    print(
+        f"rebuilt {repaired.collection} at {args.path}: {repaired.records} records from the rerank file{left_out}"
+    )

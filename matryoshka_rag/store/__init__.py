@@ -6,10 +6,13 @@
 - `search`: shortlist, exact rerank and widening, without Chroma.
 - `writing`: the order of writes and deletes across the searched collection and the rerank vectors.
 - `rerank_file`, `rerank_homes`: where the rerank vectors live; `shortlist`: when a shortlist is conclusive.
+- `health`: whether a store can serve as it opens; `repair`: rebuilding its searched collection from the
+  rerank file.
 - `input_checks`: checks shared with the framework stores; `chroma_client`: the Chroma connection.
 """
 
+from .health import StoreNeedsRepairError
 from .processes import StoreLockedError
 from .store import Hit, MatryoshkaStore, open_store
 
-__all__ = ["Hit", "MatryoshkaStore", "StoreLockedError", "open_store"]
+__all__ = ["Hit", "MatryoshkaStore", "StoreLockedError", "StoreNeedsRepairError", "open_store"]

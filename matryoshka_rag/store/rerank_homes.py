@@ -107,7 +107,14 @@ class FileVectors:
     keeps_records = True
 
     def __init__(
-        self, folder: Path, name: str, dim: int, collection: Collection, location: str, create: bool = False
+        self,
+        folder: Path,
+        name: str,
+        dim: int,
+        collection: Collection,
+        location: str,
+        create: bool = False,
+        pointers: Sequence[int] | None = None,
     ) -> None:
         self.folder, self.name, self.dim, self.location = folder, name, dim, location
         self.collection = collection
@@ -119,7 +126,7 @@ class FileVectors:
         if create and not self.progress_path.exists():
             folder.mkdir(parents=True, exist_ok=True)
             self._write_progress(0, 0)
-        with self.writing():  # recover from a crash before serving anything
+        with self.writing(pointers):  # recover from a crash before serving anything
             pass
 
     def file_path(self, generation: int) -> Path:
@@ -191,29 +198,31 @@ class FileVectors:
     # -- writing -----------------------------------------------------------------------------------
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the write lock; cut an unacknowledged tail that no record points at (a crashed batch)."""
+    def writing(self, pointers: Sequence[int] | None = None) -> Iterator[None]:
+        """Hold the write lock; cut an unacknowledged tail that no record points at (a crashed batch). The
+        records' `pointers` are asked of the searched collection unless given (a repair reads them itself)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / f"{self.name}.lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                self._recover()
+                self._recover(pointers)
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _recover(self) -> None:
+    def _recover(self, pointers: Sequence[int] | None) -> None:
         generation, rows = self.progress()
         current = self._file(generation, create=rows == 0)
         if current.rows > rows:
             base = generation << _ROW_BITS
-            at_least: _Comparison = {"$gte": base + rows}
-            below: _Comparison = {"$lt": base + _ROW_MASK}
-            past: Where = {"$and": [{POINTER_KEY: at_least}, {POINTER_KEY: below}]}
-            with chroma_errors(self.location, "looking for records past the acknowledged rows"):
-                found = self.collection.get(where=past, include=["metadatas"])
-            pointers = [metadata.get(POINTER_KEY) for metadata in found["metadatas"] or []]
-            referenced = [pointer & _ROW_MASK for pointer in pointers if isinstance(pointer, int)]
+            if pointers is None:
+                at_least: _Comparison = {"$gte": base + rows}
+                below: _Comparison = {"$lt": base + _ROW_MASK}
+                past: Where = {"$and": [{POINTER_KEY: at_least}, {POINTER_KEY: below}]}
+                with chroma_errors(self.location, "looking for records past the acknowledged rows"):
+                    found = self.collection.get(where=past, include=["metadatas"])
+                pointers = [p for m in found["metadatas"] or [] if isinstance(p := m.get(POINTER_KEY), int)]
+            referenced = [pointer - base for pointer in pointers if base <= pointer < base + _ROW_MASK]
             rows = max([rows, *(row + 1 for row in referenced)])
             current.truncate(rows)
             self._write_progress(generation, rows)
@@ -268,6 +277,11 @@ class FileVectors:
             return before - target.rows
 
     # -- reading -----------------------------------------------------------------------------------
+
+    def indexed(self) -> int:
+        """Number of distinct ids with an acknowledged row (deleted records' rows stay until `compact()`)."""
+        self._refresh()
+        return len(self._index[0])
 
     def _locate(self, ids: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
         """Of `ids`: the `(n,)` mask of those with an acknowledged row, and those ids, rows and keys `(m,)`."""

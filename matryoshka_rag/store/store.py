@@ -47,6 +47,7 @@ from .chroma_client import (
     location,
     reconnect,
 )
+from .health import StoreNeedsRepairError, open_checked
 from .input_checks import check_k, check_query
 from .layout import (
     DEFAULT_HNSW,
@@ -64,6 +65,7 @@ from .processes import StoreLockedError, store_access
 from .reading import matching_ids, read_records, read_rerank_vectors
 from .reading import shortlist as small_shortlist
 from .records import Record, check_documents, check_embeddings, check_ids, check_metadatas
+from .repair import repair as repair_store
 from .rerank_homes import RerankHome
 from .search import STAGE_FUNNEL, STAGE_WIDENED, WIDEN_STEP, Found, check_shortlist_factors, search
 from .writing import delete_chunk, write_chunk
@@ -78,6 +80,7 @@ __all__ = [
     "MatryoshkaStore",
     "QueryStats",
     "StoreLockedError",
+    "StoreNeedsRepairError",
     "check_metadatas",
     "connect",
     "open_store",
@@ -200,9 +203,11 @@ class MatryoshkaStore:
         self.provider = provider
         if existing:
             check_layout(existing, layout, name, self.location)
-        self.small, self.vectors = open_homes(client, name, layout, hnsw, self.location)
+        self.small, self.vectors = open_checked(client, name, layout, hnsw, self.location)
         with self._errors("asking the batch size"):
             self.batch_size = int(client.get_max_batch_size())
+
+    repair = staticmethod(repair_store)  # rebuild the searched collection from the rerank file
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         return chroma_errors(self.location, action)
