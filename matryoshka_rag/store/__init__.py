@@ -7,9 +7,11 @@
 - `writing`: the order of writes and deletes across the searched collection and the rerank vectors.
 - `rerank_file`, `rerank_homes`: where the rerank vectors live; `shortlist`: when a shortlist is conclusive.
 - `input_checks`: checks shared with the framework stores; `chroma_client`: the Chroma connection.
+- `write_errors`: a write the disk refused (no space, read-only) as one named `StoreWriteError`.
 """
 
 from .processes import StoreLockedError
 from .store import Hit, MatryoshkaStore, open_store
+from .write_errors import StoreWriteError
 
-__all__ = ["Hit", "MatryoshkaStore", "StoreLockedError", "open_store"]
+__all__ = ["Hit", "MatryoshkaStore", "StoreLockedError", "StoreWriteError", "open_store"]
