@@ -2,8 +2,8 @@
 path and the cause; the store keeps every acknowledged record, shows no part of the failed batch (it shows
 none of it or all of it), and the write succeeds once retried.
 
-Two ways: a real full disk (a 2 MiB tmpfs, mounted when the tests run as root), and every write point of an
-upsert, a delete and a compaction failed in turn."""
+Checked on a real disk (a 2 MiB tmpfs, full, then read-only; mounted where the tests may mount, else skipped
+saying why), and by failing every write point of an upsert, a delete and a compaction in turn."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromadb.api.client import Client
 from chromadb.api.models.Collection import Collection
 from chromadb.errors import InternalError
 
@@ -75,6 +76,27 @@ def test_index_on_a_full_disk_is_one_line_and_resumes_once_space_is_back(
     assert main(command) == 0
     with MatryoshkaStore("docs", path=db, read_only=True) as store:
         assert store.count() == 800 and len(store.get()) == 800
+
+
+def test_a_read_only_database_refuses_writing_by_name_and_writes_once_writable(
+    small_disk, small_adaptor_dir, scifact_vectors
+):
+    db = small_disk / "db"
+    with MatryoshkaStore("docs", small_adaptor_dir, path=db) as store:
+        store.upsert([f"a{i}" for i in range(10)], embeddings=scifact_vectors[:10])
+    assert isinstance(store.client, Client)
+    store.client.close()  # nothing of the database open for writing: the folder can become read-only
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with pytest.raises(StoreWriteError) as refused:
+        MatryoshkaStore("docs", path=db)
+    message = str(refused.value)
+    assert (
+        "\n" not in message and str(db / "matryoshka_rag") in message and "read-only file system" in message
+    )
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    with MatryoshkaStore("docs", path=db) as store:
+        store.upsert([f"a{i}" for i in range(10, 20)], embeddings=scifact_vectors[10:20])
+        assert store.count() == 20 and store.query(scifact_vectors[15], k=1)[0].id == "a15"
 
 
 # -- each write point failed in turn ---------------------------------------------------------------------

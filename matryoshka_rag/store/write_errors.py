@@ -35,7 +35,7 @@ _CHROMA_WORDS = {
     "permission denied": _CAUSES[errno.EACCES],
 }
 MIN_FREE_BYTES = 1 << 20  # a failed Chroma write with less than this free in its folder ran out of space
-_RETRY = "nothing acknowledged is lost; free space (or fix permissions) and retry"
+_RETRY = "nothing acknowledged is lost: free space or fix permissions, then retry"
 
 
 class StoreWriteError(InputError):
