@@ -9,10 +9,19 @@
 - `health`: whether a store can serve as it opens; `repair`: rebuilding its searched collection from the
   rerank file.
 - `input_checks`: checks shared with the framework stores; `chroma_client`: the Chroma connection.
+- `write_errors`: a write the disk refused (no space, read-only) as one named `StoreWriteError`.
 """
 
 from .health import StoreNeedsRepairError
 from .processes import StoreLockedError
 from .store import Hit, MatryoshkaStore, open_store
+from .write_errors import StoreWriteError
 
-__all__ = ["Hit", "MatryoshkaStore", "StoreLockedError", "StoreNeedsRepairError", "open_store"]
+__all__ = [
+    "Hit",
+    "MatryoshkaStore",
+    "StoreLockedError",
+    "StoreNeedsRepairError",
+    "StoreWriteError",
+    "open_store",
+]

@@ -11,9 +11,10 @@ import chromadb
 import httpx
 from chromadb.api import ClientAPI
 from chromadb.api.client import Client
-from chromadb.errors import InvalidArgumentError
+from chromadb.errors import InternalError, InvalidArgumentError
 
 from ..errors import InputError
+from .write_errors import chroma_write_error
 
 __all__ = [
     "ChromaUnavailableError",
@@ -46,9 +47,12 @@ def location(client: ClientAPI) -> str:
 
 @contextmanager
 def chroma_errors(location: str, action: str) -> Iterator[None]:
-    """Turn Chroma's connection and validation errors into ours, naming `location` and `action`."""
+    """Turn Chroma's connection and validation errors into ours, naming `location` and `action`; a write that
+    its disk refused (no space, read-only) into `StoreWriteError`."""
     try:
         yield
+    except InputError:
+        raise
     except httpx.TransportError as error:
         raise ChromaUnavailableError(
             f"cannot reach the Chroma server at {location} while {action}: {error}", location
@@ -59,6 +63,11 @@ def chroma_errors(location: str, action: str) -> Iterator[None]:
                 f"cannot reach the Chroma server at {location} while {action}: is it running?", location
             ) from error
         raise InputError(f"Chroma at {location} rejected {action}: {error}") from error
+    except (InternalError, OSError) as error:
+        refused = chroma_write_error(error, location, action)
+        if refused is None:
+            raise
+        raise refused from error
 
 
 def connect(path: str | os.PathLike | None = None, host: str | None = None, port: int = 8000) -> ClientAPI:

@@ -28,6 +28,7 @@ from chromadb.api import ClientAPI
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from .chroma_client import database_folder, persist_directory
+from .write_errors import file_writes
 
 __all__ = ["ChangeCounter", "StoreAccess", "StoreLockedError", "WriterLock", "lock_path", "store_access"]
 
@@ -62,10 +63,15 @@ class WriterLock:
                 descriptor, holders = cls._held[path]
                 cls._held[path] = (descriptor, holders + 1)
                 return path
-            folder.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            with file_writes(path, "open the writer lock"):
+                folder.mkdir(parents=True, exist_ok=True)
+                descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                holder = f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)[:200]})"
+                with file_writes(path, "write the writer lock"):
+                    os.ftruncate(descriptor, 0)
+                    os.pwrite(descriptor, holder.encode("utf-8", "replace") + b"\n", 0)
             except BlockingIOError:
                 holder = os.pread(descriptor, 512, 0).decode("utf-8", "replace").strip() or "another process"
                 os.close(descriptor)
@@ -77,9 +83,6 @@ class WriterLock:
             except BaseException:
                 os.close(descriptor)
                 raise
-            holder = f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)[:200]})"
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, holder.encode("utf-8", "replace") + b"\n", 0)
             cls._held[path] = (descriptor, 1)
             return path
 
@@ -122,7 +125,8 @@ class ChangeCounter:
     def bump(self) -> int:
         """Add one (atomically, durably); returns the new count. Only the writer calls it."""
         count = self.read() + 1
-        atomic_write_text(self.path, f"{count}\n")
+        with file_writes(self.path, "write the change counter"):
+            atomic_write_text(self.path, f"{count}\n")
         return count
 
 

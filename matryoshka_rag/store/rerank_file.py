@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_write_bytes
 from ..errors import InputError
+from .write_errors import file_writes
 
 __all__ = ["RerankFile", "RerankFileError", "file_set", "id_keys", "remove_file_set"]
 
@@ -83,10 +84,11 @@ class RerankFile:
         header = _HEADER.pack(MAGIC, VERSION, self.dim, uuid.UUID(self.store_id).bytes).ljust(
             HEADER_SIZE, b"\0"
         )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.keys_path.write_bytes(b"")
-        self.records_path.write_bytes(b"")
-        atomic_write_bytes(self.path, header)  # the file exists only once whole
+        with file_writes(self.path, "create the rerank file"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.keys_path.write_bytes(b"")
+            self.records_path.write_bytes(b"")
+            atomic_write_bytes(self.path, header)  # the file exists only once whole
 
     def _check_header(self) -> None:
         with open(self.path, "rb") as handle:
@@ -156,7 +158,7 @@ class RerankFile:
             (self.path, HEADER_SIZE + start * self.row_dtype.itemsize, block.tobytes()),
             (self.keys_path, start * 8, block["key"].tobytes()),
         ):
-            with open(path, "r+b") as handle:
+            with file_writes(path, "append rerank rows to"), open(path, "r+b") as handle:
                 handle.seek(offset)
                 handle.write(data)
                 handle.truncate()
@@ -172,7 +174,7 @@ class RerankFile:
                 (self.keys_path, rows * 8),
                 (self.records_path, self._records_end(rows)),
             ):
-                with open(path, "r+b") as handle:
+                with file_writes(path, "cut the unacknowledged rows of"), open(path, "r+b") as handle:
                     handle.truncate(size)
                     os.fsync(handle.fileno())
 

@@ -28,6 +28,7 @@ from ..atomic import atomic_write_text
 from .chroma_client import chroma_errors
 from .records import RESERVED_PREFIX, Documents, Metadatas, Record, merged_record, stored_records
 from .rerank_file import RerankFile, RerankFileError, file_set, id_keys, remove_file_set
+from .write_errors import file_writes
 
 __all__ = [
     "POINTER_KEY",
@@ -121,7 +122,8 @@ class FileVectors:
         self.store_id = str(collection.metadata["store_id"])
         self.progress_path = folder / f"{name}.d{dim}.progress"
         self._files: dict[int, RerankFile] = {}
-        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the progress file indexed
+        # (mtime_ns, size) of the progress file indexed, its (generation, rows), and the rows in that file
+        self._seen: tuple[int, int, int, int, int] | None = None
         self._index = (np.empty(0, np.uint64), np.empty(0, np.int64))
         if create and not self.progress_path.exists():
             folder.mkdir(parents=True, exist_ok=True)
@@ -151,13 +153,15 @@ class FileVectors:
     def _remove_generation(self, generation: int) -> None:
         """Delete every file of an old generation, whichever of them are left."""
         self._files.pop(generation, None)
-        remove_file_set(self.file_path(generation))
+        with file_writes(self.file_path(generation), "remove the old rerank file"):
+            remove_file_set(self.file_path(generation))
 
     # -- progress ----------------------------------------------------------------------------------
 
     def _write_progress(self, generation: int, rows: int) -> None:
         document = {"store_id": self.store_id, "generation": generation, "rows": rows}
-        atomic_write_text(self.progress_path, json.dumps(document) + "\n")
+        with file_writes(self.progress_path, "write the rerank progress file"):
+            atomic_write_text(self.progress_path, json.dumps(document) + "\n")
 
     def progress(self) -> tuple[int, int]:
         """(generation, acknowledged rows) from the progress file."""
@@ -180,20 +184,39 @@ class FileVectors:
         return int(document["generation"]), int(document["rows"])
 
     def _refresh(self) -> None:
-        """Rebuild the id key -> row index when the progress file changed."""
+        """Rebuild the id key -> row index when the progress file or the rows written changed: the acknowledged
+        rows, and past them those a searched record points at (a batch whose write failed, or was killed,
+        after its records were written: whole, so findable; the next write acknowledges it)."""
         try:
             stat = self.progress_path.stat()
         except FileNotFoundError:
             self.progress()  # raises, naming the file
-        seen = (stat.st_mtime_ns, stat.st_size)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        generation, rows = self._seen[2:4] if self._seen and self._seen[:2] == stamp else self.progress()
+        written = self._file(generation).rows
+        seen = (*stamp, generation, rows, written)
         if seen == self._seen:
             return
-        generation, rows = self.progress()
-        keys = self._file(generation).keys(rows) if rows else np.empty(0, np.uint64)
+        indexed = self._referenced_rows(generation, rows) if written > rows else rows
+        keys = self._file(generation).keys(indexed) if indexed else np.empty(0, np.uint64)
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
         latest = np.r_[ordered[1:] != ordered[:-1], True] if len(ordered) else np.empty(0, bool)
         self._generation, self._index, self._seen = generation, (ordered[latest], order[latest]), seen
+
+    def _referenced_rows(self, generation: int, rows: int, pointers: Sequence[int] | None = None) -> int:
+        """`rows`, or one past the last row after them that a searched record points at: the records'
+        `pointers` are asked of the searched collection unless given (a repair reads them itself)."""
+        base = generation << _ROW_BITS
+        if pointers is None:
+            at_least: _Comparison = {"$gte": base + rows}
+            below: _Comparison = {"$lt": base + _ROW_MASK}
+            past: Where = {"$and": [{POINTER_KEY: at_least}, {POINTER_KEY: below}]}
+            with chroma_errors(self.location, "looking for records past the acknowledged rows"):
+                found = self.collection.get(where=past, include=["metadatas"])
+            pointers = [p for m in found["metadatas"] or [] if isinstance(p := m.get(POINTER_KEY), int)]
+        referenced = [pointer - base for pointer in pointers if base <= pointer < base + _ROW_MASK]
+        return max([rows, *(row + 1 for row in referenced)])
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -201,8 +224,11 @@ class FileVectors:
     def writing(self, pointers: Sequence[int] | None = None) -> Iterator[None]:
         """Hold the write lock; cut an unacknowledged tail that no record points at (a crashed batch). The
         records' `pointers` are asked of the searched collection unless given (a repair reads them itself)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / f"{self.name}.lock", "a+b") as lock:
+        lock_path = self.folder / f"{self.name}.lock"
+        with file_writes(lock_path, "open the write lock"):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = open(lock_path, "a+b")  # noqa: SIM115 (closed below, after the lock is given back)
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 self._recover(pointers)
@@ -214,16 +240,7 @@ class FileVectors:
         generation, rows = self.progress()
         current = self._file(generation, create=rows == 0)
         if current.rows > rows:
-            base = generation << _ROW_BITS
-            if pointers is None:
-                at_least: _Comparison = {"$gte": base + rows}
-                below: _Comparison = {"$lt": base + _ROW_MASK}
-                past: Where = {"$and": [{POINTER_KEY: at_least}, {POINTER_KEY: below}]}
-                with chroma_errors(self.location, "looking for records past the acknowledged rows"):
-                    found = self.collection.get(where=past, include=["metadatas"])
-                pointers = [p for m in found["metadatas"] or [] if isinstance(p := m.get(POINTER_KEY), int)]
-            referenced = [pointer - base for pointer in pointers if base <= pointer < base + _ROW_MASK]
-            rows = max([rows, *(row + 1 for row in referenced)])
+            rows = self._referenced_rows(generation, rows, pointers)
             current.truncate(rows)
             self._write_progress(generation, rows)
         self._generation, self._rows = generation, rows
@@ -263,18 +280,28 @@ class FileVectors:
                 ids = self.collection.get(include=[])["ids"]
             old, before = self.generations(), self.stored_rows()
             generation = max([*old, self._generation]) + 1
-            target = self._file(generation, create=True)
-            for start in range(0, len(ids), batch_size):
-                part = ids[start : start + batch_size]
-                vectors, found = self.read(part)
-                kept = [i for i, f in zip(part, found) if f]
-                records = self.records(kept)
-                target.append(kept, vectors.astype(np.float16), [_encode(i, records[i]) for i in kept])
-            self._write_progress(generation, target.rows)
+            try:
+                target = self._copy_live(ids, generation, batch_size)
+                self._write_progress(generation, target.rows)  # the commit point
+            except BaseException:
+                if self.progress()[0] != generation:  # not committed: a failed copy gives its space back
+                    self._remove_generation(generation)
+                raise
             for stale in old:
                 self._remove_generation(stale)
             self._generation, self._rows = generation, target.rows
             return before - target.rows
+
+    def _copy_live(self, ids: list[str], generation: int, batch_size: int) -> RerankFile:
+        """The rows and records of `ids` copied into a new file of `generation`."""
+        target = self._file(generation, create=True)
+        for start in range(0, len(ids), batch_size):
+            part = ids[start : start + batch_size]
+            vectors, found = self.read(part)
+            kept = [i for i, f in zip(part, found) if f]
+            records = self.records(kept)
+            target.append(kept, vectors.astype(np.float16), [_encode(i, records[i]) for i in kept])
+        return target
 
     # -- reading -----------------------------------------------------------------------------------
 
