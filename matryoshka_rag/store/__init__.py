@@ -4,7 +4,9 @@
 - `layout`: where a store keeps what, and the choices it recorded, checked on open.
 - `records`: the ids, documents and metadata a store accepts.
 - `search`: shortlist, exact rerank and widening, without Chroma.
-- `writing`: the order of writes and deletes across the searched collection and the rerank vectors.
+- `writing`, `reading`: the order of writes and deletes across the searched collection and the rerank
+  vectors, and the reads of both.
+- `processes`: one writing process per embedded database, readers beside it (`read_only=True`).
 - `rerank_file`, `rerank_homes`: where the rerank vectors live; `shortlist`: when a shortlist is conclusive.
 - `health`: whether a store can serve as it opens; `repair`: rebuilding its searched collection from the
   rerank file.
