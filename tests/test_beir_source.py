@@ -182,3 +182,13 @@ def test_an_unknown_name_lists_the_known_ones_without_asking(cache: Path, server
     with pytest.raises(InputError, match="folder not found"):
         load_beir("no/such/folder")
     assert server.requests == []
+
+
+def test_a_dataset_name_finds_the_shared_folder_beside_the_repository():
+    """`--dataset scifact` reads `../shared/beir/scifact` beside the checkout (as `make demo` does) before any
+    cache or download."""
+    from tests.conftest import SHARED
+
+    assert LOCAL_BEIR == SHARED / "beir"
+    if (SHARED / "beir" / "scifact").is_dir():
+        assert dataset_folder("scifact") == SHARED / "beir" / "scifact"

@@ -52,7 +52,7 @@ BEIR_DATASETS = (
 )
 """The datasets the public BEIR archive serves (the others need a licence and are not downloadable)."""
 
-LOCAL_BEIR = Path(__file__).resolve().parents[1].parent / "shared" / "beir"
+LOCAL_BEIR = Path(__file__).resolve().parents[3] / "shared" / "beir"  # beside the repository
 """Offline copies beside the repository: ``<repo>/../shared/beir/<name>``."""
 
 REQUIRED_FILES = ("corpus.jsonl", "queries.jsonl")
