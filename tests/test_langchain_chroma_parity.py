@@ -135,3 +135,78 @@ def test_from_chroma_converts_without_touching_the_original(tmp_path, base, scif
     assert [d.id for d in store.similarity_search(question, k=5)] == [
         d.id for d in chroma.similarity_search(question, k=5)
     ]
+
+
+def scored_slice(scifact, n_questions: int = 6) -> tuple[list[str], list[str], list[str]]:
+    """Ids and texts of the first N documents and the relevant ones of the first `n_questions` test questions
+    (all of whose relevant documents are in the corpus), and those questions: near and far hits alike."""
+    qrels, corpus = scifact.qrels("test"), dict(zip(scifact.corpus_ids, scifact.corpus_texts))
+    asked = dict(zip(scifact.query_ids, scifact.query_texts))
+    chosen = [q for q in scifact.query_ids if q in qrels and set(qrels[q]) <= set(corpus)][:n_questions]
+    ids = list(dict.fromkeys([*scifact.corpus_ids[:N], *(d for q in chosen for d in qrels[q])]))
+    return ids, [corpus[i] for i in ids], [asked[q] for q in chosen]
+
+
+def _scored_pair(folder, base, adaptor, scifact, space: str | None, configuration, **ours_kwargs):
+    """Our store (HNSW `space`, None: the default) and Chroma (`configuration`, None: its default, l2) over
+    `scored_slice`."""
+    ids, texts, _ = scored_slice(scifact)
+    ours = MatryoshkaVectorStore(
+        "scores", base, persist_directory=str(folder / "ours"), adaptor=adaptor, space=space, **ours_kwargs
+    )
+    chroma = Chroma(
+        "scores", base, persist_directory=str(folder / "chroma"), collection_configuration=configuration
+    )
+    for store in (ours, chroma):
+        store.add_texts(texts, ids=ids)
+    return ours, chroma
+
+
+THRESHOLDS = {"l2": 0.2, "cosine": 0.35, "ip": 0.35}  # relevance scores that keep some hits and drop others
+
+
+@pytest.mark.filterwarnings("ignore:Relevance scores must be between 0 and 1")  # Chroma's l2 ones are not
+@pytest.mark.parametrize("space", ["l2", "cosine", "ip"])
+def test_scores_as_chroma_in_each_space(space, tmp_path, base, small_adaptor_dir, scifact) -> None:
+    """Distances, relevance scores and a score_threshold retriever give what Chroma gives in a collection of
+    the same space; for "l2", Chroma's default collection."""
+    hnsw = None if space == "l2" else {"hnsw": {**CHROMA_HNSW["hnsw"], "space": space}}
+    pair = _scored_pair(tmp_path, base, small_adaptor_dir, scifact, space, hnsw)
+    kept = 0
+    for question in scored_slice(scifact)[2]:
+        vector = base.embed_query(question)
+        for method, query in (
+            ("similarity_search_with_score", question),
+            ("similarity_search_with_relevance_scores", question),
+            ("similarity_search_by_vector_with_relevance_scores", vector),
+        ):
+            found, expected = (getattr(store, method)(query, k=8) for store in pair)
+            assert [d.id for d, _ in found] == [d.id for d, _ in expected], method
+            assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=4e-3), method
+        search = {"k": 8, "score_threshold": THRESHOLDS[space]}
+        ours, chroma = (
+            [d.id for d in store.as_retriever(search_type="similarity_score_threshold", search_kwargs=search).invoke(question)]
+            for store in pair
+        )
+        assert ours == chroma
+        kept += len(chroma)
+    assert 0 < kept < 8 * len(scored_slice(scifact)[2])  # the threshold keeps some hits and drops others
+
+
+def test_relevance_score_fn_as_chroma(tmp_path, base, small_adaptor_dir, scifact) -> None:
+    ids, texts, questions = scored_slice(scifact)
+
+    def relevance(distance: float) -> float:
+        return 1.0 / (1.0 + distance)
+
+    ours = MatryoshkaVectorStore.from_texts(
+        texts, base, ids=ids, adaptor=small_adaptor_dir, space="l2", relevance_score_fn=relevance
+    )
+    chroma = Chroma.from_texts(texts, base, ids=ids, relevance_score_fn=relevance)  # its default: l2
+    for question in questions[:3]:
+        found, expected = (s.similarity_search_with_relevance_scores(question, k=5) for s in (ours, chroma))
+        assert [d.id for d, _ in found] == [d.id for d, _ in expected]
+        assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=4e-3)
+    assert ours._select_relevance_score_fn() is relevance
+    with pytest.raises(InputError, match="relevance_score_fn must map a distance to a relevance score, got str"):
+        MatryoshkaVectorStore("refused", base, adaptor=small_adaptor_dir, relevance_score_fn="cosine")

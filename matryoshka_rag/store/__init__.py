@@ -10,6 +10,7 @@
 - `rerank_file`, `rerank_homes`: where the rerank vectors live; `shortlist`: when a shortlist is conclusive.
 - `health`: whether a store can serve as it opens; `repair`: rebuilding its searched collection from the
   rerank file.
+- `distances`: Chroma's distance in each HNSW space, from and to the cosine the store scores in.
 - `input_checks`: checks shared with the framework stores; `chroma_client`: the Chroma connection.
 - `write_errors`: a write the disk refused (no space, read-only) as one named `StoreWriteError`.
 """

@@ -33,6 +33,7 @@ from ..scoring.recommend import recommend_dim
 from ..validation import check_choice, check_rows, unit_rows
 from .chroma_client import chroma_errors, persist_directory
 from .chroma_client import location as location_of
+from .distances import Space
 from .input_checks import check_k
 from .rerank_homes import CollectionVectors, FileVectors, RerankHome, RerankVectors
 
@@ -41,7 +42,6 @@ __all__ = [
     "LAYOUT_KEYS",
     "LAYOUT_VERSION",
     "LargeVectors",
-    "Space",
     "StoreLayout",
     "check_layout",
     "check_store_name",
@@ -70,7 +70,6 @@ DEFAULT_HNSW: CreateHNSWConfiguration = {
 }  # defaults give low recall
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$")
 
-Space = Literal["cosine", "ip", "l2"]
 LargeVectors = Literal["auto", "base", "adapted"]
 
 

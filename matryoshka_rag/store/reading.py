@@ -11,6 +11,7 @@ from chromadb.api.models.Collection import Collection
 
 from ..validation import check_int, unit_rows
 from .chroma_client import chroma_errors
+from .distances import Space, cosine_from_distance
 from .records import Record, check_ids, check_where, stored_records
 from .rerank_homes import RerankVectors
 from .search import MAX_SHORTLIST
@@ -19,7 +20,7 @@ __all__ = ["matching_ids", "read_records", "read_rerank_vectors", "shortlist"]
 
 
 def shortlist(
-    searched: Collection, space: str, location: str, vector: np.ndarray, n: int, where: Mapping | None
+    searched: Collection, space: Space, location: str, vector: np.ndarray, n: int, where: Mapping | None
 ) -> tuple[list[str], np.ndarray]:
     """The small-dim search of `vector` `(small_dim,)` in `searched` (HNSW `space`): ids and cosines `(m,)` of
     up to `n` records passing `where`."""
@@ -27,8 +28,7 @@ def shortlist(
     with chroma_errors(location, f"searching {searched.name!r}"):
         found = searched.query(query_embeddings=[vector], n_results=n, where=filters, include=["distances"])
     distances = np.asarray((found["distances"] or [[]])[0], dtype=np.float64)
-    cosines = 1.0 - (0.5 if space == "l2" else 1.0) * distances  # unit vectors: l2 is squared
-    return found["ids"][0], cosines
+    return found["ids"][0], cosine_from_distance(distances, space)
 
 
 def read_records(

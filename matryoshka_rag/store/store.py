@@ -47,12 +47,12 @@ from .chroma_client import (
     location,
     reconnect,
 )
+from .distances import Space
 from .health import StoreNeedsRepairError, open_checked
 from .input_checks import check_k, check_query
 from .layout import (
     DEFAULT_HNSW,
     LargeVectors,
-    Space,
     check_layout,
     check_store_name,
     collection_name,

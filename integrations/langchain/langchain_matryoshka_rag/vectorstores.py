@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -24,6 +24,7 @@ from langchain_matryoshka_rag.embeddings import base_model_name
 from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
 from matryoshka_rag.embeddings.adapted import warn_if_other_model
 from matryoshka_rag.errors import InputError
+from matryoshka_rag.store.distances import Space, chroma_distance
 from matryoshka_rag.store.input_checks import check_base_vectors, check_k, check_lengths, check_unique_ids
 from matryoshka_rag.store.store import Hit, MatryoshkaStore, open_store
 from matryoshka_rag.validation import check_int
@@ -37,6 +38,12 @@ DEFAULT_K = 4
 DEFAULT_COLLECTION = "langchain"
 STAGE_EXACT = "exact"  # a where_document search: every matching record scored at the rerank dim
 _GET_INCLUDE = ("metadatas", "documents")
+# distance -> relevance in each HNSW space, as ``langchain_chroma.Chroma._select_relevance_score_fn`` picks it
+RELEVANCE_SCORE_FNS: dict[Space, Callable[[float], float]] = {
+    "cosine": VectorStore._cosine_relevance_score_fn,
+    "l2": VectorStore._euclidean_relevance_score_fn,
+    "ip": VectorStore._max_inner_product_relevance_score_fn,
+}
 
 
 def hit_document(hit: Hit) -> Document:
@@ -112,11 +119,16 @@ class MatryoshkaVectorStore(VectorStore):
             ``client``; none of them: an in-memory Chroma.
         adaptor: a ``NumpyAdaptor``, a ``MatryoshkaAdaptor`` or its folder; None reopens an existing store with its recorded one.
         store: an open ``MatryoshkaStore`` to use instead (then no location or adaptor is given).
-        small_dim, large_dim, **store_kwargs: passed to ``MatryoshkaStore``.
+        relevance_score_fn: distance -> relevance score, as ``Chroma`` takes it; None: the one of the store's
+            ``space``, as ``Chroma`` picks it for its collection's space.
+        small_dim, large_dim, **store_kwargs: passed to ``MatryoshkaStore`` (``space=``: "cosine" by default,
+            "l2" or "ip").
 
-    Scores: ``similarity_search_with_score`` gives the cosine distance ``1 - cosine`` at the rerank dim (lower
-    is closer), as ``Chroma`` does in cosine space; relevance scores are the cosine. The stage and the
-    per-dim cosines of each result come from :meth:`similarity_search_with_hits`, never in the metadata.
+    Scores: ``similarity_search_with_score`` gives Chroma's distance in the store's ``space`` between the
+    rerank-dim vectors (lower is closer): ``1 - cosine`` in "cosine" and "ip" space, the squared L2
+    ``2 - 2 cosine`` in "l2" space; relevance scores come from it as ``Chroma``'s do (the cosine in "cosine"
+    space). The stage and the per-dim cosines of each result come from :meth:`similarity_search_with_hits`,
+    never in the metadata.
     ``where_document`` (``$contains``/``$not_contains``) filters ``get`` and the searches over the stored
     documents; a search with it scores every matching record exactly at the rerank dim.
     """
@@ -134,12 +146,18 @@ class MatryoshkaVectorStore(VectorStore):
         store: MatryoshkaStore | None = None,
         small_dim: int | None = None,
         large_dim: int | None = None,
+        relevance_score_fn: Callable[[float], float] | None = None,
         **store_kwargs: Any,
     ) -> None:
         if not isinstance(embedding_function, Embeddings):
             raise InputError(
                 "embedding_function must be the LangChain Embeddings the adaptor was trained on, "
                 f"got {type(embedding_function).__name__}"
+            )
+        if relevance_score_fn is not None and not callable(relevance_score_fn):
+            raise InputError(
+                "relevance_score_fn must map a distance to a relevance score, "
+                f"got {type(relevance_score_fn).__name__}; None uses the store's space"
             )
         store = open_store(
             store,
@@ -158,14 +176,20 @@ class MatryoshkaVectorStore(VectorStore):
         name = base_model_name(embedding_function)
         warn_if_other_model(store.adaptor, name)
         self._model = name or type(embedding_function).__name__
+        self.override_relevance_score_fn = relevance_score_fn
 
     @property
     def embeddings(self) -> Embeddings:
         """The base embedding model."""
         return self._embedding
 
-    def _select_relevance_score_fn(self):
-        return self._cosine_relevance_score_fn
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        """``relevance_score_fn`` if given, else the one of the store's space (``RELEVANCE_SCORE_FNS``)."""
+        return self.override_relevance_score_fn or RELEVANCE_SCORE_FNS[self.store.space]
+
+    def _with_distances(self, found: list[tuple[Document, Hit]]) -> list[tuple[Document, float]]:
+        """Documents with Chroma's distance in the store's space at their hit's cosine."""
+        return [(doc, chroma_distance(hit.score, self.store.space)) for doc, hit in found]
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -376,11 +400,9 @@ class MatryoshkaVectorStore(VectorStore):
         filter: dict[str, Any] | None = None,
         **kwargs: Any,  # noqa: A002
     ) -> list[tuple[Document, float]]:
-        """The k closest documents with their cosine distance ``1 - cosine`` (lower is closer)."""
-        return [
-            (doc, 1.0 - hit.score)
-            for doc, hit in self.similarity_search_with_hits(query, k, filter, **kwargs)
-        ]
+        """The k closest documents with their distance (lower is closer), as ``Chroma`` gives it in the
+        store's space."""
+        return self._with_distances(self.similarity_search_with_hits(query, k, filter, **kwargs))
 
     async def asimilarity_search_with_score(
         self,
@@ -390,8 +412,7 @@ class MatryoshkaVectorStore(VectorStore):
         **kwargs: Any,  # noqa: A002
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score`."""
-        found = await self.asimilarity_search_with_hits(query, k, filter, **kwargs)
-        return [(doc, 1.0 - hit.score) for doc, hit in found]
+        return self._with_distances(await self.asimilarity_search_with_hits(query, k, filter, **kwargs))
 
     def similarity_search(
         self,
@@ -431,10 +452,10 @@ class MatryoshkaVectorStore(VectorStore):
         filter: dict[str, Any] | None = None,  # noqa: A002
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
-        """The k closest documents to a base vector with their cosine distance ``1 - cosine`` (lower is
-        closer), as ``Chroma``'s method of that name gives distances."""
+        """The k closest documents to a base vector with their distance (lower is closer), as ``Chroma``'s
+        method of that name gives distances in the store's space."""
         k, (where, documents) = check_k(k), _where(filter, kwargs)
-        return [(doc, 1.0 - hit.score) for doc, hit in self._search(embedding, k, where, documents)]
+        return self._with_distances(self._search(embedding, k, where, documents))
 
     # -- maximal marginal relevance ------------------------------------------------------------------
 
@@ -509,21 +530,27 @@ class MatryoshkaVectorStore(VectorStore):
         *,
         out: str | os.PathLike | None = None,
         dim: int | Literal["auto"] = 64,
+        relevance_score_fn: Callable[[float], float] | None = None,
         **shrink_kwargs: Any,
     ) -> MatryoshkaVectorStore:
         """The plain Chroma collection ``collection_name`` at ``persist_directory`` (e.g. one ``Chroma``
         filled) as a store, without re-embedding: ``matryoshka-rag shrink`` in Python
         (``matryoshka_rag.recipes.shrink.shrink``, which needs the ``train`` extra): an adaptor trained on the
         stored vectors, the store written to ``out`` (default ``<persist_directory>.matryoshka``) and checked
-        against the original, which is only read. ``shrink_kwargs``: shrink's (``target``, ``sample``,
-        ``max_steps``, ``progress``...)."""
+        against the original, which is only read. ``relevance_score_fn``: as the constructor's;
+        ``shrink_kwargs``: shrink's (``target``, ``sample``, ``max_steps``, ``progress``...)."""
         from matryoshka_rag.recipes.shrink import shrink
 
         model = base_model_name(embedding_function) or "unknown"
         report = shrink(
             persist_directory, collection_name, dim=dim, out=out, base_model=model, **shrink_kwargs
         )
-        return cls(report.store, embedding_function, persist_directory=report.store_path)
+        return cls(
+            report.store,
+            embedding_function,
+            persist_directory=report.store_path,
+            relevance_score_fn=relevance_score_fn,
+        )
 
     @classmethod
     def from_texts(

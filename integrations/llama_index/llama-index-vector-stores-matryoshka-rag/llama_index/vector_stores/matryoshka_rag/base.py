@@ -9,6 +9,7 @@ large dim). Nodes are kept whole as ``ChromaVectorStore`` keeps them (``node_to_
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,17 +31,27 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from llama_index.vector_stores.matryoshka_rag.filters import to_chroma_where
 from matryoshka_rag.adaptor.numpy_forward import NumpyAdaptor
 from matryoshka_rag.errors import InputError
+from matryoshka_rag.store.distances import Space, chroma_distance
 from matryoshka_rag.store.input_checks import check_base_vectors, check_k, check_unique_ids
 from matryoshka_rag.store.store import Hit, MatryoshkaStore, open_store
+from matryoshka_rag.validation import check_choice
 
 if TYPE_CHECKING:
     from matryoshka_rag.adaptor.torch_module import MatryoshkaAdaptor
 
-__all__ = ["MatryoshkaQueryResult", "MatryoshkaVectorStore"]
+__all__ = ["MatryoshkaQueryResult", "MatryoshkaVectorStore", "NodeScore"]
 
 DEFAULT_COLLECTION = "llama_index"
 MMR_PREFETCH_FACTOR = 4.0  # as ChromaVectorStore
 _MMR_KWARGS = ("mmr_threshold", "mmr_prefetch_factor", "mmr_prefetch_k")
+
+NodeScore = Literal["cosine", "chroma"]
+
+
+def _node_score(cosine: float, score: NodeScore, space: Space) -> float:
+    """A node's score at a hit's rerank-dim ``cosine``: the cosine itself, or with ``score="chroma"``
+    ``exp(-distance)``, Chroma's distance in HNSW ``space``, as ``ChromaVectorStore`` scores its nodes."""
+    return cosine if score == "cosine" else math.exp(-chroma_distance(cosine, space))
 
 
 @dataclass
@@ -79,10 +90,14 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
         persist_dir: embedded Chroma folder; or ``host``/``port`` of a ``chroma run`` server; or a ``client``;
             none of them: an in-memory Chroma.
         store: an open ``MatryoshkaStore`` to use instead (then no location or adaptor is given).
-        small_dim, large_dim, **store_kwargs: passed to ``MatryoshkaStore``.
+        score: the ``similarities`` (``NodeWithScore.score``) of a query: "cosine" (default), the cosine at the
+            rerank dim; "chroma", ``exp(-distance)`` with Chroma's distance in the store's ``space``, as
+            ``ChromaVectorStore`` scores nodes in a collection of that space (its default collection: "l2").
+        small_dim, large_dim, **store_kwargs: passed to ``MatryoshkaStore`` (``space=``: "cosine" by default,
+            "l2" or "ip").
 
-    Node embeddings and query embeddings are the base model's ``(base_dim,)``. ``similarities`` are cosines
-    at the rerank dim; the stage and per-dim cosines are on ``query(...).hits``.
+    Node embeddings and query embeddings are the base model's ``(base_dim,)``; the stage and per-dim
+    cosines are on ``query(...).hits``.
     """
 
     stores_text: bool = True
@@ -91,6 +106,7 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
     persist_dir: str | None = None
     host: str | None = None
     port: int | None = None
+    score: NodeScore = "cosine"
 
     _store: MatryoshkaStore = PrivateAttr()
 
@@ -106,8 +122,10 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
         store: MatryoshkaStore | None = None,
         small_dim: int | None = None,
         large_dim: int | None = None,
+        score: NodeScore = "cosine",
         **store_kwargs: Any,
     ) -> None:
+        check_choice("score", score, NodeScore)
         store = open_store(
             store,
             collection_name,
@@ -125,6 +143,7 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
             persist_dir=str(persist_dir) if persist_dir is not None else None,
             host=host,
             port=port if host is not None else None,
+            score=score,
         )
         self._store = store
 
@@ -137,20 +156,21 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
         out: str | os.PathLike | None = None,
         dim: int | Literal["auto"] = 64,
         base_model: str = "unknown",
+        score: NodeScore = "cosine",
         **shrink_kwargs: Any,
     ) -> MatryoshkaVectorStore:
         """The plain Chroma collection ``collection_name`` at ``persist_dir`` (e.g. one ``ChromaVectorStore``
         filled) as a store, without re-embedding: ``matryoshka-rag shrink`` in Python
         (``matryoshka_rag.recipes.shrink.shrink``, which needs the ``train`` extra): an adaptor trained on the
         stored vectors (``base_model`` recorded), the store written to ``out`` (default
-        ``<persist_dir>.matryoshka``) and checked against the original, which is only read.
-        ``shrink_kwargs``: shrink's (``target``, ``sample``, ``max_steps``, ``progress``...)."""
+        ``<persist_dir>.matryoshka``) and checked against the original, which is only read. ``score``: as the
+        constructor's; ``shrink_kwargs``: shrink's (``target``, ``sample``, ``max_steps``, ``progress``...)."""
         from matryoshka_rag.recipes.shrink import shrink
 
         report = shrink(
             persist_dir, collection_name, dim=dim, out=out, base_model=base_model, **shrink_kwargs
         )
-        return cls(None, report.store, persist_dir=report.store_path)
+        return cls(None, report.store, persist_dir=report.store_path, score=score)
 
     @classmethod
     def class_name(cls) -> str:
@@ -271,7 +291,7 @@ class MatryoshkaVectorStore(BasePydanticVectorStore):
             hits = self._store.query(vector, k=k, where=where)
         return MatryoshkaQueryResult(
             nodes=[_to_node(hit.id, hit.document, hit.metadata) for hit in hits],
-            similarities=[hit.score for hit in hits],
+            similarities=[_node_score(hit.score, self.score, self._store.space) for hit in hits],
             ids=[hit.id for hit in hits],
             hits=hits,
         )
