@@ -47,3 +47,15 @@ def run_example(name: str, scifact: BeirDataset, adaptor: Path, runs: Path) -> l
         assert row["answer"].startswith("[offline stand-in")
     assert any(set(qrels[q]) & {d for d, _ in row["retrieved"]} for q, row in zip(asked, results))
     return results
+
+
+def scored_slice(
+    scifact: BeirDataset, n: int = 60, n_questions: int = 6
+) -> tuple[list[str], list[str], list[str]]:
+    """Ids and texts of the first `n` documents and the relevant ones of the first `n_questions` test questions
+    (all of whose relevant documents are in the corpus), and those questions: near and far hits alike."""
+    qrels, corpus = scifact.qrels("test"), dict(zip(scifact.corpus_ids, scifact.corpus_texts))
+    asked = dict(zip(scifact.query_ids, scifact.query_texts))
+    chosen = [q for q in scifact.query_ids if q in qrels and set(qrels[q]) <= set(corpus)][:n_questions]
+    ids = list(dict.fromkeys([*scifact.corpus_ids[:n], *(d for q in chosen for d in qrels[q])]))
+    return ids, [corpus[i] for i in ids], [asked[q] for q in chosen]

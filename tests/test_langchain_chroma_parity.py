@@ -4,12 +4,15 @@ vector, ``where_document`` and ``reset_collection`` give what Chroma gives."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
 
 from langchain_matryoshka_rag import MatryoshkaVectorStore, ProviderEmbeddings
 from matryoshka_rag.errors import InputError
+from tests.framework_checks import scored_slice
 
 N = 60
 CHROMA_HNSW = {"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 400}}
@@ -137,16 +140,6 @@ def test_from_chroma_converts_without_touching_the_original(tmp_path, base, scif
     ]
 
 
-def scored_slice(scifact, n_questions: int = 6) -> tuple[list[str], list[str], list[str]]:
-    """Ids and texts of the first N documents and the relevant ones of the first `n_questions` test questions
-    (all of whose relevant documents are in the corpus), and those questions: near and far hits alike."""
-    qrels, corpus = scifact.qrels("test"), dict(zip(scifact.corpus_ids, scifact.corpus_texts))
-    asked = dict(zip(scifact.query_ids, scifact.query_texts))
-    chosen = [q for q in scifact.query_ids if q in qrels and set(qrels[q]) <= set(corpus)][:n_questions]
-    ids = list(dict.fromkeys([*scifact.corpus_ids[:N], *(d for q in chosen for d in qrels[q])]))
-    return ids, [corpus[i] for i in ids], [asked[q] for q in chosen]
-
-
 def _scored_pair(folder, base, adaptor, scifact, space: str | None, configuration, **ours_kwargs):
     """Our store (HNSW `space`, None: the default) and Chroma (`configuration`, None: its default, l2) over
     `scored_slice`."""
@@ -185,7 +178,12 @@ def test_scores_as_chroma_in_each_space(space, tmp_path, base, small_adaptor_dir
             assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=4e-3), method
         search = {"k": 8, "score_threshold": THRESHOLDS[space]}
         ours, chroma = (
-            [d.id for d in store.as_retriever(search_type="similarity_score_threshold", search_kwargs=search).invoke(question)]
+            [
+                d.id
+                for d in store.as_retriever(
+                    search_type="similarity_score_threshold", search_kwargs=search
+                ).invoke(question)
+            ]
             for store in pair
         )
         assert ours == chroma
@@ -208,5 +206,37 @@ def test_relevance_score_fn_as_chroma(tmp_path, base, small_adaptor_dir, scifact
         assert [d.id for d, _ in found] == [d.id for d, _ in expected]
         assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=4e-3)
     assert ours._select_relevance_score_fn() is relevance
-    with pytest.raises(InputError, match="relevance_score_fn must map a distance to a relevance score, got str"):
+    with pytest.raises(
+        InputError, match="relevance_score_fn must map a distance to a relevance score, got str"
+    ):
         MatryoshkaVectorStore("refused", base, adaptor=small_adaptor_dir, relevance_score_fn="cosine")
+
+
+@pytest.mark.filterwarnings("ignore:Relevance scores must be between 0 and 1")  # Chroma's l2 ones are not
+def test_porting_a_threshold_from_chromas_default_collection(
+    tmp_path, base, small_adaptor_dir, scifact
+) -> None:
+    """The README's table: our default store (cosine space) beside Chroma's default collection (l2): distance
+    ``d / 2``, relevance ``1 - (1 - r) / sqrt(2)``, and its worked example (threshold 0.2 there, 0.434 here)."""
+    ours, chroma = _scored_pair(tmp_path, base, small_adaptor_dir, scifact, None, None)
+    kept = 0
+    for question in scored_slice(scifact)[2]:
+        for method, port in (
+            ("similarity_search_with_score", lambda d: d / 2),
+            ("similarity_search_with_relevance_scores", lambda r: 1 - (1 - r) / math.sqrt(2)),
+        ):
+            found, expected = (getattr(store, method)(question, k=8) for store in (ours, chroma))
+            assert [d.id for d, _ in found] == [d.id for d, _ in expected], method
+            assert [s for _, s in found] == pytest.approx([port(s) for _, s in expected], abs=3e-3), method
+        found, expected = (
+            [
+                d.id
+                for d in store.as_retriever(
+                    search_type="similarity_score_threshold", search_kwargs={"k": 8, "score_threshold": t}
+                ).invoke(question)
+            ]
+            for store, t in ((ours, 0.434), (chroma, 0.2))
+        )
+        assert found == expected
+        kept += len(expected)
+    assert 0 < kept < 8 * len(scored_slice(scifact)[2])

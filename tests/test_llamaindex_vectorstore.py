@@ -5,6 +5,7 @@ against a real ``chroma run`` server: ``VectorStoreIndex`` and ``IngestionPipeli
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.ingestion import IngestionPipeline
+from llama_index.core.postprocessor import SimilarityPostprocessor
 from llama_index.core.retrievers import RecursiveRetriever
 from llama_index.core.schema import IndexNode, MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import (
@@ -28,6 +30,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from llama_index.embeddings.matryoshka_rag import ProviderEmbedding
 from llama_index.vector_stores.matryoshka_rag import MatryoshkaVectorStore, to_chroma_where
 from matryoshka_rag.errors import AdaptorMismatchError, InputError
+from tests.framework_checks import scored_slice
 
 N = 120
 
@@ -132,6 +135,56 @@ def test_recursive_retriever_over_an_index_node_as_chroma(tmp_path, base, small_
         )
         found.append([n.node.node_id for n in retriever.retrieve(question)])
     assert found[0] == found[1] and found[0][0] == "details" and len(found[0]) == 4
+
+
+CUTOFFS = {
+    "l2": 0.35,
+    "cosine": 0.5,
+}  # ChromaVectorStore scores exp(-distance) that keep some hits, drop others
+SCALES = {"l2": 2.0, "cosine": 1.0}  # unit vectors: distance = scale * (1 - cosine)
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine"])
+def test_chroma_scores_keep_what_chroma_vector_store_keeps(space, base, small_adaptor_dir, scifact) -> None:
+    """``score="chroma"`` scores nodes as ``ChromaVectorStore`` does in a collection of the store's space ("l2":
+    its default collection), so a ``SimilarityPostprocessor`` keeps the same nodes; the default cosines are the
+    README's port of those scores, ``1 + ln(score) / scale``, and keep the same nodes at the ported cutoff."""
+    ids, texts, questions = scored_slice(scifact)
+    nodes = [TextNode(id_=i, text=text) for i, text in zip(ids, texts)]
+    cosine = MatryoshkaVectorStore(small_adaptor_dir, _name(), space=space)
+    configuration = (
+        None if space == "l2" else {"hnsw": {"space": space, "ef_construction": 200, "ef_search": 400}}
+    )
+    collection = chromadb.EphemeralClient().create_collection(_name(), configuration=configuration)
+    indexes = [
+        VectorStoreIndex(
+            nodes, storage_context=StorageContext.from_defaults(vector_store=s), embed_model=base
+        )
+        for s in (cosine, ChromaVectorStore(chroma_collection=collection))
+    ]
+    scored = MatryoshkaVectorStore(store=cosine.store, score="chroma")
+    indexes.insert(1, VectorStoreIndex.from_vector_store(scored, embed_model=base))
+    keep = SimilarityPostprocessor(similarity_cutoff=CUTOFFS[space]).postprocess_nodes
+    keep_ported = SimilarityPostprocessor(similarity_cutoff=1 + math.log(CUTOFFS[space]) / SCALES[space])
+
+    def kept_ids(found) -> list[str]:
+        return [n.node.node_id for n in found]
+
+    kept, cosine_cut_differs = 0, False
+    for question in questions:
+        ours, ours_chroma, chroma = (i.as_retriever(similarity_top_k=8).retrieve(question) for i in indexes)
+        assert kept_ids(ours_chroma) == kept_ids(chroma) == kept_ids(ours)
+        assert [n.score for n in ours_chroma] == pytest.approx([n.score for n in chroma], abs=2e-3)
+        assert [n.score for n in ours] == pytest.approx(
+            [1 + math.log(n.score) / SCALES[space] for n in chroma], abs=2e-3
+        )
+        assert kept_ids(keep(ours_chroma)) == kept_ids(keep(chroma))
+        assert kept_ids(keep_ported.postprocess_nodes(ours)) == kept_ids(keep(chroma))
+        kept += len(keep(chroma))
+        cosine_cut_differs |= kept_ids(keep(ours)) != kept_ids(keep(chroma))
+    assert 0 < kept < 8 * len(questions) and cosine_cut_differs  # the cutoff cuts; cosines need the port
+    with pytest.raises(InputError, match="score must be one of 'cosine', 'chroma'; got 'exp'"):
+        MatryoshkaVectorStore(store=cosine.store, score="exp")
 
 
 def test_from_chroma_converts_a_chroma_vector_store_collection(tmp_path, base, scifact) -> None:
