@@ -125,9 +125,13 @@ def test_refusals_are_named(pair) -> None:
         ours.get(offset=-1)
 
 
+@pytest.mark.filterwarnings("ignore:Relevance scores must be between 0 and 1")  # Chroma's l2 ones are not
 def test_from_chroma_converts_without_touching_the_original(tmp_path, base, scifact) -> None:
+    """The store converted from a collection in l2 space (Chroma's default) keeps that space, so its scores
+    are Chroma's."""
     folder, ids, texts = tmp_path / "db", scifact.corpus_ids[:200], scifact.corpus_texts[:200]
-    chroma = Chroma("docs", base, persist_directory=str(folder), collection_configuration=CHROMA_HNSW)
+    configuration = {"hnsw": {**CHROMA_HNSW["hnsw"], "space": "l2"}}
+    chroma = Chroma("docs", base, persist_directory=str(folder), collection_configuration=configuration)
     chroma.add_texts(texts, [{"group": i % 4} for i in range(200)], ids=ids)
     before = chroma.get()
     store = MatryoshkaVectorStore.from_chroma(
@@ -135,9 +139,10 @@ def test_from_chroma_converts_without_touching_the_original(tmp_path, base, scif
     )
     assert chroma.get() == before and store.get() == before  # nothing re-embedded, the original only read
     question = scifact.query_texts[0]
-    assert [d.id for d in store.similarity_search(question, k=5)] == [
-        d.id for d in chroma.similarity_search(question, k=5)
-    ]
+    for method in ("similarity_search_with_score", "similarity_search_with_relevance_scores"):
+        found, expected = (getattr(s, method)(question, k=5) for s in (store, chroma))
+        assert [d.id for d, _ in found] == [d.id for d, _ in expected], method
+        assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=4e-3), method
 
 
 def _scored_pair(folder, base, adaptor, scifact, space: str | None, configuration, **ours_kwargs):

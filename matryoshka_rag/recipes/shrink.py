@@ -173,6 +173,7 @@ def shrink(
     progress: bool = True,
 ) -> ShrinkReport:
     """Shrink `collection` of the embedded database at `path` into a Matryoshka store; the original is read only.
+    The store keeps the collection's HNSW space, so the framework stores score as Chroma did there.
 
     Args:
         path: folder of the embedded Chroma database holding `collection`.
@@ -188,6 +189,7 @@ def shrink(
         max_steps: cap on the adaptor's training steps (default: the trainer's).
     """
     from ..adaptor.persistence import save_adaptor
+    from ..store.layout import hnsw_space
     from ..store.store import MatryoshkaStore
     from ..training import UnsupervisedConfig, train_unsupervised
 
@@ -198,7 +200,10 @@ def shrink(
     if out.resolve() == source.resolve():
         raise InputError("the store goes in a database folder of its own: give --out another folder")
     name = name or collection
-    ids, vectors, documents, metadatas = read_collection(connect(path=source), collection, str(source))
+    source_client = connect(path=source)
+    ids, vectors, documents, metadatas = read_collection(source_client, collection, str(source))
+    with chroma_errors(str(source), f"opening collection {collection!r}"):
+        space = hnsw_space(source_client.get_collection(collection, embedding_function=None))
     base_dim = vectors.shape[1]
     target = check_target(target)
     if dim != "auto" and not (isinstance(dim, int) and 0 < dim < base_dim):
@@ -216,7 +221,7 @@ def shrink(
     if dim == "auto":
         dim = recommend_dim(adaptor, target=target, below=base_dim, trained_only=True)
     adaptor_path = save_adaptor(adaptor, out / "matryoshka_rag" / "adaptors" / name)
-    store = MatryoshkaStore(name, adaptor_path, client=store_client, small_dim=dim)
+    store = MatryoshkaStore(name, adaptor_path, client=store_client, small_dim=dim, space=space)
     texts = [d for d in documents if d is not None] or None  # `upsert` refuses a list missing some
     store.upsert(ids, texts=texts, embeddings=vectors, metadatas=metadatas)
 

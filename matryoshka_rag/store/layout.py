@@ -47,6 +47,7 @@ __all__ = [
     "check_store_name",
     "collection_name",
     "existing_layout",
+    "hnsw_space",
     "open_homes",
     "resolve_layout",
     "trained_with_labels",
@@ -314,13 +315,18 @@ def _open_collection(
             collection = client.create_collection(
                 name, metadata=metadata, configuration=configuration, embedding_function=None
             )
-    found_space = ((collection.configuration_json or {}).get("hnsw") or {}).get("space", layout.space)
+    found_space = hnsw_space(collection) or layout.space
     if found_space != layout.space:
         raise AdaptorMismatchError(
             f"collection {name!r} at {location} uses space {found_space!r}, got space {layout.space!r}; "
             "nothing was changed"
         )
     return collection
+
+
+def hnsw_space(collection: Collection) -> Space | None:
+    """The HNSW space `collection` was made with; None when its configuration records none."""
+    return ((collection.configuration_json or {}).get("hnsw") or {}).get("space")
 
 
 def open_homes(
