@@ -197,7 +197,13 @@ def test_from_chroma_converts_a_chroma_vector_store_collection(tmp_path, base, s
         embed_model=base,
     )
     store = MatryoshkaVectorStore.from_chroma(
-        "docs", tmp_path / "db", out=tmp_path / "small", sample=50, max_steps=20, progress=False
+        "docs",
+        tmp_path / "db",
+        out=tmp_path / "small",
+        sample=50,
+        max_steps=20,
+        progress=False,
+        score="chroma",
     )
     nodes = store.get_nodes()
     assert [n.node_id for n in nodes] == collection.get()["ids"]  # nothing re-embedded, the original read
@@ -206,9 +212,10 @@ def test_from_chroma_converts_a_chroma_vector_store_collection(tmp_path, base, s
     assert all(n.ref_doc_id == original[n.node_id].ref_doc_id for n in nodes)
     index = VectorStoreIndex.from_vector_store(store, embed_model=base)
     question = scifact.query_texts[2]
-    assert [n.node.node_id for n in index.as_retriever(similarity_top_k=5).retrieve(question)] == [
-        n.node.node_id for n in chroma.as_retriever(similarity_top_k=5).retrieve(question)
-    ]
+    found, expected = (i.as_retriever(similarity_top_k=5).retrieve(question) for i in (index, chroma))
+    assert [n.node.node_id for n in found] == [n.node.node_id for n in expected]
+    # the store kept the collection's l2 space: ChromaVectorStore's scores
+    assert [n.score for n in found] == pytest.approx([n.score for n in expected], abs=4e-3)
 
 
 def test_from_vector_store_insert_and_delete_ref_doc(location, base, small_adaptor_dir, scifact) -> None:

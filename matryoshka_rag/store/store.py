@@ -154,7 +154,8 @@ class MatryoshkaStore:
         provider: texts -> base vectors `(n, base_dim)` (an `EmbeddingProvider` or any callable), needed
             to add texts without embeddings and to query with text.
         space: HNSW space of the searched collection: "cosine" (default), "ip" or "l2" (vectors are
-            unit-norm, so all three rank alike; scores are always cosines).
+            unit-norm, so all three rank alike; hit scores are always cosines, and the framework stores turn
+            them into Chroma's distance in this space, `distances.chroma_distance`).
         shortlist_factor: the first shortlist holds `shortlist_factor * k` candidates.
         max_shortlist_factor: the shortlist widens (x `WIDEN_STEP`) up to `max_shortlist_factor * k`
             candidates while `shortlist_is_conclusive` is false; equal to `shortlist_factor` turns widening off.
