@@ -145,55 +145,73 @@ def test_from_chroma_converts_without_touching_the_original(tmp_path, base, scif
         assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=4e-3), method
 
 
-def _scored_pair(folder, base, adaptor, scifact, space: str | None, configuration, **ours_kwargs):
-    """Our store (HNSW `space`, None: the default) and Chroma (`configuration`, None: its default, l2) over
-    `scored_slice`."""
-    ids, texts, _ = scored_slice(scifact)
-    ours = MatryoshkaVectorStore(
-        "scores", base, persist_directory=str(folder / "ours"), adaptor=adaptor, space=space, **ours_kwargs
-    )
-    chroma = Chroma(
-        "scores", base, persist_directory=str(folder / "chroma"), collection_configuration=configuration
-    )
-    for store in (ours, chroma):
-        store.add_texts(texts, ids=ids)
-    return ours, chroma
-
-
 THRESHOLDS = {"l2": 0.2, "cosine": 0.35, "ip": 0.35}  # relevance scores that keep some hits and drop others
 
 
-@pytest.mark.filterwarnings("ignore:Relevance scores must be between 0 and 1")  # Chroma's l2 ones are not
-@pytest.mark.parametrize("space", ["l2", "cosine", "ip"])
-def test_scores_as_chroma_in_each_space(space, tmp_path, base, small_adaptor_dir, scifact) -> None:
-    """Distances, relevance scores and a score_threshold retriever give what Chroma gives in a collection of
-    the same space; for "l2", Chroma's default collection."""
-    hnsw = None if space == "l2" else {"hnsw": {**CHROMA_HNSW["hnsw"], "space": space}}
-    pair = _scored_pair(tmp_path, base, small_adaptor_dir, scifact, space, hnsw)
-    kept = 0
-    for question in scored_slice(scifact)[2]:
-        vector = base.embed_query(question)
+def _scores(store, question: str, vector: list[float], threshold: float) -> dict[str, list]:
+    """What `store` gives for `question`: (id, score) of each scored search (k=8) and the ids a
+    score_threshold retriever keeps."""
+    found = {
+        method: [(d.id, s) for d, s in getattr(store, method)(query, k=8)]
         for method, query in (
             ("similarity_search_with_score", question),
             ("similarity_search_with_relevance_scores", question),
             ("similarity_search_by_vector_with_relevance_scores", vector),
-        ):
-            found, expected = (getattr(store, method)(query, k=8) for store in pair)
-            assert [d.id for d, _ in found] == [d.id for d, _ in expected], method
-            assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=4e-3), method
-        search = {"k": 8, "score_threshold": THRESHOLDS[space]}
-        ours, chroma = (
-            [
-                d.id
-                for d in store.as_retriever(
-                    search_type="similarity_score_threshold", search_kwargs=search
-                ).invoke(question)
-            ]
-            for store in pair
         )
-        assert ours == chroma
-        kept += len(chroma)
-    assert 0 < kept < 8 * len(scored_slice(scifact)[2])  # the threshold keeps some hits and drops others
+    }
+    search = {"k": 8, "score_threshold": threshold}
+    retriever = store.as_retriever(search_type="similarity_score_threshold", search_kwargs=search)
+    return found | {"kept": [d.id for d in retriever.invoke(question)]}
+
+
+def _assert_scores(found: dict[str, list], expected: dict[str, list], port=None) -> None:
+    for method in found.keys() - {"kept"}:
+        assert [i for i, _ in found[method]] == [i for i, _ in expected[method]], method
+        ported = [(port or {}).get(method, lambda s: s)(s) for _, s in expected[method]]
+        assert [s for _, s in found[method]] == pytest.approx(ported, abs=4e-3), method
+    assert found["kept"] == expected["kept"]
+
+
+@pytest.mark.filterwarnings("ignore:Relevance scores must be between 0 and 1")  # Chroma's l2 ones are not
+def test_score_table_as_langchain_chroma(tmp_path, base, small_adaptor_dir, scifact) -> None:
+    """The README's table: in each space (for l2, Chroma's default collection) distances, relevance scores and a
+    score_threshold retriever give what Chroma gives; our default store beside Chroma's default collection is
+    the port (distance ``d / 2``, relevance ``1 - (1 - r) / sqrt(2)``) and its worked example (threshold 0.2
+    there, 0.434 here)."""
+    ids, texts, questions = scored_slice(scifact)
+    stores = {}
+    for space in ("l2", "cosine", "ip"):
+        hnsw = None if space == "l2" else {"hnsw": {**CHROMA_HNSW["hnsw"], "space": space}}
+        ours, chroma = str(tmp_path / space / "ours"), str(tmp_path / space / "chroma")
+        stores[space] = (
+            MatryoshkaVectorStore(
+                "scores", base, persist_directory=ours, adaptor=small_adaptor_dir, space=space
+            ),
+            Chroma("scores", base, persist_directory=chroma, collection_configuration=hnsw),
+        )
+    default = MatryoshkaVectorStore(
+        "default", base, persist_directory=str(tmp_path / "default"), adaptor=small_adaptor_dir
+    )
+    for store in (default, *(s for pair in stores.values() for s in pair)):
+        store.add_texts(texts, ids=ids)
+    port = {  # Chroma's ..._by_vector_with_relevance_scores gives distances
+        "similarity_search_with_score": lambda d: d / 2,
+        "similarity_search_by_vector_with_relevance_scores": lambda d: d / 2,
+        "similarity_search_with_relevance_scores": lambda r: 1 - (1 - r) / math.sqrt(2),
+    }
+    kept = dict.fromkeys(stores, 0)
+    for question in questions:
+        vector = base.embed_query(question)
+        for space, (ours, chroma) in stores.items():
+            expected = _scores(chroma, question, vector, THRESHOLDS[space])
+            _assert_scores(_scores(ours, question, vector, THRESHOLDS[space]), expected)
+            kept[space] += len(expected["kept"])
+        _assert_scores(
+            _scores(default, question, vector, 0.434), _scores(stores["l2"][1], question, vector, 0.2), port
+        )
+    assert all(0 < n < 8 * len(questions) for n in kept.values()), (
+        kept
+    )  # the thresholds keep some, drop others
 
 
 def test_relevance_score_fn_as_chroma(tmp_path, base, small_adaptor_dir, scifact) -> None:
@@ -215,33 +233,3 @@ def test_relevance_score_fn_as_chroma(tmp_path, base, small_adaptor_dir, scifact
         InputError, match="relevance_score_fn must map a distance to a relevance score, got str"
     ):
         MatryoshkaVectorStore("refused", base, adaptor=small_adaptor_dir, relevance_score_fn="cosine")
-
-
-@pytest.mark.filterwarnings("ignore:Relevance scores must be between 0 and 1")  # Chroma's l2 ones are not
-def test_porting_a_threshold_from_chromas_default_collection(
-    tmp_path, base, small_adaptor_dir, scifact
-) -> None:
-    """The README's table: our default store (cosine space) beside Chroma's default collection (l2): distance
-    ``d / 2``, relevance ``1 - (1 - r) / sqrt(2)``, and its worked example (threshold 0.2 there, 0.434 here)."""
-    ours, chroma = _scored_pair(tmp_path, base, small_adaptor_dir, scifact, None, None)
-    kept = 0
-    for question in scored_slice(scifact)[2]:
-        for method, port in (
-            ("similarity_search_with_score", lambda d: d / 2),
-            ("similarity_search_with_relevance_scores", lambda r: 1 - (1 - r) / math.sqrt(2)),
-        ):
-            found, expected = (getattr(store, method)(question, k=8) for store in (ours, chroma))
-            assert [d.id for d, _ in found] == [d.id for d, _ in expected], method
-            assert [s for _, s in found] == pytest.approx([port(s) for _, s in expected], abs=3e-3), method
-        found, expected = (
-            [
-                d.id
-                for d in store.as_retriever(
-                    search_type="similarity_score_threshold", search_kwargs={"k": 8, "score_threshold": t}
-                ).invoke(question)
-            ]
-            for store, t in ((ours, 0.434), (chroma, 0.2))
-        )
-        assert found == expected
-        kept += len(expected)
-    assert 0 < kept < 8 * len(scored_slice(scifact)[2])
