@@ -25,6 +25,7 @@ def run_quick(example: str, tmp_path: Path) -> str:
         "PYTHONPATH": os.pathsep.join(sys.path),  # the code under test, as this process imports it
         "HOME": str(tmp_path / "home"),
         "MATRYOSHKA_RAG_CACHE": str(tmp_path / "cache.sqlite"),
+        "OMP_NUM_THREADS": "1",  # as `make demo`: on 2 shared cores, two torch threads wait on each other
     }
     command = [sys.executable, str(REPO / "examples" / example), "--quick", "--runs", str(tmp_path / "runs")]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
