@@ -37,7 +37,7 @@ STAND_IN_NOTE = "[offline stand-in: no language model was called; it returns the
 def parser(description: str) -> argparse.ArgumentParser:
     """The examples' common options."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="the defaults of a run in under a minute (see above)")
+    p.add_argument("--quick", action="store_true", help="short run on the committed slice (see above)")
     p.add_argument("--dataset", default="scifact", help="SciFact: a BEIR folder or the name scifact")
     p.add_argument(
         "--embeddings",

@@ -3,6 +3,7 @@ slice, in a subprocess with fresh runs, cache and home folders, answering SciFac
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 from matryoshka_rag.data.beir import BeirDataset
 
 REPO = Path(__file__).resolve().parents[1]
-RUNNABLE = sorted(p.name for p in (REPO / "examples").glob("*.py") if "__main__" in p.read_text())
+EXAMPLES = REPO / "examples"
+RUNNABLE = sorted(p.name for p in EXAMPLES.glob("*.py") if "__main__" in p.read_text())
 QUESTIONS = 2  # what --quick asks: the slice's first test queries with qrels
 STAND_IN = "answer: [offline stand-in"
 
@@ -27,7 +29,7 @@ def run_quick(example: str, tmp_path: Path) -> str:
         "MATRYOSHKA_RAG_CACHE": str(tmp_path / "cache.sqlite"),
         "OMP_NUM_THREADS": "1",  # as `make demo`: on 2 shared cores, two torch threads wait on each other
     }
-    command = [sys.executable, str(REPO / "examples" / example), "--quick", "--runs", str(tmp_path / "runs")]
+    command = [sys.executable, str(EXAMPLES / example), "--quick", "--runs", str(tmp_path / "runs")]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -54,3 +56,16 @@ def test_quick_run_answers_from_the_slice(example: str, tmp_path: Path, scifact:
         assert STAND_IN in block
     assert f"{QUESTIONS}/{QUESTIONS} judged questions have a relevant document" in out
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*"))
+
+
+def test_quick_adaptor_is_reused_only_for_the_same_training(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    demo = importlib.import_module("scifact_demo")
+    vectors = demo.QUICK["embeddings"]
+    one_step = demo.quick_adaptor(vectors, tmp_path, 1)
+    assert "training on 800" in capsys.readouterr().out
+    assert demo.quick_adaptor(vectors, tmp_path, 1) == one_step
+    assert capsys.readouterr().out == f"adaptor: reusing {one_step}\n"
+    two_steps = demo.quick_adaptor(vectors, tmp_path, 2)
+    assert two_steps != one_step  # another training is not served the first one's adaptor
+    assert {p.name for p in tmp_path.iterdir()} == {one_step.name, two_steps.name}
