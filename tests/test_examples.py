@@ -22,7 +22,7 @@ STAND_IN = "answer: [offline stand-in"
 
 
 def run_quick(example: str, tmp_path: Path) -> str:
-    """The example's output after ``--quick`` (exit 0 asserted), with nothing written outside ``tmp_path``."""
+    """The example's output after ``--quick`` (exit 0 asserted), its runs, cache, home and cwd in ``tmp_path``."""
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join(sys.path),  # the code under test, as this process imports it
         "HOME": str(tmp_path / "home"),
