@@ -1,6 +1,7 @@
 """LangChain RAG over SciFact with a Matryoshka vector store on Chroma (64-d search, rerank), fully offline.
 
     python examples/langchain_rag.py                      # 300 documents, 3 SciFact questions
+    python examples/langchain_rag.py --quick              # the committed slice: 40 documents, 2 questions
     python examples/langchain_rag.py --adaptor runs/demo/adaptors/unsupervised --docs all --question "..."
 
 Base embeddings: the bundled all-MiniLM-L6-v2 behind LangChain's ``CacheBackedEmbeddings`` (base vectors
@@ -26,7 +27,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
-from scifact_demo import MODEL, parser, prepare, report, stand_in_answer
+from scifact_demo import MODEL, parse_args, prepare, report, stand_in_answer
 
 from langchain_matryoshka_rag import MatryoshkaVectorStore, ProviderEmbeddings
 
@@ -52,7 +53,7 @@ def _context(docs: list[Document]) -> str:
 def main(argv: list[str] | None = None, chat_model: BaseChatModel | None = None) -> list[dict]:
     """Index the SciFact slice, answer each question; returns per question ``{"question", "retrieved":
     [(doc id, text)], "answer"}``."""
-    args = parser(__doc__).parse_args(argv)
+    args = parse_args(__doc__, argv)
     demo = prepare(args)
     base = CacheBackedEmbeddings.from_bytes_store(
         ProviderEmbeddings(model_name=MODEL),

@@ -1,6 +1,7 @@
 """LlamaIndex RAG over SciFact with a Matryoshka vector store on Chroma (64-d search, rerank), fully offline.
 
     python examples/llamaindex_rag.py                     # 300 documents, 3 SciFact questions
+    python examples/llamaindex_rag.py --quick             # the committed slice: 40 documents, 2 questions
     python examples/llamaindex_rag.py --adaptor runs/demo/adaptors/unsupervised --docs all --question "..."
 
 The bundled all-MiniLM-L6-v2 embeds the documents in an ``IngestionPipeline`` that writes to a
@@ -23,7 +24,7 @@ from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.ingestion import IngestionCache, IngestionPipeline
 from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
 from llama_index.core.llms.callbacks import llm_completion_callback
-from scifact_demo import MODEL, parser, prepare, report, stand_in_answer
+from scifact_demo import MODEL, parse_args, prepare, report, stand_in_answer
 
 from llama_index.embeddings.matryoshka_rag import ProviderEmbedding
 from llama_index.vector_stores.matryoshka_rag import MatryoshkaVectorStore
@@ -49,7 +50,7 @@ class StandInLLM(CustomLLM):
 def main(argv: list[str] | None = None, llm: Any = None) -> list[dict]:
     """Index the SciFact slice, answer each question; returns per question ``{"question", "retrieved":
     [(doc id, text)], "answer"}``."""
-    args = parser(__doc__).parse_args(argv)
+    args = parse_args(__doc__, argv)
     demo = prepare(args)
     embed_model = ProviderEmbedding(MODEL)
     # was: ChromaVectorStore(chroma_collection=client.create_collection(name, ...))

@@ -4,6 +4,8 @@ The data is ``--dataset`` (default ``scifact``: a BEIR folder, or a name found i
 repository or downloaded once into the user cache). Without ``--adaptor``, an adaptor is trained in seconds from
 the precomputed all-MiniLM-L6-v2 vectors of the whole corpus (``--embeddings``, default
 ``../shared/embeddings/all-MiniLM-L6-v2/scifact``) and saved under ``--runs``, where later runs reuse it.
+``--quick`` changes the defaults to the SciFact slice committed in ``tests/data`` (its documents and vectors),
+40 documents, 2 questions and a 20-step adaptor: a first look in a bare clone, and CI's smoke test.
 """
 
 from __future__ import annotations
@@ -21,12 +23,21 @@ from matryoshka_rag.data.beir import load_beir
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "embeddings" / "all-MiniLM-L6-v2" / "scifact"
 MODEL = "all-MiniLM-L6-v2"
+SLICE = REPO / "tests" / "data"
+QUICK = {
+    "dataset": str(SLICE / "scifact"),
+    "embeddings": SLICE / "embeddings" / "all-MiniLM-L6-v2" / "scifact",
+    "docs": "40",
+    "queries": 2,
+    "train_steps": 20,
+}
 STAND_IN_NOTE = "[offline stand-in: no language model was called; it returns the retrieved context]"
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     """The examples' common options."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short run on the committed slice (see above)")
     p.add_argument("--dataset", default="scifact", help="SciFact: a BEIR folder or the name scifact")
     p.add_argument(
         "--embeddings",
@@ -51,6 +62,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The examples' options from ``argv``; with ``--quick``, the options not given take ``QUICK``'s values."""
+    p = parser(description)
+    if p.parse_known_args(argv)[0].quick:
+        p.set_defaults(**QUICK)
+    return p.parse_args(argv)
+
+
 @dataclass
 class Demo:
     """What an example indexes and asks: ``doc_ids[i]`` has text ``doc_texts[i]``; ``relevant[j]`` holds the
@@ -64,12 +83,13 @@ class Demo:
 
 
 def quick_adaptor(embeddings: Path, runs: Path, steps: int) -> Path:
-    """An all-MiniLM-L6-v2 adaptor for SciFact under ``runs`` (trained from precomputed vectors if absent)."""
-    path = runs / "scifact-adaptor"
+    """An all-MiniLM-L6-v2 adaptor for SciFact under ``runs``, named by its training vectors and steps (trained
+    from the precomputed vectors if absent)."""
+    vectors = np.load(embeddings / "corpus.npy", mmap_mode="r")
+    path = runs / f"scifact-adaptor-{len(vectors)}-vectors-{steps}-steps"
     if is_adaptor_dir(path):
         print(f"adaptor: reusing {path}")
         return path
-    vectors = np.load(embeddings / "corpus.npy")
     print(f"adaptor: training on {len(vectors)} precomputed vectors ({steps} steps) into {path}")
     config = UnsupervisedConfig(max_steps=steps)
     adaptor = train_unsupervised(vectors, (32, 64, 128, 384), config, base_model=MODEL, progress=False)

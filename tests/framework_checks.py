@@ -27,7 +27,7 @@ def check_fitted(path: Path, dims: tuple[int, ...], supervised: bool, corpus_siz
 
 
 def run_example(name: str, scifact: BeirDataset, adaptor: Path, runs: Path) -> list[dict]:
-    """Run ``examples/<name>.py``'s ``main`` on 40 documents and 2 SciFact test questions (k=3).
+    """Run ``examples/<name>.py``'s ``main`` with ``--quick`` (the slice: 40 documents, 2 test questions, k=3).
 
     Checks that every retrieved document is a real SciFact document with its text, that the answer comes
     from the offline stand-in, and that a relevant document is retrieved for at least one question.
@@ -35,8 +35,7 @@ def run_example(name: str, scifact: BeirDataset, adaptor: Path, runs: Path) -> l
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
     example = importlib.import_module(name)
-    options = ["--dataset", str(scifact.path), "--docs", "40", "--queries", "2", "--runs", str(runs)]
-    results = example.main(["--adaptor", str(adaptor), *options])
+    results = example.main(["--quick", "--adaptor", str(adaptor), "--runs", str(runs)])
     text_of = dict(zip(scifact.corpus_ids, scifact.corpus_texts))
     qrels = scifact.qrels("test")
     asked = [q for q in scifact.query_ids if q in qrels][:2]
