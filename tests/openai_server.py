@@ -44,7 +44,9 @@ def _texts(body: dict[str, Any]) -> list[str]:
     texts = [given] if isinstance(given, str) else given
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise _Refusal(
-            400, "input must be a string or a non-empty list of strings (token ids are not served)", "invalid_request_error"
+            400,
+            "input must be a string or a non-empty list of strings (token ids are not served)",
+            "invalid_request_error",
         )
     return texts
 
@@ -113,7 +115,9 @@ class OpenAIEmbeddingsServer:
                     404, f"The model `{model}` does not exist", "invalid_request_error", "model_not_found"
                 )
             if encoding_format not in ("float", "base64") or body.get("dimensions") is not None:
-                raise _Refusal(400, f"{model} takes no dimensions; encodings: float, base64", "invalid_request_error")
+                raise _Refusal(
+                    400, f"{model} takes no dimensions; encodings: float, base64", "invalid_request_error"
+                )
             with self._lock:  # one model, one call at a time
                 vectors = self.provider(texts)
         except _Refusal as refusal:
@@ -145,7 +149,10 @@ class OpenAIEmbeddingsServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 if self.path.rstrip("/") != "/v1/embeddings":
-                    status, answer = 404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}}
+                    status, answer = (
+                        404,
+                        {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}},
+                    )
                 else:
                     headers = {key.lower(): value for key, value in self.headers.items()}
                     status, answer = server.answer(headers, body)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 import warnings
-from pathlib import Path
 
 import numpy as np
 import openai
@@ -33,8 +32,9 @@ from tests.openai_server import OpenAIEmbeddingsServer
 
 MODEL = "all-MiniLM-L6-v2"
 BATCH = 4  # texts per request the OpenAI clients are given, so that a slice takes several
-QUESTIONS = 6  # SciFact test questions asked of the stores
-DISTRACTORS = 30  # documents beside the relevant ones
+QUESTIONS = 4  # SciFact test questions asked of the stores
+DISTRACTORS = 12  # documents beside their relevant ones
+CLAIMS = 10  # short SciFact texts (claims) the wrappers and clients embed
 
 
 @pytest.fixture
@@ -53,12 +53,18 @@ def slice_(scifact):
     asked = [q for q in scifact.query_ids if q in qrels][:QUESTIONS]
     relevant = [set(qrels[q]) for q in asked]
     wanted = set().union(*relevant)
-    ids = [d for d in scifact.corpus_ids if d in wanted] + [
-        d for d in scifact.corpus_ids if d not in wanted
-    ][:DISTRACTORS]
+    ids = [d for d in scifact.corpus_ids if d in wanted] + [d for d in scifact.corpus_ids if d not in wanted][
+        :DISTRACTORS
+    ]
     text_of = dict(zip(scifact.corpus_ids, scifact.corpus_texts))
     question_of = dict(zip(scifact.query_ids, scifact.query_texts))
     return ids, [text_of[d] for d in ids], [question_of[q] for q in asked], relevant
+
+
+@pytest.fixture(scope="module")
+def claims(scifact) -> list[str]:
+    """Short real texts (SciFact claims): the model's cost is per token, and these are a sentence each."""
+    return scifact.query_texts[:CLAIMS]
 
 
 def langchain_openai(server: OpenAIEmbeddingsServer, model: str = MODEL, **kwargs) -> OpenAIEmbeddings:
@@ -80,22 +86,38 @@ def llama_openai(server: OpenAIEmbeddingsServer, **kwargs) -> OpenAIEmbedding:
     return OpenAIEmbedding(api_base=server.url, api_key="test", **kwargs)
 
 
-@pytest.fixture(params=["huggingface", "openai"])
-def langchain_base(request, minilm_provider) -> HuggingFaceEmbeddings | OpenAIEmbeddings:
-    """LangChain's HuggingFaceEmbeddings over the bundled model's folder, or its OpenAI client on the server."""
-    if request.param == "openai":
-        return langchain_openai(request.getfixturevalue("server"))
+@pytest.fixture(scope="module")
+def langchain_huggingface(minilm_provider) -> HuggingFaceEmbeddings:
+    """LangChain's HuggingFaceEmbeddings over the bundled model's folder (loaded once)."""
     return HuggingFaceEmbeddings(
         model_name=minilm_provider.model_path, model_kwargs={"device": "cpu", "local_files_only": True}
     )
 
 
-@pytest.fixture(params=["huggingface", "openai"])
-def llama_base(request, minilm_provider) -> HuggingFaceEmbedding | OpenAIEmbedding:
-    """LlamaIndex's HuggingFaceEmbedding over the bundled model's folder, or its OpenAI client on the server."""
-    if request.param == "openai":
-        return llama_openai(request.getfixturevalue("server"))
+@pytest.fixture(scope="module")
+def llama_huggingface(minilm_provider) -> HuggingFaceEmbedding:
+    """LlamaIndex's HuggingFaceEmbedding over the bundled model's folder (loaded once)."""
     return HuggingFaceEmbedding(model_name=minilm_provider.model_path, device="cpu", embed_batch_size=BATCH)
+
+
+@pytest.fixture(params=["huggingface", "openai"])
+def kind(request) -> str:
+    """Which real provider the test's bases are: the model in-process, or the OpenAI client over HTTP."""
+    return request.param
+
+
+@pytest.fixture
+def langchain_base(kind, request) -> HuggingFaceEmbeddings | OpenAIEmbeddings:
+    if kind == "openai":
+        return langchain_openai(request.getfixturevalue("server"))
+    return request.getfixturevalue("langchain_huggingface")
+
+
+@pytest.fixture
+def llama_base(kind, request) -> HuggingFaceEmbedding | OpenAIEmbedding:
+    if kind == "openai":
+        return llama_openai(request.getfixturevalue("server"))
+    return request.getfixturevalue("llama_huggingface")
 
 
 def _quiet(make):
@@ -109,44 +131,44 @@ def _top1_relevant(found: list[str], relevant: list[set[str]]) -> float:
     return float(np.mean([doc in wanted for doc, wanted in zip(found, relevant, strict=True)]))
 
 
-def test_providers_give_the_bundled_models_vectors(langchain_base, llama_base, minilm_provider, slice_) -> None:
-    _, texts, questions, _ = slice_
-    expected = minilm_provider(texts[:6])
-    np.testing.assert_allclose(langchain_base.embed_documents(texts[:6]), expected, atol=1e-5)
-    np.testing.assert_allclose(llama_base.get_text_embedding_batch(texts[:6]), expected, atol=1e-5)
-    query = minilm_provider(questions[:1])[0]
-    np.testing.assert_allclose(langchain_base.embed_query(questions[0]), query, atol=1e-5)
-    np.testing.assert_allclose(llama_base.get_query_embedding(questions[0]), query, atol=1e-5)
+def test_providers_give_the_bundled_models_vectors(
+    langchain_base, llama_base, minilm_provider, claims
+) -> None:
+    expected = minilm_provider(claims)
+    np.testing.assert_allclose(langchain_base.embed_documents(claims), expected, atol=1e-5)
+    np.testing.assert_allclose(llama_base.get_text_embedding_batch(claims), expected, atol=1e-5)
+    np.testing.assert_allclose(langchain_base.embed_query(claims[0]), expected[0], atol=1e-5)
+    np.testing.assert_allclose(llama_base.get_query_embedding(claims[0]), expected[0], atol=1e-5)
 
 
-def test_langchain_wrapper_is_the_adaptor_over_the_provider(langchain_base, small_adaptor_dir, slice_) -> None:
-    _, texts, questions, _ = slice_
+def test_langchain_wrapper_is_the_adaptor_over_the_provider(
+    langchain_base, small_adaptor_dir, claims
+) -> None:
     adaptor = NumpyAdaptor.from_folder(small_adaptor_dir)
     wrapper = _quiet(lambda: AdaptedEmbeddings.from_pretrained(langchain_base, small_adaptor_dir, dim=64))
-    base = np.array(langchain_base.embed_documents(texts[:10]))
-    np.testing.assert_allclose(wrapper.embed_documents(texts[:10]), adaptor.transform(base, 64), atol=1e-5)
+    base = np.array(langchain_base.embed_documents(claims))
+    np.testing.assert_allclose(wrapper.embed_documents(claims), adaptor.transform(base, 64), atol=1e-5)
     np.testing.assert_allclose(
-        asyncio.run(wrapper.aembed_documents(texts[:10])), adaptor.transform(base, 64), atol=1e-5
+        asyncio.run(wrapper.aembed_documents(claims)), adaptor.transform(base, 64), atol=1e-5
     )
-    query = np.array([langchain_base.embed_query(questions[0])])
-    np.testing.assert_allclose(wrapper.embed_query(questions[0]), adaptor.transform(query, 64)[0], atol=1e-5)
+    query = np.array([langchain_base.embed_query(claims[0])])
+    np.testing.assert_allclose(wrapper.embed_query(claims[0]), adaptor.transform(query, 64)[0], atol=1e-5)
 
 
-def test_llama_wrapper_is_the_adaptor_over_the_provider(llama_base, small_adaptor_dir, slice_) -> None:
-    _, texts, questions, _ = slice_
+def test_llama_wrapper_is_the_adaptor_over_the_provider(llama_base, small_adaptor_dir, claims) -> None:
     adaptor = NumpyAdaptor.from_folder(small_adaptor_dir)
     wrapper = _quiet(lambda: AdaptedEmbedding.from_pretrained(llama_base, small_adaptor_dir, dim=64))
     assert wrapper.embed_batch_size == BATCH  # the base's batches
-    base = np.array(llama_base.get_text_embedding_batch(texts[:10]))
+    base = np.array(llama_base.get_text_embedding_batch(claims))
     np.testing.assert_allclose(
-        wrapper.get_text_embedding_batch(texts[:10]), adaptor.transform(base, 64), atol=1e-5
+        wrapper.get_text_embedding_batch(claims), adaptor.transform(base, 64), atol=1e-5
     )
     np.testing.assert_allclose(
-        asyncio.run(wrapper.aget_text_embedding_batch(texts[:10])), adaptor.transform(base, 64), atol=1e-5
+        asyncio.run(wrapper.aget_text_embedding_batch(claims)), adaptor.transform(base, 64), atol=1e-5
     )
-    query = np.array([llama_base.get_query_embedding(questions[0])])
+    query = np.array([llama_base.get_query_embedding(claims[0])])
     np.testing.assert_allclose(
-        wrapper.get_query_embedding(questions[0]), adaptor.transform(query, 64)[0], atol=1e-5
+        wrapper.get_query_embedding(claims[0]), adaptor.transform(query, 64)[0], atol=1e-5
     )
 
 
@@ -163,12 +185,14 @@ def test_langchain_store_answers_real_questions(langchain_base, small_adaptor_di
     )
     assert store.add_texts(texts, ids=ids) == ids
     found = [store.similarity_search(question, k=1)[0].id for question in questions]
-    assert _top1_relevant(found, relevant) >= 0.8
+    assert _top1_relevant(found, relevant) >= 0.75
 
 
 def test_llama_store_answers_real_questions(llama_base, small_adaptor_dir, slice_, tmp_path) -> None:
     ids, texts, questions, relevant = slice_
-    store = LlamaMatryoshkaVectorStore(small_adaptor_dir, f"t{uuid.uuid4().hex[:12]}", persist_dir=str(tmp_path))
+    store = LlamaMatryoshkaVectorStore(
+        small_adaptor_dir, f"t{uuid.uuid4().hex[:12]}", persist_dir=str(tmp_path)
+    )
     index = VectorStoreIndex(
         [TextNode(id_=i, text=t) for i, t in zip(ids, texts)],
         storage_context=StorageContext.from_defaults(vector_store=store),
@@ -176,43 +200,41 @@ def test_llama_store_answers_real_questions(llama_base, small_adaptor_dir, slice
     )
     retriever = index.as_retriever(similarity_top_k=1)
     found = [retriever.retrieve(question)[0].node.node_id for question in questions]
-    assert _top1_relevant(found, relevant) >= 0.8
+    assert _top1_relevant(found, relevant) >= 0.75
 
 
 def _succeeded(server: OpenAIEmbeddingsServer) -> list[tuple[str, ...]]:
     return [r.texts for r in server.requests if r.status == 200]
 
 
-def test_langchain_openai_client_batches_and_retries(server, minilm_provider, slice_) -> None:
-    _, texts, _, _ = slice_
+def test_langchain_openai_client_batches_and_retries(server, minilm_provider, claims) -> None:
     base = langchain_openai(server)
     server.fail(1, 500)
     server.fail(1, 429)
-    vectors = base.embed_documents(texts[:10])
-    np.testing.assert_allclose(vectors, minilm_provider(texts[:10]), atol=1e-5)
+    vectors = base.embed_documents(claims)
+    np.testing.assert_allclose(vectors, minilm_provider(claims), atol=1e-5)
     assert [r.status for r in server.requests] == [500, 429, 200, 200, 200]
-    assert server.requests[0].texts == server.requests[1].texts == tuple(texts[:4])  # the same batch again
-    assert _succeeded(server) == [tuple(texts[:4]), tuple(texts[4:8]), tuple(texts[8:10])]
+    assert server.requests[0].texts == server.requests[1].texts == tuple(claims[:4])  # the same batch again
+    assert _succeeded(server) == [tuple(claims[:4]), tuple(claims[4:8]), tuple(claims[8:10])]
     assert {r.encoding_format for r in server.requests} == {"base64"}  # the client's default
     floats = base.model_copy(update={"model_kwargs": {"encoding_format": "float"}})
-    np.testing.assert_allclose(floats.embed_documents(texts[:2]), vectors[:2], atol=1e-6)
+    np.testing.assert_allclose(floats.embed_documents(claims[:2]), vectors[:2], atol=1e-6)
     assert server.requests[-1].encoding_format == "float"
     server.fail(3, 500)  # past max_retries (2): the client gives up
     with pytest.raises(openai.InternalServerError):
         base.embed_query("x")
 
 
-def test_llama_openai_client_batches_and_retries(server, minilm_provider, slice_) -> None:
-    _, texts, _, _ = slice_
+def test_llama_openai_client_batches_and_retries(server, minilm_provider, claims) -> None:
     base = llama_openai(server)
     server.fail(1, 500)
-    vectors = base.get_text_embedding_batch(texts[:10])
-    np.testing.assert_allclose(vectors, minilm_provider(texts[:10]), atol=1e-5)
+    vectors = base.get_text_embedding_batch(claims)
+    np.testing.assert_allclose(vectors, minilm_provider(claims), atol=1e-5)
     assert [r.status for r in server.requests] == [500, 200, 200, 200]
     assert server.requests[0].texts == server.requests[1].texts
-    assert _succeeded(server) == [tuple(texts[:4]), tuple(texts[4:8]), tuple(texts[8:10])]
+    assert _succeeded(server) == [tuple(claims[:4]), tuple(claims[4:8]), tuple(claims[8:10])]
     floats = llama_openai(server, additional_kwargs={"encoding_format": "float"})
-    np.testing.assert_allclose(floats.get_text_embedding_batch(texts[:2]), vectors[:2], atol=1e-6)
+    np.testing.assert_allclose(floats.get_text_embedding_batch(claims[:2]), vectors[:2], atol=1e-6)
     assert server.requests[-1].encoding_format == "float"
 
 
@@ -242,7 +264,9 @@ def test_llama_round_trip_rebuilds_the_openai_client(server, small_adaptor_dir) 
     assert [r.status for r in server.requests] == [200, 200]
 
 
-def test_llama_dict_with_another_adaptor_is_refused(llama_base, small_adaptor_dir, scifact_vectors, tmp_path) -> None:
+def test_llama_dict_with_another_adaptor_is_refused(
+    llama_base, small_adaptor_dir, scifact_vectors, tmp_path
+) -> None:
     adapted = AdaptedEmbedding.from_pretrained(llama_base, small_adaptor_dir, dim=64)
     other = train_unsupervised(
         scifact_vectors[:200], (32, 384), UnsupervisedConfig(max_steps=2, seed=1), MODEL, progress=False
