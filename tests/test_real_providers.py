@@ -53,9 +53,8 @@ def slice_(scifact):
     asked = [q for q in scifact.query_ids if q in qrels][:QUESTIONS]
     relevant = [set(qrels[q]) for q in asked]
     wanted = set().union(*relevant)
-    ids = [d for d in scifact.corpus_ids if d in wanted] + [d for d in scifact.corpus_ids if d not in wanted][
-        :DISTRACTORS
-    ]
+    distractors = [d for d in scifact.corpus_ids if d not in wanted][:DISTRACTORS]
+    ids = [d for d in scifact.corpus_ids if d in wanted] + distractors
     text_of = dict(zip(scifact.corpus_ids, scifact.corpus_texts))
     question_of = dict(zip(scifact.query_ids, scifact.query_texts))
     return ids, [text_of[d] for d in ids], [question_of[q] for q in asked], relevant
