@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt $(LANGCHAIN)/pyproject.toml $(LLAMA_EMB
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -c constraints.txt "$(TORCH)"
 	$(BIN)/pip install -q -c constraints.txt -e ".[train,chroma,plot,minilm,test]" -e "$(LANGCHAIN)[test]" \
-		-e "$(LLAMA_EMBEDDINGS)" -e "$(LLAMA_VECTOR_STORES)[test]"
+		-e "$(LLAMA_EMBEDDINGS)[test]" -e "$(LLAMA_VECTOR_STORES)[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
