@@ -24,7 +24,6 @@ the rerank vectors' kind and home and the space (`layout`); opening it with anyt
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -62,8 +61,7 @@ from .layout import (
     trained_with_labels,
 )
 from .processes import StoreLockedError, store_access
-from .reading import matching_ids, read_records, read_rerank_vectors
-from .reading import shortlist as small_shortlist
+from .reading import matching_ids, read_records, read_rerank_vectors, search_reads
 from .records import Record, check_documents, check_embeddings, check_ids, check_metadatas
 from .repair import repair as repair_store
 from .rerank_homes import RerankHome
@@ -367,8 +365,8 @@ class MatryoshkaStore:
         self._look()
         small_query, large_query = self._query_vectors(query)
         factors = (self.shortlist_factor, self.max_shortlist_factor)
-        shortlist = functools.partial(small_shortlist, self.small, self.space, self.location, where=where)
-        found = search(small_query, large_query, k, *factors, shortlist=shortlist, read=self.vectors.read)
+        shortlist, read = search_reads(self.small, self.vectors, self.space, self.location, where)
+        found = search(small_query, large_query, k, *factors, shortlist=shortlist, read=read)
         self.stats.queries += 1
         self.stats.widened += found.widened
         # hits exist in the searched collection: the rerank file serves them without asking it
