@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from chromadb.api.models.Collection import Collection
@@ -39,6 +39,7 @@ __all__ = [
     "Record",
     "RerankHome",
     "RerankVectors",
+    "fetched",
     "searched_records",
 ]
 
@@ -335,6 +336,18 @@ class FileVectors:
         return {i: _decode(r, i, current.records_path) for i, r in zip(chosen, raw)}
 
 
+def fetched(
+    collection: Collection, ids: Sequence[str], field: Literal["embeddings", "metadatas"], location: str
+) -> dict[str, Any]:
+    """`field` of the `ids` that `collection` holds, by id (Chroma returns them in its own order)."""
+    if not ids:
+        return {}
+    with chroma_errors(location, f"reading {field} from {collection.name!r}"):
+        found = collection.get(ids=list(ids), include=[field])
+    values = found[field]
+    return dict(zip(found["ids"], values if values is not None else []))
+
+
 def searched_records(searched: Collection, location: str, ids: Sequence[str]) -> dict[str, Record]:
     """`(document, user metadata)` of the `ids` in the searched collection, by id."""
     with chroma_errors(location, "reading records"):
@@ -370,15 +383,12 @@ class CollectionVectors:
 
     def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors `(m, dim)` float32 of the `ids` that have one (in the order of `ids`), and the mask."""
+        by_id = fetched(self.collection, ids, "embeddings", self.location)
+        vectors = [by_id[i] for i in ids if i in by_id]
         dim = self.collection.metadata["large_dim"]
-        if not ids:
-            return np.empty((0, dim), dtype=np.float32), np.zeros(0, bool)
-        with chroma_errors(self.location, f"reading rerank vectors from {self.collection.name!r}"):
-            found = self.collection.get(ids=list(ids), include=["embeddings"])
-        by_id = dict(zip(found["ids"], found["embeddings"] if found["embeddings"] is not None else []))
-        mask = np.array([i in by_id for i in ids])
-        vectors = np.asarray([by_id[i] for i in ids if i in by_id], dtype=np.float32).reshape(-1, dim)
-        return vectors, mask
+        return np.asarray(vectors, dtype=np.float32).reshape(-1, dim), np.array(
+            [i in by_id for i in ids], bool
+        )
 
     def records(self, ids: Sequence[str]) -> dict[str, Record]:
         """`(document, metadata)` of the `ids` in the searched collection, by id."""

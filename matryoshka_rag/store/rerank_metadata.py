@@ -22,9 +22,8 @@ from chromadb import HnswIndexConfig, Schema, StringInvertedIndexConfig, VectorI
 from chromadb.api.collection_configuration import CreateHNSWConfiguration
 from chromadb.api.models.Collection import Collection
 
-from .chroma_client import chroma_errors
 from .records import RESERVED_PREFIX, Documents, Metadatas, Record
-from .rerank_homes import searched_records
+from .rerank_homes import fetched, searched_records
 
 __all__ = ["CHUNK_BYTES", "MetadataVectors", "decode_rows", "encode_rows", "row_keys", "row_schema"]
 
@@ -104,13 +103,8 @@ class MetadataVectors:
 
     def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors `(m, dim)` float32 of the `ids` that have one (in the order of `ids`), and the mask."""
-        if not ids:
-            return np.empty((0, self.dim), dtype=np.float32), np.zeros(0, bool)
-        with chroma_errors(self.location, f"reading rerank rows from {self.searched.name!r}"):
-            found = self.searched.get(ids=list(ids), include=["metadatas"])
-        by_id = dict(zip(found["ids"], found["metadatas"] or []))
-        vectors, carried = decode_rows([by_id.get(i) for i in ids], self.dim)
-        return vectors, carried
+        by_id = fetched(self.searched, ids, "metadatas", self.location)
+        return decode_rows([by_id.get(i) for i in ids], self.dim)
 
     def records(self, ids: Sequence[str]) -> dict[str, Record]:
         """`(document, user metadata)` of the `ids` in the searched collection, by id."""

@@ -5,9 +5,11 @@ Layout (one searched collection, the rerank vectors beside it):
 - ``<name>__d<small>`` holds the adapted vectors cut to ``small_dim`` (renormalised, HNSW) and the metadata
   (for ``where`` filters). It is the only thing searched.
 - The rerank vectors (``large_dim``) live outside HNSW: with an embedded `PersistentClient` in a float16 file
-  beside the database (`rerank_homes.FileVectors`, read only for the shortlist), through a server in a
-  second collection ``<name>__d<large>`` read by id (`rerank_homes.CollectionVectors`). They are the
-  adapted vectors when the adaptor was trained with labels (or below the full dim), else the base vectors.
+  beside the database (`rerank_homes.FileVectors`, read only for the shortlist), through a server as float16
+  text in each searched record's reserved metadata keys, returned with the shortlist
+  (`rerank_metadata.MetadataVectors`), or in a second collection ``<name>__d<large>`` read by id
+  (`rerank_homes.CollectionVectors`, the server layout before it). They are the adapted vectors when the
+  adaptor was trained with labels (or below the full dim), else the base vectors.
 - The documents, and the metadata as served: in the rerank file beside each vector (embedded: a query
   makes one Chroma call), else in the searched collection.
 
@@ -147,8 +149,9 @@ class MatryoshkaStore:
             vectors, full dim only) or "auto": adapted when the adaptor was trained with labels or
             `large_dim` is below the base dim, else base. Recorded in the store.
         rerank_home: where rerank vectors live: "file" (float16 file beside an embedded database),
-            "collection" (a second collection; works through a server) or "auto" (file when the client is
-            a `PersistentClient`, else collection). Recorded in the store.
+            "metadata" (float16 text in each searched record's metadata; works through a server),
+            "collection" (a second collection) or "auto" (file when the client is a `PersistentClient`,
+            metadata through a server, else collection). Recorded in the store.
         provider: texts -> base vectors `(n, base_dim)` (an `EmbeddingProvider` or any callable), needed
             to add texts without embeddings and to query with text.
         space: HNSW space of the searched collection: "cosine" (default), "ip" or "l2" (vectors are
