@@ -47,14 +47,18 @@ def filled(name: str, adaptor, corpus, **location) -> MatryoshkaStore:
 
 
 def test_rows_round_trip_through_metadata_in_chunks():
-    """A row is its float16 value exactly, in chunks whose Base85 text stays under 1000 characters."""
-    rows = np.random.default_rng(0).standard_normal((3, 768)).astype(np.float32)
-    encoded = encode_rows(rows)
-    assert list(encoded[0]) == row_keys(768) == [f"{RESERVED_PREFIX}row0", f"{RESERVED_PREFIX}row1"]
-    assert max(len(text) for meta in encoded for text in meta.values()) == 960
-    decoded, found = decode_rows([encoded[0], None, {"other": 1}, encoded[2]], 768)
-    np.testing.assert_array_equal(decoded, rows[[0, 2]].astype(np.float16).astype(np.float32))
-    assert found.tolist() == [True, False, False, True]
+    """A row is its float16 value exactly, in chunks of at most 960 Base64 characters, for any dim."""
+    rng = np.random.default_rng(0)
+    for dim, chunks in ((64, 1), (384, 2), (1000, 3)):
+        rows = rng.standard_normal((3, dim)).astype(np.float32)
+        encoded = encode_rows(rows)
+        assert list(encoded[0]) == row_keys(dim) == [f"{RESERVED_PREFIX}row{j}" for j in range(chunks)]
+        assert max(len(text) for meta in encoded for text in meta.values()) == min(
+            960, len(encoded[0]["mrag:row0"])
+        )
+        decoded, found = decode_rows([encoded[0], None, {"other": 1}, encoded[2]], dim)
+        np.testing.assert_array_equal(decoded, rows[[0, 2]].astype(np.float16).astype(np.float32))
+        assert found.tolist() == [True, False, False, True]
 
 
 def test_server_store_keeps_rows_in_its_one_collection(

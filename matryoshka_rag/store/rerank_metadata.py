@@ -1,13 +1,14 @@
 """Rerank vectors carried in the searched records' metadata: the server layout, one collection and one HNSW index.
 
-Each record's float16 rerank row (little-endian) is cut into chunks of `CHUNK_BYTES`, each Base85-encoded under
-its own reserved key (`row_keys`): a chunk's 960 characters fit one entry of Chroma's sqlite string index
-without an overflow page. The searched collection is made with a `Schema` that switches off the inverted index of
-those keys (`row_schema`; Chroma's local sqlite keeps its index of every string, a server that honours the
-schema indexes none of them), so no `where` filter can match them. The row is written in the same upsert as its
-record, so record and row are replaced and deleted together, and a query's shortlist search that asks for
-metadata gets the rows of its candidates in the same call (`reading.search_reads`). Users never see the keys
-(`records.user_metadata`).
+Each record's float16 rerank row (little-endian, zero-padded to a multiple of 3 bytes so that its Base64 has no
+padding) is cut into chunks of `CHUNK_BYTES`, each Base64 text under its own reserved key (`row_keys`): a chunk's
+960 characters fit one entry of Chroma's sqlite string index without an overflow page. Rows are encoded and
+decoded a batch at a time (one Base64 call each way). The searched collection is made with a `Schema` that
+switches off the inverted index of those keys (`row_schema`; Chroma's local sqlite still indexes every string,
+a server that honours the schema indexes none of them), so no `where` filter can match them. The row is written
+in the same upsert as its record, so record and row are replaced and deleted together, and a query's shortlist
+search that asks for metadata gets the rows of its candidates in the same call (`reading.search_reads`). Users
+never see the keys (`records.user_metadata`).
 """
 
 from __future__ import annotations
@@ -28,26 +29,34 @@ from .rerank_homes import fetched, searched_records
 __all__ = ["CHUNK_BYTES", "MetadataVectors", "decode_rows", "encode_rows", "row_keys", "row_schema"]
 
 CHUNK_BYTES = (
-    768  # Base85: 960 characters, under sqlite's 1002-byte local payload of an index entry (4 KiB page)
+    720  # Base64: 960 characters, under sqlite's 1002-byte local payload of an index entry (4 KiB page)
 )
 _ROW_PREFIX = f"{RESERVED_PREFIX}row"
 
 
+def _row_bytes(dim: int) -> int:
+    """Bytes of a `dim`-dim float16 row padded to a multiple of 3."""
+    return -(-2 * dim // 3) * 3
+
+
 def row_keys(dim: int) -> list[str]:
-    """The metadata keys holding the chunks of a `dim`-dim float16 row, in order."""
-    return [f"{_ROW_PREFIX}{j}" for j in range(-(-2 * dim // CHUNK_BYTES))]
+    """The metadata keys holding the chunks of a `dim`-dim row, in order."""
+    return [f"{_ROW_PREFIX}{j}" for j in range(-(-_row_bytes(dim) // CHUNK_BYTES))]
 
 
 def encode_rows(vectors: np.ndarray) -> list[dict[str, str]]:
-    """Rows `(n, dim)` -> one metadata dict per row: its float16 little-endian bytes, chunked (`row_keys`)."""
-    rows = np.ascontiguousarray(vectors, dtype="<f2")
-    keys = row_keys(rows.shape[1])
+    """Rows `(n, dim)` -> one metadata dict per row: its padded float16 bytes as Base64, chunked (`row_keys`)."""
+    n, dim = vectors.shape
+    raw = np.zeros((n, _row_bytes(dim)), np.uint8)
+    raw[:, : 2 * dim] = np.ascontiguousarray(vectors, dtype="<f2").view(np.uint8)
+    text = base64.b64encode(raw.tobytes()).decode("ascii")
+    width, chunk = _row_bytes(dim) // 3 * 4, CHUNK_BYTES // 3 * 4
     return [
         {
-            key: base64.b85encode(raw[j * CHUNK_BYTES : (j + 1) * CHUNK_BYTES]).decode("ascii")
-            for j, key in enumerate(keys)
+            key: text[row * width + j * chunk : min(row * width + (j + 1) * chunk, (row + 1) * width)]
+            for j, key in enumerate(row_keys(dim))
         }
-        for raw in (row.tobytes() for row in rows)
+        for row in range(n)
     ]
 
 
@@ -56,10 +65,9 @@ def decode_rows(metadatas: Sequence[Mapping[str, Any] | None], dim: int) -> tupl
     carry one."""
     keys = row_keys(dim)
     found = np.array([m is not None and all(k in m for k in keys) for m in metadatas], dtype=bool)
-    raw = b"".join(
-        base64.b85decode(m[k]) for m, f in zip(metadatas, found) if f and m is not None for k in keys
-    )
-    return np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(-1, dim), found
+    text = "".join(m[k] for m, f in zip(metadatas, found) if f and m is not None for k in keys)
+    raw = np.frombuffer(base64.b64decode(text), np.uint8).reshape(-1, _row_bytes(dim))
+    return raw[:, : 2 * dim].copy().view("<f2").astype(np.float32), found
 
 
 def row_schema(hnsw: CreateHNSWConfiguration, dim: int) -> Schema:

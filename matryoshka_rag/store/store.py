@@ -379,7 +379,7 @@ class MatryoshkaStore:
     def __repr__(self) -> str:
         return (
             f"MatryoshkaStore({self.name!r} at {self.location}, dims {self.small_dim}->{self.large_dim} "
-            f"({self.large_vectors} vectors in a {self.rerank_home}), space={self.space!r})"
+            f"({self.large_vectors} vectors, rerank_home={self.rerank_home!r}), space={self.space!r})"
         )
 
 
