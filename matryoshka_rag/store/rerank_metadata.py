@@ -28,9 +28,8 @@ from .rerank_homes import fetched, searched_records
 
 __all__ = ["CHUNK_BYTES", "MetadataVectors", "decode_rows", "encode_rows", "row_keys", "row_schema"]
 
-CHUNK_BYTES = (
-    720  # Base64: 960 characters, under sqlite's 1002-byte local payload of an index entry (4 KiB page)
-)
+# Base64 of 720 bytes: 960 characters, under sqlite's 1002-byte local payload of an index entry (4 KiB page)
+CHUNK_BYTES = 720
 _ROW_PREFIX = f"{RESERVED_PREFIX}row"
 
 
