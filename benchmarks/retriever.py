@@ -163,6 +163,12 @@ def latency_job(folders: dict[str, str], work_dir: str, k: int, serve: int) -> d
     asked of every system before the next one, starting with a different system each time."""
     queries = _load_work(work_dir)["queries"]
     opened = {system: SYSTEMS[system][1](Path(folder))[0] for system, folder in folders.items()}
+    return timed_in_turn(opened, queries, k, serve)
+
+
+def timed_in_turn(opened: dict, queries: np.ndarray, k: int, serve: int) -> dict[str, list[float]]:
+    """Seconds per query of each system (name -> query(vector, k)): `max(serve, len(queries))` queries, the
+    queries cycled, each asked of every system before the next one, starting with a different system each time."""
     names, seconds = list(opened), {system: [] for system in opened}
     for i in range(max(serve, len(queries))):
         for system in names[i % len(names) :] + names[: i % len(names)]:
@@ -306,7 +312,9 @@ def synthetic(n: int, noise: float, seed: int = 0) -> tuple[list[str], np.ndarra
     return ids, np.concatenate([real, extra])
 
 
-def scale(n: int, args) -> dict:
+def scale_inputs(n: int, args) -> tuple[np.ndarray, str, list[str], np.ndarray]:
+    """A scale run's SciFact test queries `(args.queries, 384)`, unsupervised adaptor folder (trained when
+    missing), and `synthetic` ids and vectors `(n, 384)`."""
     from matryoshka_rag.data.beir import load_beir, load_precomputed
 
     data = load_beir(SHARED / "beir" / "scifact")
@@ -314,7 +322,11 @@ def scale(n: int, args) -> dict:
     qrels = data.qrels("test")
     queries = all_queries[[i for i, q in enumerate(data.query_ids) if q in qrels][: args.queries]]
     adaptor = str(adaptor_for("scifact", corpus, args.adaptors))
-    ids, vectors = synthetic(n, args.noise)
+    return (queries, adaptor, *synthetic(n, args.noise))
+
+
+def scale(n: int, args) -> dict:
+    queries, adaptor, ids, vectors = scale_inputs(n, args)
     systems = {name: adaptor for name in args.systems.split(",")}
     print(f"scale: {n} vectors ({len(queries)} SciFact queries), systems {', '.join(systems)}", flush=True)
     results = run_systems(systems, ids, vectors, queries, serve=args.serve)
@@ -348,8 +360,8 @@ COLUMNS = (
 )
 
 
-def table(report: dict) -> str:
-    used = [c for c in COLUMNS if any(c[0] in row for row in report.values())]
+def table(report: dict, columns: tuple[tuple[str, str, str], ...] = COLUMNS) -> str:
+    used = [c for c in columns if any(c[0] in row for row in report.values())]
     lines = ["| system | " + " | ".join(c[1] for c in used) + " |", "|---" * (len(used) + 1) + "|"]
     for system, row in report.items():
         cells = [fmt.format(row[key]) if key in row else "" for key, _, fmt in used]
@@ -362,6 +374,18 @@ def supervised_folders(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split(",") if part)
 
 
+def add_scale_arguments(parser: argparse.ArgumentParser, out: Path) -> None:
+    """The options of a scale run: queries, serving, synthetic noise, the adaptors' folder and where results go."""
+    parser.add_argument("--queries", type=int, default=200, help="SciFact queries in the scale runs")
+    parser.add_argument("--serve", type=int, default=1000, help="queries answered per serve process")
+    parser.add_argument(
+        "--noise", type=float, default=0.03, help="std per dim of the synthetic vectors' noise"
+    )
+    parser.add_argument("--adaptors", type=Path, default=Path("runs/retriever/adaptors"))
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--append", type=Path, help="append the tables to this markdown file")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -370,14 +394,7 @@ def main() -> None:
     parser.add_argument("--supervised", type=supervised_folders, default={}, help="DATASET=ADAPTOR_DIR,...")
     parser.add_argument("--scale", default="", help="comma-separated corpus sizes for scale runs")
     parser.add_argument("--systems", default="store,store-collection,plain", help="systems compared")
-    parser.add_argument("--queries", type=int, default=200, help="SciFact queries in the scale runs")
-    parser.add_argument("--serve", type=int, default=1000, help="queries answered per serve process")
-    parser.add_argument(
-        "--noise", type=float, default=0.03, help="std per dim of the synthetic vectors' noise"
-    )
-    parser.add_argument("--adaptors", type=Path, default=Path("runs/retriever/adaptors"))
-    parser.add_argument("--out", type=Path, default=Path("runs/retriever/results.json"))
-    parser.add_argument("--append", type=Path, help="append the tables to this markdown file")
+    add_scale_arguments(parser, Path("runs/retriever/results.json"))
     args = parser.parse_args()
     command = "python benchmarks/retriever.py " + shlex.join(sys.argv[1:])
     load = os.getloadavg()[0]
@@ -390,6 +407,12 @@ def main() -> None:
         results[f"scale {n}"] = scale(int(n), args)
         sections.append(f"{int(n):,} vectors:\n\n{table(results[f'scale {n}'])}")
         print(sections[-1], flush=True)
+    write_report(results, sections, args, command, load)
+
+
+def write_report(results: dict, sections: list[str], args, command: str, load: float) -> None:
+    """`results` as JSON in `args.out`; the tables (`sections`) under the command line and the machine's load at
+    the start, appended to `args.append` when given."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     if args.append:

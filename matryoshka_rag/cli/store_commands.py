@@ -172,7 +172,7 @@ def index_command(args: argparse.Namespace) -> None:
         print(f"indexed {end}/{len(ids)}", flush=True)
     print(
         f"{store.count()} records in {store.collection_name(store.small_dim)} at {store.location} "
-        f"(rerank vectors: {store.large_vectors}, {store.large_dim} dims, in a {store.rerank_home})"
+        f"(rerank vectors: {store.large_vectors}, {store.large_dim} dims, rerank_home={store.rerank_home!r})"
     )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "connect",
     "location",
     "persist_directory",
+    "served",
 ]
 
 
@@ -36,10 +37,15 @@ class ChromaUnavailableError(InputError):
         self.location = location
 
 
+def served(client: ClientAPI) -> bool:
+    """Whether `client` talks to a Chroma server (an HTTP client)."""
+    return bool(client.get_settings().chroma_server_host)
+
+
 def location(client: ClientAPI) -> str:
     """The URL of an HTTP client's server, or the folder of a persistent client."""
     settings = client.get_settings()
-    if settings.chroma_server_host:
+    if served(client):
         scheme = "https" if settings.chroma_server_ssl_enabled else "http"
         return f"{scheme}://{settings.chroma_server_host}:{settings.chroma_server_http_port}"
     return str(settings.persist_directory) if settings.is_persistent else "in-memory Chroma"

@@ -1,7 +1,8 @@
 """Where a Matryoshka store keeps what, and the choices it recorded.
 
 A store `<name>` searches the collection ``<name>__d<small_dim>`` and keeps its rerank vectors in a file
-beside an embedded database or in the collection ``<name>__d<large_dim>`` (`open_homes`). The searched
+beside an embedded database, in that collection's metadata (a server's default) or in the collection
+``<name>__d<large_dim>`` (`open_homes`). The searched
 collection records the layout (`StoreLayout.recorded`): the dims, the rerank vectors' kind and home, the HNSW
 space, the base model, and the adaptor's fingerprint and where it came from (a folder's real path or a
 Hugging Face Hub repo id). Opening a store takes each choice from the arguments, else from what the existing
@@ -18,9 +19,10 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
+from chromadb import Schema
 from chromadb.api import ClientAPI
 from chromadb.api.collection_configuration import CreateCollectionConfiguration, CreateHNSWConfiguration
 from chromadb.api.models.Collection import Collection
@@ -31,11 +33,12 @@ from ..adaptor.numpy_forward import NumpyAdaptor, as_numpy_adaptor
 from ..errors import AdaptorMismatchError, InputError
 from ..scoring.recommend import recommend_dim
 from ..validation import check_choice, check_rows, unit_rows
-from .chroma_client import chroma_errors, persist_directory
+from .chroma_client import chroma_errors, persist_directory, served
 from .chroma_client import location as location_of
 from .distances import Space
 from .input_checks import check_k
 from .rerank_homes import CollectionVectors, FileVectors, RerankHome, RerankVectors
+from .rerank_metadata import MetadataVectors, row_schema
 
 __all__ = [
     "DEFAULT_HNSW",
@@ -78,7 +81,7 @@ LargeVectors = Literal["auto", "base", "adapted"]
 class StoreLayout:
     """A store's resolved choices: its adaptor (and `adaptor_path`, the real path of its folder or its Hub
     repo id; None for an adaptor object), the dims searched and reranked, the rerank vectors' kind
-    (`large_vectors`) and home (`rerank_folder`: the folder of the rerank file, None for a collection) and
+    (`large_vectors`) and home (`rerank_folder`: the folder of the rerank file, None for the others) and
     the HNSW space."""
 
     adaptor: NumpyAdaptor
@@ -86,7 +89,7 @@ class StoreLayout:
     small_dim: int
     large_dim: int
     large_vectors: Literal["base", "adapted"]
-    rerank_home: Literal["file", "collection"]
+    rerank_home: Literal["file", "collection", "metadata"]
     rerank_folder: Path | None
     space: Space
 
@@ -262,7 +265,7 @@ def resolve_layout(
     kind = _resolve_large_vectors(large_vectors, existing, numpy_adaptor, large)
     home = check_choice("rerank_home", rerank_home or existing.get("rerank_home") or "auto", RerankHome)
     if home == "auto":
-        home = "file" if database_folder is not None else "collection"
+        home = "file" if database_folder is not None else "metadata" if served(client) else "collection"
     if home == "file" and database_folder is None:
         raise InputError(
             f"store {name!r} keeps its rerank vectors in a file beside an embedded database: open it with "
@@ -301,10 +304,11 @@ def _open_collection(
     layout: StoreLayout,
     name: str,
     role: str,
-    configuration: CreateCollectionConfiguration,
+    configuration: CreateCollectionConfiguration | Schema,
     location: str,
 ) -> Collection:
-    """Get the collection `name` (checking its HNSW space), or create it with the layout metadata."""
+    """Get the collection `name` (checking its HNSW space), or create it with the layout metadata and its
+    `configuration` (or `Schema`)."""
     with chroma_errors(location, f"opening collection {name!r}"):
         try:
             collection = client.get_collection(name, embedding_function=None)
@@ -312,8 +316,13 @@ def _open_collection(
             metadata = {**layout.recorded(), "role": role}
             if role == "search":
                 metadata["store_id"] = uuid.uuid4().hex
+            schema = configuration if isinstance(configuration, Schema) else None
             collection = client.create_collection(
-                name, metadata=metadata, configuration=configuration, embedding_function=None
+                name,
+                metadata=metadata,
+                configuration=None if schema else cast(CreateCollectionConfiguration, configuration),
+                schema=schema,
+                embedding_function=None,
             )
     found_space = hnsw_space(collection) or layout.space
     if found_space != layout.space:
@@ -334,8 +343,13 @@ def open_homes(
 ) -> tuple[Collection, RerankVectors]:
     """The searched collection of the store `name` and the home of its rerank vectors, created as `layout`
     says when missing (`hnsw`: the HNSW settings of new collections, default `DEFAULT_HNSW`)."""
-    configuration: CreateCollectionConfiguration = {"hnsw": {"space": layout.space, **(hnsw or DEFAULT_HNSW)}}
+    settings: CreateHNSWConfiguration = {"space": layout.space, **(hnsw or DEFAULT_HNSW)}
+    configuration: CreateCollectionConfiguration = {"hnsw": settings}
     searched_name = collection_name(name, layout.small_dim)
+    if layout.rerank_home == "metadata":
+        schema = row_schema(settings, layout.large_dim)
+        searched = _open_collection(client, layout, searched_name, "search", schema, location)
+        return searched, MetadataVectors(searched, layout.large_dim, location)
     searched = _open_collection(client, layout, searched_name, "search", configuration, location)
     if layout.rerank_folder is None:
         rerank_name = collection_name(name, layout.large_dim)

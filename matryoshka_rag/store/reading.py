@@ -3,20 +3,41 @@ matching a filter, stored records and rerank vectors by id."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Include, QueryResult
 
 from ..validation import check_int, unit_rows
 from .chroma_client import chroma_errors
 from .distances import Space, cosine_from_distance
 from .records import Record, check_ids, check_where, stored_records
 from .rerank_homes import RerankVectors
-from .search import MAX_SHORTLIST
+from .rerank_metadata import MetadataVectors, decode_rows
+from .search import MAX_SHORTLIST, Read, Shortlist
 
-__all__ = ["matching_ids", "read_records", "read_rerank_vectors", "shortlist"]
+__all__ = ["matching_ids", "read_records", "read_rerank_vectors", "search_reads", "shortlist"]
+
+
+def _search(
+    searched: Collection,
+    space: Space,
+    location: str,
+    vector: np.ndarray,
+    n: int,
+    where: Mapping | None,
+    include: Include,
+) -> tuple[list[str], np.ndarray, QueryResult]:
+    """Ids and cosines `(m,)` of up to `n` records passing `where` nearest `vector` in `searched`, and Chroma's
+    answer (`include`: what else it holds)."""
+    filters = check_where(where)
+    with chroma_errors(location, f"searching {searched.name!r}"):
+        found = searched.query(query_embeddings=[vector], n_results=n, where=filters, include=include)
+    distances = np.asarray((found["distances"] or [[]])[0], dtype=np.float64)
+    return found["ids"][0], cosine_from_distance(distances, space), found
 
 
 def shortlist(
@@ -24,11 +45,30 @@ def shortlist(
 ) -> tuple[list[str], np.ndarray]:
     """The small-dim search of `vector` `(small_dim,)` in `searched` (HNSW `space`): ids and cosines `(m,)` of
     up to `n` records passing `where`."""
-    filters = check_where(where)
-    with chroma_errors(location, f"searching {searched.name!r}"):
-        found = searched.query(query_embeddings=[vector], n_results=n, where=filters, include=["distances"])
-    distances = np.asarray((found["distances"] or [[]])[0], dtype=np.float64)
-    return found["ids"][0], cosine_from_distance(distances, space)
+    return _search(searched, space, location, vector, n, where, ["distances"])[:2]
+
+
+def search_reads(
+    searched: Collection, home: RerankVectors, space: Space, location: str, where: Mapping | None
+) -> tuple[Shortlist, Read]:
+    """The two reads of one query's search (`search.search`): the small-dim shortlist, and the rerank vectors of
+    its ids, read from the home, or, when the records carry them (`MetadataVectors`), taken from the shortlist's
+    own answer (one Chroma call)."""
+    if not isinstance(home, MetadataVectors):
+        return functools.partial(shortlist, searched, space, location, where=where), home.read
+    rows: dict[str, np.ndarray] = {}  # the rows of every id shortlisted so far
+
+    def carrying_shortlist(vector: np.ndarray, n: int) -> tuple[list[str], np.ndarray]:
+        ids, cosines, found = _search(searched, space, location, vector, n, where, ["distances", "metadatas"])
+        vectors, carried = decode_rows((found["metadatas"] or [[]])[0], home.dim)
+        rows.update(zip((i for i, c in zip(ids, carried) if c), vectors))
+        return ids, cosines
+
+    def read(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        vectors = [rows[i] for i in ids if i in rows]
+        return np.asarray(vectors, np.float32).reshape(-1, home.dim), np.array([i in rows for i in ids], bool)
+
+    return carrying_shortlist, read
 
 
 def read_records(

@@ -1,8 +1,9 @@
-"""Where a Matryoshka store keeps its rerank vectors: a file beside an embedded database, or a collection.
+"""Where a Matryoshka store keeps its rerank vectors: a file beside an embedded database, or a collection (the
+searched records' own metadata is the third home: `rerank_metadata`).
 
 Both homes share one interface (`RerankVectors`), used by `store.MatryoshkaStore` inside `writing()`:
 `write(ids, vectors, documents, metadatas)` stores the vectors *before* the searched collection's records
-that point at them and returns the pointer metadata for those records (or None); `acknowledge()` runs after
+that point at them and returns the metadata to merge into those records (or None); `acknowledge()` runs after
 the records are written; `read(ids)` returns the vectors of the ids that have one, and which do;
 `remove(ids)` runs after records are deleted; `records(ids)` serves each id's document and metadata. A home
 that `keeps_records` (the file) keeps them beside the vectors, merged as Chroma merges an upsert, so a query
@@ -15,10 +16,10 @@ from __future__ import annotations
 import fcntl
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from chromadb.api.models.Collection import Collection
@@ -38,9 +39,11 @@ __all__ = [
     "Record",
     "RerankHome",
     "RerankVectors",
+    "fetched",
+    "searched_records",
 ]
 
-RerankHome = Literal["auto", "file", "collection"]
+RerankHome = Literal["auto", "file", "collection", "metadata"]
 POINTER_KEY = f"{RESERVED_PREFIX}ptr"  # record metadata: generation << 40 | row of the rerank file
 _ROW_BITS = 40
 _ROW_MASK = (1 << _ROW_BITS) - 1
@@ -56,7 +59,7 @@ class RerankVectors(Protocol):
 
     def write(
         self, ids: Sequence[str], vectors: np.ndarray, documents: Documents, metadatas: Metadatas
-    ) -> list[dict[str, int]] | None: ...
+    ) -> Sequence[Mapping[str, int | str]] | None: ...
 
     def acknowledge(self) -> None: ...
 
@@ -333,6 +336,24 @@ class FileVectors:
         return {i: _decode(r, i, current.records_path) for i, r in zip(chosen, raw)}
 
 
+def fetched(
+    collection: Collection, ids: Sequence[str], field: Literal["embeddings", "metadatas"], location: str
+) -> dict[str, Any]:
+    """`field` of the `ids` that `collection` holds, by id (Chroma returns them in its own order)."""
+    if not ids:
+        return {}
+    with chroma_errors(location, f"reading {field} from {collection.name!r}"):
+        found = collection.get(ids=list(ids), include=[field])
+    values = found[field]
+    return dict(zip(found["ids"], values if values is not None else []))
+
+
+def searched_records(searched: Collection, location: str, ids: Sequence[str]) -> dict[str, Record]:
+    """`(document, user metadata)` of the `ids` in the searched collection, by id."""
+    with chroma_errors(location, "reading records"):
+        return stored_records(searched.get(ids=list(ids), include=["documents", "metadatas"]))
+
+
 class CollectionVectors:
     """Rerank vectors in a second Chroma collection (server mode): written first, deleted last, read by id."""
 
@@ -362,20 +383,16 @@ class CollectionVectors:
 
     def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors `(m, dim)` float32 of the `ids` that have one (in the order of `ids`), and the mask."""
+        by_id = fetched(self.collection, ids, "embeddings", self.location)
+        vectors = [by_id[i] for i in ids if i in by_id]
         dim = self.collection.metadata["large_dim"]
-        if not ids:
-            return np.empty((0, dim), dtype=np.float32), np.zeros(0, bool)
-        with chroma_errors(self.location, f"reading rerank vectors from {self.collection.name!r}"):
-            found = self.collection.get(ids=list(ids), include=["embeddings"])
-        by_id = dict(zip(found["ids"], found["embeddings"] if found["embeddings"] is not None else []))
-        mask = np.array([i in by_id for i in ids])
-        vectors = np.asarray([by_id[i] for i in ids if i in by_id], dtype=np.float32).reshape(-1, dim)
-        return vectors, mask
+        return np.asarray(vectors, dtype=np.float32).reshape(-1, dim), np.array(
+            [i in by_id for i in ids], bool
+        )
 
     def records(self, ids: Sequence[str]) -> dict[str, Record]:
         """`(document, metadata)` of the `ids` in the searched collection, by id."""
-        with chroma_errors(self.location, "reading records"):
-            return stored_records(self.searched.get(ids=list(ids), include=["documents", "metadatas"]))
+        return searched_records(self.searched, self.location, ids)
 
     def compact(self, batch_size: int) -> int:
         """Nothing to reclaim: deleted records' vectors are deleted with them."""

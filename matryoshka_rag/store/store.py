@@ -5,9 +5,11 @@ Layout (one searched collection, the rerank vectors beside it):
 - ``<name>__d<small>`` holds the adapted vectors cut to ``small_dim`` (renormalised, HNSW) and the metadata
   (for ``where`` filters). It is the only thing searched.
 - The rerank vectors (``large_dim``) live outside HNSW: with an embedded `PersistentClient` in a float16 file
-  beside the database (`rerank_homes.FileVectors`, read only for the shortlist), through a server in a
-  second collection ``<name>__d<large>`` read by id (`rerank_homes.CollectionVectors`). They are the
-  adapted vectors when the adaptor was trained with labels (or below the full dim), else the base vectors.
+  beside the database (`rerank_homes.FileVectors`, read only for the shortlist), through a server as float16
+  text in each searched record's reserved metadata keys, returned with the shortlist
+  (`rerank_metadata.MetadataVectors`), or in a second collection ``<name>__d<large>`` read by id
+  (`rerank_homes.CollectionVectors`, the server layout before it). They are the adapted vectors when the
+  adaptor was trained with labels (or below the full dim), else the base vectors.
 - The documents, and the metadata as served: in the rerank file beside each vector (embedded: a query
   makes one Chroma call), else in the searched collection.
 
@@ -24,7 +26,6 @@ the rerank vectors' kind and home and the space (`layout`); opening it with anyt
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -62,8 +63,7 @@ from .layout import (
     trained_with_labels,
 )
 from .processes import StoreLockedError, store_access
-from .reading import matching_ids, read_records, read_rerank_vectors
-from .reading import shortlist as small_shortlist
+from .reading import matching_ids, read_records, read_rerank_vectors, search_reads
 from .records import Record, check_documents, check_embeddings, check_ids, check_metadatas
 from .repair import repair as repair_store
 from .rerank_homes import RerankHome
@@ -149,8 +149,9 @@ class MatryoshkaStore:
             vectors, full dim only) or "auto": adapted when the adaptor was trained with labels or
             `large_dim` is below the base dim, else base. Recorded in the store.
         rerank_home: where rerank vectors live: "file" (float16 file beside an embedded database),
-            "collection" (a second collection; works through a server) or "auto" (file when the client is
-            a `PersistentClient`, else collection). Recorded in the store.
+            "metadata" (float16 text in each searched record's metadata; works through a server),
+            "collection" (a second collection) or "auto" (file when the client is a `PersistentClient`,
+            metadata through a server, else collection). Recorded in the store.
         provider: texts -> base vectors `(n, base_dim)` (an `EmbeddingProvider` or any callable), needed
             to add texts without embeddings and to query with text.
         space: HNSW space of the searched collection: "cosine" (default), "ip" or "l2" (vectors are
@@ -368,8 +369,8 @@ class MatryoshkaStore:
         self._look()
         small_query, large_query = self._query_vectors(query)
         factors = (self.shortlist_factor, self.max_shortlist_factor)
-        shortlist = functools.partial(small_shortlist, self.small, self.space, self.location, where=where)
-        found = search(small_query, large_query, k, *factors, shortlist=shortlist, read=self.vectors.read)
+        shortlist, read = search_reads(self.small, self.vectors, self.space, self.location, where)
+        found = search(small_query, large_query, k, *factors, shortlist=shortlist, read=read)
         self.stats.queries += 1
         self.stats.widened += found.widened
         # hits exist in the searched collection: the rerank file serves them without asking it
@@ -379,7 +380,7 @@ class MatryoshkaStore:
     def __repr__(self) -> str:
         return (
             f"MatryoshkaStore({self.name!r} at {self.location}, dims {self.small_dim}->{self.large_dim} "
-            f"({self.large_vectors} vectors in a {self.rerank_home}), space={self.space!r})"
+            f"({self.large_vectors} vectors, rerank_home={self.rerank_home!r}), space={self.space!r})"
         )
 
 
