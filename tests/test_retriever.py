@@ -1,4 +1,5 @@
-"""Chroma Matryoshka store: embedded (PersistentClient) and server (`chroma run`) modes, real SciFact vectors."""
+"""Chroma Matryoshka store: embedded (PersistentClient), in-memory (EphemeralClient) and server (`chroma run`)
+modes, real SciFact vectors."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import chromadb
 import numpy as np
 import pytest
 
@@ -21,10 +23,12 @@ from matryoshka_rag.cli.store_commands import add_index_arguments, index_command
 from matryoshka_rag.store.rerank_file import RerankFile, RerankFileError
 from matryoshka_rag.store.rerank_homes import CollectionVectors
 from matryoshka_rag.store.store import (
+    DEFAULT_HNSW,
     STAGE_FUNNEL,
     STAGE_WIDENED,
     ChromaUnavailableError,
     MatryoshkaStore,
+    StoreDroppedError,
     connect,
 )
 from tests.chroma_server import ChromaServer, free_port
@@ -46,16 +50,19 @@ def chroma_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=["embedded", "memory", "server"])
 def mode(request) -> str:
     return request.param
 
 
 @pytest.fixture
 def location(mode, tmp_path, request) -> dict:
-    """Where a store lives: `{"path": ...}` or `{"host": ..., "port": ...}` of the module's server."""
+    """Where a store lives: `{"path": ...}`, `{}` (in memory) or `{"host": ..., "port": ...}` of the module's
+    server."""
     if mode == "embedded":
         return {"path": tmp_path / "db"}
+    if mode == "memory":
+        return {}
     server = request.getfixturevalue("chroma_server")
     return {"host": "127.0.0.1", "port": server.port}
 
@@ -79,7 +86,7 @@ def corpus(scifact, scifact_vectors):
 
 
 def new_store(location: dict, name: str, adaptor, **kwargs) -> MatryoshkaStore:
-    client = connect(**location)
+    client = connect(**location) if location else chromadb.EphemeralClient()
     return MatryoshkaStore(name, adaptor, client=client, **kwargs)
 
 
@@ -99,7 +106,7 @@ def cosines(adaptor, docs: np.ndarray, query: np.ndarray, dim: int) -> np.ndarra
 
 
 def rerank_rows(store: MatryoshkaStore) -> int:
-    """Rerank vectors stored: the second collection's records, or the rows of every rerank file."""
+    """Rerank vectors stored: the second collection's records, or the rows of every rerank file or in memory."""
     if isinstance(store.vectors, CollectionVectors):
         return store.vectors.collection.count()
     return store.vectors.stored_rows()
@@ -248,11 +255,12 @@ def test_upserts_merge_documents_and_metadata_as_chroma_does(location, name, ada
     assert new_store(location, name, adaptor).get(ids[:3]) == expected  # reopened
 
 
-def test_embedded_query_makes_one_chroma_call(tmp_path, adaptor, corpus):
-    """Embedded, a query's hits come with their documents and metadata from the rerank file: the searched
-    collection is asked once (the shortlist search), never read by id."""
+@pytest.mark.parametrize("mode", ["embedded", "memory"])
+def test_embedded_and_in_memory_query_makes_one_chroma_call(location, name, adaptor, corpus):
+    """Embedded and in memory, a query's hits come with their documents and metadata from the rerank home:
+    the searched collection is asked once (the shortlist search), never read by id."""
     ids, texts, vectors, metadatas = corpus
-    store = filled_store({"path": tmp_path / "db"}, "docs", adaptor, corpus, 200)
+    store = filled_store(location, name, adaptor, corpus, 200)
     calls = []
     for method in ("get", "query"):
         original = getattr(store.small, method)
@@ -262,6 +270,78 @@ def test_embedded_query_makes_one_chroma_call(tmp_path, adaptor, corpus):
     hits = store.query(vectors[4], k=5)
     assert calls == ["query"]
     assert [(h.document, h.metadata) for h in hits[:1]] == [(texts[4], metadatas[4])]
+
+
+def test_auto_keeps_rerank_rows_in_memory_beside_an_in_memory_client(tmp_path, name, adaptor, corpus):
+    """`rerank_home="auto"` with an in-memory client keeps the rerank rows in process memory (one collection),
+    ranking as the collection layout does; "memory" with a database folder and "file" in memory are refused
+    by name."""
+    ids, _, vectors, _ = corpus
+    store = filled_store({}, name, adaptor, corpus, 200)
+    collection = filled_store({}, f"{name}c", adaptor, corpus, 200, rerank_home="collection")
+    assert (store.rerank_home, collection.rerank_home) == ("memory", "collection")
+    assert {c.name for c in store.client.list_collections() if c.name.startswith(name)} == {
+        f"{name}__d64",
+        f"{name}c__d64",
+        f"{name}c__d384",
+    }
+    for query in vectors[:20]:
+        hits, expected = store.query(query, k=10), collection.query(query, k=10)
+        assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=2e-3)  # float16 rows
+        assert [(h.document, h.metadata) for h in hits] == [(h.document, h.metadata) for h in expected]
+    with pytest.raises(InputError, match=r"rerank_home='memory' keeps .* in this process.*EphemeralClient"):
+        new_store({"path": tmp_path / "db"}, name, adaptor, rerank_home="memory")
+    with pytest.raises(InputError, match="in a file beside an embedded database: open it with path="):
+        new_store({}, f"{name}f", adaptor, rerank_home="file")
+
+
+def test_two_in_memory_store_objects_see_each_others_writes(name, adaptor, corpus):
+    """Chroma's in-memory client is one database per process, so two store objects over it share the rerank
+    rows too: each sees the other's upserts, deletes and compaction at once."""
+    ids, texts, vectors, metadatas = corpus
+    first, second = new_store({}, name, adaptor), new_store({}, name, adaptor)  # both before any write
+    assert first.rerank_home == second.rerank_home == "memory"
+    first.add(ids[:100], texts=texts[:100], embeddings=vectors[:100], metadatas=metadatas[:100])
+    assert second.count() == 100 and second.query(vectors[7], k=1)[0].id == ids[7]
+    assert second.get(ids[7:8]) == {ids[7]: (texts[7], metadatas[7])}
+    second.upsert(ids[7:8], embeddings=vectors[7:8], metadatas=[{"group": 9}])
+    assert first.query(vectors[7], k=1)[0].metadata == {**metadatas[7], "group": 9}
+    second.delete(ids[:50])
+    assert second.compact() == 50 and first.count() == 50
+    assert first.query(vectors[7], k=1)[0].id != ids[7] and first.query(vectors[60], k=1)[0].id == ids[60]
+    assert first.rerank_vectors(ids[:60]).keys() == set(ids[50:60])
+
+
+def test_drop_removes_everything_and_reset_makes_it_again(mode, location, name, adaptor, corpus, tmp_path):
+    """`drop()` deletes the store's collections and rerank rows (embedded: only the change counter and lock
+    files stay); the object then refuses use by name, another object over the store gets a clear error, and
+    `reset()` makes the store again, empty, with its layout and HNSW settings."""
+    ids, texts, vectors, _ = corpus
+    store = filled_store(location, name, adaptor, corpus, 100, hnsw={**DEFAULT_HNSW, "ef_search": 123})
+    other = new_store(location, name, adaptor)
+    store.drop()
+    assert [c.name for c in store.client.list_collections() if c.name.startswith(name)] == []
+    if mode == "embedded":
+        left = sorted(p.name for p in (tmp_path / "db" / "matryoshka_rag").iterdir())
+        assert left == ["WRITER.lock", f"{name}.changes", f"{name}.lock"]
+    for use in (
+        store.count,
+        lambda: store.query(vectors[0]),
+        lambda: store.get(ids[:2]),
+        lambda: store.upsert(ids[:1], embeddings=vectors[:1]),
+        store.drop,
+        store.clear,
+    ):
+        with pytest.raises(StoreDroppedError, match=rf"store '{name}' was dropped \(drop\(\)\); reset\(\)"):
+            use()
+    with pytest.raises(InputError, match="no longer holds the collection while searching"):
+        other.query(vectors[0])
+    store.reset()
+    assert store.count() == 0 and store.small.configuration_json["hnsw"]["ef_search"] == 123
+    store.add(ids[:10], texts=texts[:10], embeddings=vectors[:10])
+    assert store.query(vectors[3], k=1)[0].document == texts[3]
+    store.reset()  # not dropped before: drops, then makes it again
+    assert store.count() == 0 and new_store(location, name, adaptor).get() == {}
 
 
 def test_bad_records_file_is_refused_and_left_as_is(tmp_path, adaptor, corpus):
@@ -344,7 +424,7 @@ def test_reopen_with_another_adaptor_dim_or_space_raises(location, name, small_a
     assert (reopened.small_dim, reopened.large_dim, reopened.space) == (64, 384, "cosine")
     assert snapshot(reopened, query) == before
     names = {c.name for c in reopened.client.list_collections() if c.name.startswith(name)}
-    assert names == ({f"{name}__d64"} if "path" in location else {f"{name}__d64", f"{name}__d384"})
+    assert names == ({f"{name}__d64", f"{name}__d384"} if "host" in location else {f"{name}__d64"})
 
 
 def test_bad_inputs_leave_data_intact(location, name, adaptor, corpus):
@@ -406,7 +486,7 @@ def test_batch_resent_after_failure_gives_no_duplicates(mode, location, name, ad
         patch.setattr(store.small, "upsert", fail)
         with pytest.raises(ConnectionError):
             store.add(ids[100:200], texts=texts[100:200], embeddings=vectors[100:200])
-    assert store.count() == 100 and rerank_rows(store) == 200
+    assert store.count() == 100 and rerank_rows(store) == (100 if mode == "memory" else 200)  # memory: staged
     assert store.get(ids[100:200]) == {} and {h.id for h in store.query(vectors[150], k=10)} <= set(ids[:100])
     store.add(ids[:200], texts=texts[:200], embeddings=vectors[:200])  # re-sent, overlapping the first batch
     assert store.count() == 200

@@ -1,7 +1,8 @@
 """Where a Matryoshka store keeps what, and the choices it recorded.
 
 A store `<name>` searches the collection ``<name>__d<small_dim>`` and keeps its rerank vectors in a file
-beside an embedded database or in the collection ``<name>__d<large_dim>`` (`open_homes`). The searched
+beside an embedded database, in process memory beside an in-memory one, or in the collection
+``<name>__d<large_dim>`` (`open_homes`). The searched
 collection records the layout (`StoreLayout.recorded`): the dims, the rerank vectors' kind and home, the HNSW
 space, the base model, and the adaptor's fingerprint and where it came from (a folder's real path or a
 Hugging Face Hub repo id). Opening a store takes each choice from the arguments, else from what the existing
@@ -18,7 +19,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -31,10 +32,11 @@ from ..adaptor.numpy_forward import NumpyAdaptor, as_numpy_adaptor
 from ..errors import AdaptorMismatchError, InputError
 from ..scoring.recommend import recommend_dim
 from ..validation import check_choice, check_rows, unit_rows
-from .chroma_client import chroma_errors, persist_directory
+from .chroma_client import chroma_errors, in_memory, persist_directory
 from .chroma_client import location as location_of
 from .input_checks import check_k
-from .rerank_homes import CollectionVectors, FileVectors, RerankHome, RerankVectors
+from .processes import StoreDroppedError
+from .rerank_homes import CollectionVectors, FileVectors, MemoryVectors, RerankHome, RerankVectors
 
 __all__ = [
     "DEFAULT_HNSW",
@@ -47,6 +49,7 @@ __all__ = [
     "check_store_name",
     "collection_name",
     "existing_layout",
+    "hnsw_settings",
     "open_homes",
     "resolve_layout",
     "trained_with_labels",
@@ -78,7 +81,7 @@ LargeVectors = Literal["auto", "base", "adapted"]
 class StoreLayout:
     """A store's resolved choices: its adaptor (and `adaptor_path`, the real path of its folder or its Hub
     repo id; None for an adaptor object), the dims searched and reranked, the rerank vectors' kind
-    (`large_vectors`) and home (`rerank_folder`: the folder of the rerank file, None for a collection) and
+    (`large_vectors`) and home (`rerank_home`; `rerank_folder`: the folder of the rerank file, else None) and
     the HNSW space."""
 
     adaptor: NumpyAdaptor
@@ -86,7 +89,7 @@ class StoreLayout:
     small_dim: int
     large_dim: int
     large_vectors: Literal["base", "adapted"]
-    rerank_home: Literal["file", "collection"]
+    rerank_home: Literal["file", "memory", "collection"]
     rerank_folder: Path | None
     space: Space
 
@@ -231,6 +234,29 @@ def _resolve_large_vectors(
     return kind
 
 
+def _resolve_home(
+    requested: str, client: ClientAPI, name: str, location: str
+) -> Literal["file", "memory", "collection"]:
+    """ "file", "memory" or "collection": the requested home, or "auto"'s for the client (file beside an
+    embedded database, memory beside an in-memory one, else collection); InputError for a home the client
+    cannot hold."""
+    home = check_choice("rerank_home", requested, RerankHome)
+    memory = in_memory(client)
+    if home == "auto":
+        home = "file" if persist_directory(client) is not None else "memory" if memory else "collection"
+    if home == "file" and persist_directory(client) is None:
+        raise InputError(
+            f"store {name!r} keeps its rerank vectors in a file beside an embedded database: open it with "
+            f"path= (a PersistentClient), not through {location}"
+        )
+    if home == "memory" and not memory:
+        raise InputError(
+            f"rerank_home='memory' keeps the rerank vectors in this process, beside an in-memory Chroma "
+            f"(chromadb.EphemeralClient()), not {location}: use 'auto'"
+        )
+    return home
+
+
 def resolve_layout(
     client: ClientAPI,
     name: str,
@@ -260,14 +286,7 @@ def resolve_layout(
             f"need 0 < small_dim < large_dim <= base dim {config.base_dim}, got {small} and {large}"
         )
     kind = _resolve_large_vectors(large_vectors, existing, numpy_adaptor, large)
-    home = check_choice("rerank_home", rerank_home or existing.get("rerank_home") or "auto", RerankHome)
-    if home == "auto":
-        home = "file" if database_folder is not None else "collection"
-    if home == "file" and database_folder is None:
-        raise InputError(
-            f"store {name!r} keeps its rerank vectors in a file beside an embedded database: open it with "
-            f"path= (a PersistentClient), not through {store_location}"
-        )
+    home = _resolve_home(rerank_home or existing.get("rerank_home") or "auto", client, name, store_location)
     if small not in config.dims:
         warnings.warn(
             f"small_dim {small} is not one of the adaptor's trained dims {config.dims}",
@@ -296,6 +315,13 @@ def check_layout(recorded: Mapping[str, Any], layout: StoreLayout, name: str, lo
             )
 
 
+def hnsw_settings(collection: Collection) -> CreateHNSWConfiguration:
+    """The HNSW settings (all but the space) `collection` was created with, read from its handle (no Chroma
+    call): those to create it again with."""
+    found = (collection.configuration_json or {}).get("hnsw") or {}
+    return cast(CreateHNSWConfiguration, {key: value for key, value in found.items() if key != "space"})
+
+
 def _open_collection(
     client: ClientAPI,
     layout: StoreLayout,
@@ -303,12 +329,19 @@ def _open_collection(
     role: str,
     configuration: CreateCollectionConfiguration,
     location: str,
+    create: bool,
 ) -> Collection:
-    """Get the collection `name` (checking its HNSW space), or create it with the layout metadata."""
+    """Get the collection `name` (checking its HNSW space), or create it with the layout metadata; when not
+    `create`, `StoreDroppedError` if it is missing."""
     with chroma_errors(location, f"opening collection {name!r}"):
         try:
             collection = client.get_collection(name, embedding_function=None)
         except NotFoundError:
+            if not create:
+                raise StoreDroppedError(
+                    f"collection {name!r} at {location} no longer exists: its store was dropped since this "
+                    "process opened it (a read_only store never creates one)"
+                ) from None
             metadata = {**layout.recorded(), "role": role}
             if role == "search":
                 metadata["store_id"] = uuid.uuid4().hex
@@ -325,17 +358,25 @@ def _open_collection(
 
 
 def open_homes(
-    client: ClientAPI, name: str, layout: StoreLayout, hnsw: CreateHNSWConfiguration | None, location: str
+    client: ClientAPI,
+    name: str,
+    layout: StoreLayout,
+    hnsw: CreateHNSWConfiguration | None,
+    location: str,
+    create: bool = True,
 ) -> tuple[Collection, RerankVectors]:
     """The searched collection of the store `name` and the home of its rerank vectors, created as `layout`
-    says when missing (`hnsw`: the HNSW settings of new collections, default `DEFAULT_HNSW`)."""
+    says when missing (`hnsw`: the HNSW settings of new collections, default `DEFAULT_HNSW`); when not
+    `create`, `StoreDroppedError` if the store is gone."""
     configuration: CreateCollectionConfiguration = {"hnsw": {"space": layout.space, **(hnsw or DEFAULT_HNSW)}}
     searched_name = collection_name(name, layout.small_dim)
-    searched = _open_collection(client, layout, searched_name, "search", configuration, location)
+    searched = _open_collection(client, layout, searched_name, "search", configuration, location, create)
+    if layout.rerank_home == "memory":
+        return searched, MemoryVectors(searched, layout.large_dim)
     if layout.rerank_folder is None:
         rerank_name = collection_name(name, layout.large_dim)
-        rerank = _open_collection(client, layout, rerank_name, "rerank", configuration, location)
-        return searched, CollectionVectors(rerank, searched, location)
+        rerank = _open_collection(client, layout, rerank_name, "rerank", configuration, location, create)
+        return searched, CollectionVectors(rerank, searched, location, client)
     with chroma_errors(location, "counting"):
-        new = searched.count() == 0
+        new = create and searched.count() == 0
     return searched, FileVectors(layout.rerank_folder, name, layout.large_dim, searched, location, create=new)
