@@ -168,7 +168,8 @@ class StoreAccess:
         """`StoreDroppedError` naming `action` once this object dropped the store."""
         if self.dropped:
             raise StoreDroppedError(
-                f"cannot {action}: store {self.name!r} was dropped (drop()); reset() creates it again, empty"
+                f"cannot {action}: store {self.name!r} was dropped (drop()); reset() (LangChain: "
+                "reset_collection()) makes it again, empty"
             )
 
     def check_writable(self, action: str) -> None:
@@ -185,14 +186,14 @@ class StoreAccess:
         if self.counter is not None:
             self.seen = self.counter.bump()
 
-    def changed(self) -> bool:
-        """Readers: whether the writer changed the store since this process last looked (then it has looked)."""
+    def changed(self) -> int | None:
+        """Readers: the writer's change count when it changed the store since this process last looked (the
+        reader sets `seen` to it once it has reopened its view), else None."""
         self.check_open("read")
         if not self.read_only or self.counter is None:
-            return False
+            return None
         now = self.counter.read()
-        changed, self.seen = now != self.seen, now
-        return changed
+        return now if now != self.seen else None
 
     def close(self) -> None:
         """Give back the writer lock (also done when this object is collected, and by the kernel at exit)."""

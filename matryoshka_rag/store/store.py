@@ -243,9 +243,10 @@ class MatryoshkaStore:
 
     def _look(self) -> None:
         """A reader reopens its view of the store when the writing process changed it since it last looked."""
-        if self.access.changed():
+        if (count := self.access.changed()) is not None:
             self.client = client = reconnect(self.client, self.access.database)
             self.small, self.vectors = open_homes(client, self.name, self.layout, None, self.location, False)
+            self.access.seen = count  # looked: a failed reopen (the store dropped) is tried again next time
 
     def close(self) -> None:
         """Give back the writer lock (also done when the store is collected, and at exit however it ends)."""
