@@ -363,8 +363,9 @@ class MemoryVectors:
     """Rerank vectors as float16 rows in process memory, each with its record (as `FileVectors` keeps them),
     beside an in-memory Chroma (`chromadb.EphemeralClient`): a query makes one Chroma call.
 
-    The rows live as long as the process, as Chroma's in-memory collections do, and every store object of the
-    process over the same searched collection (its ``store_id``) shares them, so each sees the others'
+    The rows live as long as the process, as Chroma's in-memory collections do (until `drop()`; a searched
+    collection deleted through Chroma itself leaves them until the process ends), and every store object of
+    the process over the same searched collection (its ``store_id``) shares them, so each sees the others'
     writes. A write holds the rows' lock and stages its rows (`write`), which become readable when the
     searched records are written (`acknowledge`); a replaced id's row is overwritten, a deleted one's freed
     by `compact()`.
