@@ -287,7 +287,7 @@ def test_auto_keeps_rerank_rows_in_memory_beside_an_in_memory_client(tmp_path, n
     }
     for query in vectors[:20]:
         hits, expected = store.query(query, k=10), collection.query(query, k=10)
-        assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=2e-3)  # float16 rows
+        assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)
         assert [(h.document, h.metadata) for h in hits] == [(h.document, h.metadata) for h in expected]
     with pytest.raises(InputError, match=r"rerank_home='memory' keeps .* in this process.*EphemeralClient"):
         new_store({"path": tmp_path / "db"}, name, adaptor, rerank_home="memory")

@@ -350,7 +350,7 @@ class FileVectors:
 
 @dataclass
 class _Rows:
-    """One in-memory store's rerank rows: `vectors` `(capacity, dim)` float16, of which the first
+    """One in-memory store's rerank rows: `vectors` `(capacity, dim)` float32, of which the first
     `len(records)` rows are used, each row's encoded record (`_encode`), and the row of each live id."""
 
     vectors: np.ndarray
@@ -360,8 +360,9 @@ class _Rows:
 
 
 class MemoryVectors:
-    """Rerank vectors as float16 rows in process memory, each with its record (as `FileVectors` keeps them),
-    beside an in-memory Chroma (`chromadb.EphemeralClient`): a query makes one Chroma call.
+    """Rerank vectors as float32 rows in process memory (as Chroma holds its own: a read is an index, no
+    conversion), each with its record (as `FileVectors` keeps them), beside an in-memory Chroma
+    (`chromadb.EphemeralClient`): a query makes one Chroma call.
 
     The rows live as long as the process, as Chroma's in-memory collections do (until `drop()`; a searched
     collection deleted through Chroma itself leaves them until the process ends), and every store object of
@@ -378,7 +379,7 @@ class MemoryVectors:
     def __init__(self, collection: Collection, dim: int) -> None:
         self.store_id = str(collection.metadata["store_id"])
         with self._guard:
-            self.rows = self._shared.setdefault(self.store_id, _Rows(np.empty((0, dim), np.float16)))
+            self.rows = self._shared.setdefault(self.store_id, _Rows(np.empty((0, dim), np.float32)))
         self._staged: tuple[list[str], np.ndarray, list[bytes]] | None = None
 
     @contextmanager
@@ -396,7 +397,7 @@ class MemoryVectors:
             _encode(i, merged_record(stored.get(i), document, metadata))
             for i, document, metadata in zip(ids, new_documents, metadatas)
         ]
-        self._staged = (list(ids), vectors.astype(np.float16), records)
+        self._staged = (list(ids), np.asarray(vectors, np.float32), records)
 
     def acknowledge(self) -> None:
         """Make the staged rows readable: new ids get new rows, replaced ones are overwritten."""
@@ -409,7 +410,7 @@ class MemoryVectors:
         rows.records.extend([b""] * len(new))
         used, capacity = len(rows.records), len(rows.vectors)
         if used > capacity:  # grow by doubling: appends cost O(1) per row
-            grown = np.empty((max(used, 2 * capacity), rows.vectors.shape[1]), np.float16)
+            grown = np.empty((max(used, 2 * capacity), rows.vectors.shape[1]), np.float32)
             grown[:capacity] = rows.vectors
             rows.vectors = grown
         at = [rows.index[i] for i in ids]
@@ -443,7 +444,7 @@ class MemoryVectors:
         with self.rows.lock:
             at = np.fromiter((self.rows.index.get(i, -1) for i in ids), np.int64, len(ids))
             found = at >= 0
-            return self.rows.vectors[at[found]].astype(np.float32), found
+            return self.rows.vectors[at[found]], found
 
     def records(self, ids: Sequence[str]) -> dict[str, Record]:
         """`(document, metadata)` of the `ids` with a row, by id."""
