@@ -1,10 +1,12 @@
 """LangChain ``MatryoshkaVectorStore`` beside ``langchain_chroma.Chroma`` (cosine space, high-recall HNSW) on the
-same SciFact documents and real all-MiniLM-L6-v2 vectors: ``get``, ``update_document(s)``, relevance scores by
-vector, ``where_document`` and ``reset_collection`` give what Chroma gives."""
+same SciFact documents and real all-MiniLM-L6-v2 vectors, both in a database folder or both in memory: ``get``,
+``update_document(s)``, relevance scores by vector, ``where_document``, ``reset_collection`` and
+``delete_collection`` give what Chroma gives."""
 
 from __future__ import annotations
 
 import math
+import uuid
 
 import pytest
 from langchain_chroma import Chroma
@@ -23,17 +25,19 @@ def base(precomputed_minilm) -> ProviderEmbeddings:
     return ProviderEmbeddings(provider=precomputed_minilm)
 
 
-@pytest.fixture
-def pair(tmp_path, base, small_adaptor_dir, scifact) -> tuple[MatryoshkaVectorStore, Chroma]:
-    """Our store and Chroma holding the same N documents; the last five without metadata."""
+@pytest.fixture(params=["embedded", "memory"])
+def pair(request, tmp_path, base, small_adaptor_dir, scifact) -> tuple[MatryoshkaVectorStore, Chroma]:
+    """Our store and Chroma holding the same N documents, the last five without metadata; each in its own
+    database folder, or both in the process's in-memory Chroma (under names of their own)."""
     ids, texts = scifact.corpus_ids[:N], scifact.corpus_texts[:N]
     metadatas = [{"group": i % 4} if i < N - 5 else {} for i in range(N)]
-    ours = MatryoshkaVectorStore(
-        "parity", base, persist_directory=str(tmp_path / "ours"), adaptor=small_adaptor_dir
-    )
-    chroma = Chroma(
-        "parity", base, persist_directory=str(tmp_path / "chroma"), collection_configuration=CHROMA_HNSW
-    )
+    tag = uuid.uuid4().hex[:8]
+    folders = {
+        side: {"persist_directory": str(tmp_path / side)} if request.param == "embedded" else {}
+        for side in ("ours", "chroma")
+    }
+    ours = MatryoshkaVectorStore(f"ours{tag}", base, adaptor=small_adaptor_dir, **folders["ours"])
+    chroma = Chroma(f"chroma{tag}", base, collection_configuration=CHROMA_HNSW, **folders["chroma"])
     for store in (ours, chroma):
         store.add_texts(texts, metadatas, ids=ids)
     return ours, chroma
@@ -109,6 +113,38 @@ def test_reset_collection_as_chroma(pair, scifact) -> None:
     for store in pair:
         store.add_texts(scifact.corpus_texts[:3], ids=scifact.corpus_ids[:3])
     assert ours.get() == chroma.get()
+
+
+def test_delete_collection_as_chroma(pair, scifact) -> None:
+    """After ``delete_collection`` both stores are gone from their databases and every call raises
+    ``ValueError``; ``reset_collection`` then makes ours again, empty (``Chroma``'s raises, although its error
+    names it)."""
+    ours, chroma = pair
+    text, first = scifact.corpus_texts[0], scifact.corpus_ids[0]
+    for store in pair:
+        store.delete_collection()
+    names = {c.name for client in (ours.store.client, chroma._client) for c in client.list_collections()}
+    assert not {n for n in names if n.startswith((ours.store.name, chroma._collection_name))}
+    for call in (
+        lambda store: store.add_texts([text], ids=["new"]),
+        lambda store: store.similarity_search(text, k=2),
+        lambda store: store.max_marginal_relevance_search(text, k=2),
+        lambda store: store.get(),
+        lambda store: store.get_by_ids([first]),
+        lambda store: store.update_document(first, Document(page_content=text)),
+        lambda store: store.delete([first]),
+        lambda store: store.delete_collection(),
+    ):
+        for store in pair:
+            with pytest.raises(ValueError):
+                call(store)
+    with pytest.raises(ValueError, match="Use `reset_collection` to re-create"):
+        chroma.reset_collection()
+    ours.reset_collection()
+    assert ours.get()["ids"] == []
+    ours.add_texts(scifact.corpus_texts[:3], ids=scifact.corpus_ids[:3])
+    assert sorted(ours.get()["ids"]) == sorted(scifact.corpus_ids[:3])
+    assert ours.similarity_search(scifact.corpus_texts[1], k=1)[0].id == scifact.corpus_ids[1]
 
 
 def test_refusals_are_named(pair) -> None:

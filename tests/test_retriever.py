@@ -1,4 +1,5 @@
-"""Chroma Matryoshka store: embedded (PersistentClient) and server (`chroma run`) modes, real SciFact vectors."""
+"""Chroma Matryoshka store: embedded (PersistentClient), in-memory (EphemeralClient) and server (`chroma run`)
+modes, real SciFact vectors."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import chromadb
 import numpy as np
 import pytest
 
@@ -22,10 +24,12 @@ from matryoshka_rag.store.rerank_file import RerankFile, RerankFileError
 from matryoshka_rag.store.rerank_homes import CollectionVectors
 from matryoshka_rag.store.rerank_metadata import MetadataVectors
 from matryoshka_rag.store.store import (
+    DEFAULT_HNSW,
     STAGE_FUNNEL,
     STAGE_WIDENED,
     ChromaUnavailableError,
     MatryoshkaStore,
+    StoreDroppedError,
     connect,
 )
 from tests.chroma_server import ChromaServer, free_port
@@ -47,16 +51,19 @@ def chroma_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=["embedded", "memory", "server"])
 def mode(request) -> str:
     return request.param
 
 
 @pytest.fixture
 def location(mode, tmp_path, request) -> dict:
-    """Where a store lives: `{"path": ...}` or `{"host": ..., "port": ...}` of the module's server."""
+    """Where a store lives: `{"path": ...}`, `{}` (in memory) or `{"host": ..., "port": ...}` of the module's
+    server."""
     if mode == "embedded":
         return {"path": tmp_path / "db"}
+    if mode == "memory":
+        return {}
     server = request.getfixturevalue("chroma_server")
     return {"host": "127.0.0.1", "port": server.port}
 
@@ -80,7 +87,7 @@ def corpus(scifact, scifact_vectors):
 
 
 def new_store(location: dict, name: str, adaptor, **kwargs) -> MatryoshkaStore:
-    client = connect(**location)
+    client = connect(**location) if location else chromadb.EphemeralClient()
     return MatryoshkaStore(name, adaptor, client=client, **kwargs)
 
 
@@ -101,7 +108,7 @@ def cosines(adaptor, docs: np.ndarray, query: np.ndarray, dim: int) -> np.ndarra
 
 def rerank_rows(store: MatryoshkaStore) -> int:
     """Rerank vectors stored: the second collection's records, the records carrying a row, or the rows of
-    every rerank file."""
+    every rerank file or in memory."""
     if isinstance(store.vectors, CollectionVectors):
         return store.vectors.collection.count()
     if isinstance(store.vectors, MetadataVectors):
@@ -252,11 +259,12 @@ def test_upserts_merge_documents_and_metadata_as_chroma_does(location, name, ada
     assert new_store(location, name, adaptor).get(ids[:3]) == expected  # reopened
 
 
-def test_embedded_query_makes_one_chroma_call(tmp_path, adaptor, corpus):
-    """Embedded, a query's hits come with their documents and metadata from the rerank file: the searched
-    collection is asked once (the shortlist search), never read by id."""
+@pytest.mark.parametrize("mode", ["embedded", "memory"])
+def test_embedded_and_in_memory_query_makes_one_chroma_call(location, name, adaptor, corpus):
+    """Embedded and in memory, a query's hits come with their documents and metadata from the rerank home:
+    the searched collection is asked once (the shortlist search), never read by id."""
     ids, texts, vectors, metadatas = corpus
-    store = filled_store({"path": tmp_path / "db"}, "docs", adaptor, corpus, 200)
+    store = filled_store(location, name, adaptor, corpus, 200)
     calls = []
     for method in ("get", "query"):
         original = getattr(store.small, method)
@@ -266,6 +274,80 @@ def test_embedded_query_makes_one_chroma_call(tmp_path, adaptor, corpus):
     hits = store.query(vectors[4], k=5)
     assert calls == ["query"]
     assert [(h.document, h.metadata) for h in hits[:1]] == [(texts[4], metadatas[4])]
+
+
+def test_auto_keeps_rerank_rows_in_memory_beside_an_in_memory_client(tmp_path, name, adaptor, corpus):
+    """`rerank_home="auto"` with an in-memory client keeps the rerank rows in process memory (one collection),
+    ranking as the collection layout does; "memory" with a database folder and "file" in memory are refused
+    by name."""
+    ids, _, vectors, _ = corpus
+    store = filled_store({}, name, adaptor, corpus, 200)
+    collection = filled_store({}, f"{name}c", adaptor, corpus, 200, rerank_home="collection")
+    assert (store.rerank_home, collection.rerank_home) == ("memory", "collection")
+    assert {c.name for c in store.client.list_collections() if c.name.startswith(name)} == {
+        f"{name}__d64",
+        f"{name}c__d64",
+        f"{name}c__d384",
+    }
+    for query in vectors[:20]:
+        hits, expected = store.query(query, k=10), collection.query(query, k=10)
+        assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)
+        assert [(h.document, h.metadata) for h in hits] == [(h.document, h.metadata) for h in expected]
+    with pytest.raises(InputError, match=r"rerank_home='memory' keeps .* in this process.*EphemeralClient"):
+        new_store({"path": tmp_path / "db"}, name, adaptor, rerank_home="memory")
+    with pytest.raises(InputError, match="in a file beside an embedded database: open it with path="):
+        new_store({}, f"{name}f", adaptor, rerank_home="file")
+
+
+def test_two_in_memory_store_objects_see_each_others_writes(name, adaptor, corpus):
+    """Chroma's in-memory client is one database per process, so two store objects over it share the rerank
+    rows too: each sees the other's upserts, deletes and compaction at once."""
+    ids, texts, vectors, metadatas = corpus
+    first, second = new_store({}, name, adaptor), new_store({}, name, adaptor)  # both before any write
+    assert first.rerank_home == second.rerank_home == "memory"
+    first.add(ids[:100], texts=texts[:100], embeddings=vectors[:100], metadatas=metadatas[:100])
+    assert second.count() == 100 and second.query(vectors[7], k=1)[0].id == ids[7]
+    assert second.get(ids[7:8]) == {ids[7]: (texts[7], metadatas[7])}
+    second.upsert(ids[7:8], embeddings=vectors[7:8], metadatas=[{"group": 9}])
+    assert first.query(vectors[7], k=1)[0].metadata == {**metadatas[7], "group": 9}
+    second.delete(ids[:50])
+    assert second.compact() == 50 and first.count() == 50
+    assert first.query(vectors[7], k=1)[0].id != ids[7] and first.query(vectors[60], k=1)[0].id == ids[60]
+    assert first.rerank_vectors(ids[:60]).keys() == set(ids[50:60])
+
+
+def test_drop_removes_everything_and_reset_makes_it_again(mode, location, name, adaptor, corpus, tmp_path):
+    """`drop()` deletes the store's collections and rerank rows (embedded: only the change counter and lock
+    files stay); the object then refuses use by name, another object over the store gets a clear error, and
+    `reset()` makes the store again, empty, with its layout and HNSW settings."""
+    ids, texts, vectors, _ = corpus
+    store = filled_store(location, name, adaptor, corpus, 100, hnsw={**DEFAULT_HNSW, "ef_search": 123})
+    other = new_store(location, name, adaptor)
+    store.drop()
+    assert [c.name for c in store.client.list_collections() if c.name.startswith(name)] == []
+    if mode == "embedded":
+        left = sorted(p.name for p in (tmp_path / "db" / "matryoshka_rag").iterdir())
+        assert left == ["WRITER.lock", f"{name}.changes", f"{name}.lock"]
+    for use in (
+        store.count,
+        lambda: store.query(vectors[0]),
+        lambda: store.get(ids[:2]),
+        lambda: store.upsert(ids[:1], embeddings=vectors[:1]),
+        store.drop,
+        store.clear,
+    ):
+        with pytest.raises(
+            StoreDroppedError, match=rf"store '{name}' was dropped \(drop\(\)\); reset\(\) .* makes it"
+        ):
+            use()
+    with pytest.raises(InputError, match="no longer holds the collection while searching"):
+        other.query(vectors[0])
+    store.reset()
+    assert store.count() == 0 and store.small.configuration_json["hnsw"]["ef_search"] == 123
+    store.add(ids[:10], texts=texts[:10], embeddings=vectors[:10])
+    assert store.query(vectors[3], k=1)[0].document == texts[3]
+    store.reset()  # not dropped before: drops, then makes it again
+    assert store.count() == 0 and new_store(location, name, adaptor).get() == {}
 
 
 def test_bad_records_file_is_refused_and_left_as_is(tmp_path, adaptor, corpus):
@@ -450,6 +532,7 @@ def parse_cli(*argv: str) -> argparse.Namespace:
     return parser.parse_args([str(a) for a in argv])
 
 
+@pytest.mark.parametrize("mode", ["embedded", "server"])  # a database another process can write
 def test_sigkill_mid_ingest_keeps_acknowledged_batches(
     location, name, tmp_path, small_adaptor_dir, scifact, scifact_vectors
 ):

@@ -91,6 +91,7 @@ STORE_CHILD = textwrap.dedent(
     import json, sys, time
     import numpy as np
     from matryoshka_rag.store import MatryoshkaStore, StoreLockedError
+    from matryoshka_rag.errors import InputError
     path, adaptor, name, action, vectors, prefix = sys.argv[1:7]
     base = np.load(vectors)
     try:
@@ -105,8 +106,11 @@ STORE_CHILD = textwrap.dedent(
         elif action == "read":  # report, each time asked on stdin, how many of the vectors find themselves
             print("open", flush=True)
             for line in sys.stdin:
-                hits = sum(store.query(v, k=1)[0].id == f"{prefix}{i}" for i, v in enumerate(base))
-                print(hits, store.count(), flush=True)
+                try:
+                    hits = sum(store.query(v, k=1)[0].id == f"{prefix}{i}" for i, v in enumerate(base))
+                    print(hits, store.count(), flush=True)
+                except InputError as error:
+                    print(f"{type(error).__name__}: {error}", flush=True)
     except StoreLockedError as error:
         print(f"LOCKED {error}", flush=True)
         sys.exit(3)
@@ -204,6 +208,38 @@ def test_a_reader_sees_what_a_writer_acknowledged_after_it_opened(tmp_path, smal
         reader.stdin.write("ask\n")
         reader.stdin.flush()
         assert reader.stdout.readline().split() == ["200", "400"]
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+def test_a_reader_finds_a_dropped_store_gone_then_the_new_one(tmp_path, small_adaptor_dir, three_sets):
+    """A read-only process that opened the store before the writer dropped it gets `StoreDroppedError`, not
+    an empty answer; once the writer makes the store again and writes, it reads the new store."""
+    store = MatryoshkaStore("docs", small_adaptor_dir, path=tmp_path / "db")
+    store.upsert([f"B{i}" for i in range(200)], embeddings=three_sets["B"])
+    reader = _opened(tmp_path, small_adaptor_dir, "read")
+    try:
+        answers = []
+        for change in (
+            lambda: None,
+            store.drop,
+            lambda: None,  # asked again: the same error, never the dropped store's records nor none
+            lambda: (
+                store.reset(),
+                store.upsert([f"B{i}" for i in range(100)], embeddings=three_sets["B"][:100]),
+            ),
+        ):
+            change()
+            reader.stdin.write("ask\n")
+            reader.stdin.flush()
+            answers.append(reader.stdout.readline().strip())
+        assert answers[0] == "200 200" and answers[3] == "100 100", answers
+        assert answers[1].startswith("StoreDroppedError: collection 'docs__d64' at ") and answers[1].endswith(
+            "no longer exists: its store was dropped since this process opened it (a read_only store never "
+            "creates one)"
+        ), answers
+        assert answers[2] == answers[1]
     finally:
         reader.kill()
         reader.wait()

@@ -6,7 +6,8 @@
 - `search`: shortlist, exact rerank and widening, without Chroma.
 - `writing`, `reading`: the order of writes and deletes across the searched collection and the rerank
   vectors, and the reads of both.
-- `processes`: one writing process per embedded database, readers beside it (`read_only=True`).
+- `processes`: one writing process per embedded database, readers beside it (`read_only=True`), and a
+  dropped store refused by name (`StoreDroppedError`).
 - `rerank_file`, `rerank_homes`, `rerank_metadata`: where the rerank vectors live; `shortlist`: when a
   shortlist is conclusive.
 - `health`: whether a store can serve as it opens; `repair`: rebuilding its searched collection from the
@@ -17,13 +18,14 @@
 """
 
 from .health import StoreNeedsRepairError
-from .processes import StoreLockedError
+from .processes import StoreDroppedError, StoreLockedError
 from .store import Hit, MatryoshkaStore, open_store
 from .write_errors import StoreWriteError
 
 __all__ = [
     "Hit",
     "MatryoshkaStore",
+    "StoreDroppedError",
     "StoreLockedError",
     "StoreNeedsRepairError",
     "StoreWriteError",

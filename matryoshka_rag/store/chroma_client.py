@@ -11,7 +11,7 @@ import chromadb
 import httpx
 from chromadb.api import ClientAPI
 from chromadb.api.client import Client
-from chromadb.errors import InternalError, InvalidArgumentError
+from chromadb.errors import InternalError, InvalidArgumentError, NotFoundError
 
 from ..errors import InputError
 from .write_errors import chroma_write_error
@@ -21,6 +21,7 @@ __all__ = [
     "chroma_errors",
     "client_for",
     "database_folder",
+    "in_memory",
     "reconnect",
     "connect",
     "location",
@@ -54,11 +55,17 @@ def location(client: ClientAPI) -> str:
 @contextmanager
 def chroma_errors(location: str, action: str) -> Iterator[None]:
     """Turn Chroma's connection and validation errors into ours, naming `location` and `action`; a write that
-    its disk refused (no space, read-only) into `StoreWriteError`."""
+    its disk refused (no space, read-only) into `StoreWriteError`; a collection deleted since it was opened
+    (the store dropped through another object) into `InputError`."""
     try:
         yield
     except InputError:
         raise
+    except NotFoundError as error:
+        raise InputError(
+            f"Chroma at {location} no longer holds the collection while {action} (the store was dropped or "
+            f"reset through another object): open the store again ({error})"
+        ) from error
     except httpx.TransportError as error:
         raise ChromaUnavailableError(
             f"cannot reach the Chroma server at {location} while {action}: {error}", location
@@ -122,6 +129,12 @@ def client_for(
     if path is not None or host is not None:
         raise InputError("give a client, or a path, or a host, not several")
     return client
+
+
+def in_memory(client: ClientAPI) -> bool:
+    """Whether `client` holds its database in this process's memory (`chromadb.EphemeralClient`)."""
+    settings = client.get_settings()
+    return not settings.chroma_server_host and not settings.is_persistent
 
 
 def persist_directory(client: ClientAPI) -> Path | None:

@@ -1,9 +1,8 @@
 """Where a Matryoshka store keeps what, and the choices it recorded.
 
 A store `<name>` searches the collection ``<name>__d<small_dim>`` and keeps its rerank vectors in a file
-beside an embedded database, in that collection's metadata (a server's default) or in the collection
-``<name>__d<large_dim>`` (`open_homes`). The searched
-collection records the layout (`StoreLayout.recorded`): the dims, the rerank vectors' kind and home, the HNSW
+beside an embedded database, in process memory beside an in-memory one, in the searched collection's metadata
+(a server's default) or in the collection ``<name>__d<large_dim>`` (`open_homes`). The searched collection records the layout (`StoreLayout.recorded`): the dims, the rerank vectors' kind and home, the HNSW
 space, the base model, and the adaptor's fingerprint and where it came from (a folder's real path or a
 Hugging Face Hub repo id). Opening a store takes each choice from the arguments, else from what the existing
 store recorded, else its default (`resolve_layout`); `check_layout` refuses a choice that differs from the
@@ -33,11 +32,12 @@ from ..adaptor.numpy_forward import NumpyAdaptor, as_numpy_adaptor
 from ..errors import AdaptorMismatchError, InputError
 from ..scoring.recommend import recommend_dim
 from ..validation import check_choice, check_rows, unit_rows
-from .chroma_client import chroma_errors, persist_directory, served
+from .chroma_client import chroma_errors, in_memory, persist_directory, served
 from .chroma_client import location as location_of
 from .distances import Space
 from .input_checks import check_k
-from .rerank_homes import CollectionVectors, FileVectors, RerankHome, RerankVectors
+from .processes import StoreDroppedError
+from .rerank_homes import CollectionVectors, FileVectors, MemoryVectors, RerankHome, RerankVectors
 from .rerank_metadata import MetadataVectors, row_schema
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "collection_name",
     "existing_layout",
     "hnsw_space",
+    "hnsw_settings",
     "open_homes",
     "resolve_layout",
     "trained_with_labels",
@@ -81,7 +82,7 @@ LargeVectors = Literal["auto", "base", "adapted"]
 class StoreLayout:
     """A store's resolved choices: its adaptor (and `adaptor_path`, the real path of its folder or its Hub
     repo id; None for an adaptor object), the dims searched and reranked, the rerank vectors' kind
-    (`large_vectors`) and home (`rerank_folder`: the folder of the rerank file, None for the others) and
+    (`large_vectors`) and home (`rerank_home`; `rerank_folder`: the folder of the rerank file, else None) and
     the HNSW space."""
 
     adaptor: NumpyAdaptor
@@ -89,7 +90,7 @@ class StoreLayout:
     small_dim: int
     large_dim: int
     large_vectors: Literal["base", "adapted"]
-    rerank_home: Literal["file", "collection", "metadata"]
+    rerank_home: Literal["file", "memory", "collection", "metadata"]
     rerank_folder: Path | None
     space: Space
 
@@ -234,6 +235,32 @@ def _resolve_large_vectors(
     return kind
 
 
+def _resolve_home(
+    requested: str, client: ClientAPI, name: str, location: str
+) -> Literal["file", "memory", "collection", "metadata"]:
+    """The requested home, or "auto"'s for the client (file beside an embedded database, memory beside an
+    in-memory one, metadata through a server, else collection); InputError for a home the client cannot
+    hold."""
+    home = check_choice("rerank_home", requested, RerankHome)
+    memory = in_memory(client)
+    if home == "auto":
+        if persist_directory(client) is not None:
+            home = "file"
+        else:
+            home = "memory" if memory else "metadata" if served(client) else "collection"
+    if home == "file" and persist_directory(client) is None:
+        raise InputError(
+            f"store {name!r} keeps its rerank vectors in a file beside an embedded database: open it with "
+            f"path= (a PersistentClient), not through {location}"
+        )
+    if home == "memory" and not memory:
+        raise InputError(
+            f"rerank_home='memory' keeps the rerank vectors in this process, beside an in-memory Chroma "
+            f"(chromadb.EphemeralClient()), not {location}: use 'auto'"
+        )
+    return home
+
+
 def resolve_layout(
     client: ClientAPI,
     name: str,
@@ -263,14 +290,7 @@ def resolve_layout(
             f"need 0 < small_dim < large_dim <= base dim {config.base_dim}, got {small} and {large}"
         )
     kind = _resolve_large_vectors(large_vectors, existing, numpy_adaptor, large)
-    home = check_choice("rerank_home", rerank_home or existing.get("rerank_home") or "auto", RerankHome)
-    if home == "auto":
-        home = "file" if database_folder is not None else "metadata" if served(client) else "collection"
-    if home == "file" and database_folder is None:
-        raise InputError(
-            f"store {name!r} keeps its rerank vectors in a file beside an embedded database: open it with "
-            f"path= (a PersistentClient), not through {store_location}"
-        )
+    home = _resolve_home(rerank_home or existing.get("rerank_home") or "auto", client, name, store_location)
     if small not in config.dims:
         warnings.warn(
             f"small_dim {small} is not one of the adaptor's trained dims {config.dims}",
@@ -299,6 +319,13 @@ def check_layout(recorded: Mapping[str, Any], layout: StoreLayout, name: str, lo
             )
 
 
+def hnsw_settings(collection: Collection) -> CreateHNSWConfiguration:
+    """The HNSW settings (all but the space) `collection` was created with, read from its handle (no Chroma
+    call): those to create it again with."""
+    found = (collection.configuration_json or {}).get("hnsw") or {}
+    return cast(CreateHNSWConfiguration, {key: value for key, value in found.items() if key != "space"})
+
+
 def _open_collection(
     client: ClientAPI,
     layout: StoreLayout,
@@ -306,13 +333,19 @@ def _open_collection(
     role: str,
     configuration: CreateCollectionConfiguration | Schema,
     location: str,
+    create: bool,
 ) -> Collection:
     """Get the collection `name` (checking its HNSW space), or create it with the layout metadata and its
-    `configuration` (or `Schema`)."""
+    `configuration` (or `Schema`); when not `create`, `StoreDroppedError` if it is missing."""
     with chroma_errors(location, f"opening collection {name!r}"):
         try:
             collection = client.get_collection(name, embedding_function=None)
         except NotFoundError:
+            if not create:
+                raise StoreDroppedError(
+                    f"collection {name!r} at {location} no longer exists: its store was dropped since this "
+                    "process opened it (a read_only store never creates one)"
+                ) from None
             metadata = {**layout.recorded(), "role": role}
             if role == "search":
                 metadata["store_id"] = uuid.uuid4().hex
@@ -339,22 +372,30 @@ def hnsw_space(collection: Collection) -> Space | None:
 
 
 def open_homes(
-    client: ClientAPI, name: str, layout: StoreLayout, hnsw: CreateHNSWConfiguration | None, location: str
+    client: ClientAPI,
+    name: str,
+    layout: StoreLayout,
+    hnsw: CreateHNSWConfiguration | None,
+    location: str,
+    create: bool = True,
 ) -> tuple[Collection, RerankVectors]:
     """The searched collection of the store `name` and the home of its rerank vectors, created as `layout`
-    says when missing (`hnsw`: the HNSW settings of new collections, default `DEFAULT_HNSW`)."""
+    says when missing (`hnsw`: the HNSW settings of new collections, default `DEFAULT_HNSW`); when not
+    `create`, `StoreDroppedError` if the store is gone."""
     settings: CreateHNSWConfiguration = {"space": layout.space, **(hnsw or DEFAULT_HNSW)}
     configuration: CreateCollectionConfiguration = {"hnsw": settings}
     searched_name = collection_name(name, layout.small_dim)
     if layout.rerank_home == "metadata":
         schema = row_schema(settings, layout.large_dim)
-        searched = _open_collection(client, layout, searched_name, "search", schema, location)
+        searched = _open_collection(client, layout, searched_name, "search", schema, location, create)
         return searched, MetadataVectors(searched, layout.large_dim, location)
-    searched = _open_collection(client, layout, searched_name, "search", configuration, location)
+    searched = _open_collection(client, layout, searched_name, "search", configuration, location, create)
+    if layout.rerank_home == "memory":
+        return searched, MemoryVectors(searched, layout.large_dim)
     if layout.rerank_folder is None:
         rerank_name = collection_name(name, layout.large_dim)
-        rerank = _open_collection(client, layout, rerank_name, "rerank", configuration, location)
-        return searched, CollectionVectors(rerank, searched, location)
+        rerank = _open_collection(client, layout, rerank_name, "rerank", configuration, location, create)
+        return searched, CollectionVectors(rerank, searched, location, client)
     with chroma_errors(location, "counting"):
-        new = searched.count() == 0
+        new = create and searched.count() == 0
     return searched, FileVectors(layout.rerank_folder, name, layout.large_dim, searched, location, create=new)

@@ -10,7 +10,8 @@ give it (RocksDB's ``LOCK`` file, SQLite's readers beside one writer):
   as a store of that database is open for writing in its process; the kernel releases it when the process
   ends, however it ends. A second writing process gets `StoreLockedError` naming the holder.
 - every write bumps a change counter (`ChangeCounter`); a reader compares it before each read and reopens
-  its view when it moved.
+  its view when it moved. Dropping the store bumps it too (and leaves it, with the lock files: a reader that
+  knew a later count could otherwise miss a new store of the same name), so a reader finds the store gone.
 """
 
 from __future__ import annotations
@@ -30,13 +31,25 @@ from ..errors import InputError
 from .chroma_client import database_folder, persist_directory
 from .write_errors import file_writes
 
-__all__ = ["ChangeCounter", "StoreAccess", "StoreLockedError", "WriterLock", "lock_path", "store_access"]
+__all__ = [
+    "ChangeCounter",
+    "StoreAccess",
+    "StoreDroppedError",
+    "StoreLockedError",
+    "WriterLock",
+    "lock_path",
+    "store_access",
+]
 
 LOCK_NAME = "WRITER.lock"
 
 
 class StoreLockedError(InputError):
     """Another process holds the store's database open for writing."""
+
+
+class StoreDroppedError(InputError):
+    """The store was dropped (`MatryoshkaStore.drop`) since it was opened: nothing of it is left to use."""
 
 
 def lock_path(folder: Path) -> Path:
@@ -143,15 +156,25 @@ class StoreAccess:
     """
 
     def __init__(self, database: Path | None, name: str, read_only: bool) -> None:
-        self.database, self.read_only = database, read_only
+        self.database, self.name, self.read_only = database, name, read_only
+        self.dropped = False  # set by the store object that dropped the store, until it resets it
         folder = database / "matryoshka_rag" if database is not None else None
         self.counter = ChangeCounter(folder, name) if folder is not None else None
         lock = None if read_only or folder is None else WriterLock.acquire(folder)
         self._release = weakref.finalize(self, WriterLock.release, lock) if lock else None
         self.seen = self.counter.read() if self.counter is not None else 0
 
+    def check_open(self, action: str) -> None:
+        """`StoreDroppedError` naming `action` once this object dropped the store."""
+        if self.dropped:
+            raise StoreDroppedError(
+                f"cannot {action}: store {self.name!r} was dropped (drop()); reset() (LangChain: "
+                "reset_collection()) makes it again, empty"
+            )
+
     def check_writable(self, action: str) -> None:
-        """`InputError` naming `action` for a reader."""
+        """`InputError` naming `action` for a reader, or a dropped store."""
+        self.check_open(action)
         if self.read_only:
             raise InputError(
                 f"cannot {action}: the store at {self.database} was opened with read_only=True (open it "
@@ -163,13 +186,14 @@ class StoreAccess:
         if self.counter is not None:
             self.seen = self.counter.bump()
 
-    def changed(self) -> bool:
-        """Readers: whether the writer changed the store since this process last looked (then it has looked)."""
+    def changed(self) -> int | None:
+        """Readers: the writer's change count when it changed the store since this process last looked (the
+        reader sets `seen` to it once it has reopened its view), else None."""
+        self.check_open("read")
         if not self.read_only or self.counter is None:
-            return False
+            return None
         now = self.counter.read()
-        changed, self.seen = now != self.seen, now
-        return changed
+        return now if now != self.seen else None
 
     def close(self) -> None:
         """Give back the writer lock (also done when this object is collected, and by the kernel at exit)."""

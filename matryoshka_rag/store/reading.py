@@ -19,7 +19,7 @@ from .rerank_homes import RerankVectors
 from .rerank_metadata import MetadataVectors, decode_rows
 from .search import MAX_SHORTLIST, Read, Shortlist
 
-__all__ = ["matching_ids", "read_records", "read_rerank_vectors", "search_reads", "shortlist"]
+__all__ = ["chosen_ids", "matching_ids", "read_records", "read_rerank_vectors", "search_reads", "shortlist"]
 
 
 def _search(
@@ -99,11 +99,22 @@ def matching_ids(searched: Collection, location: str, where: Mapping[str, Any] |
         return searched.get(where=filters, include=[])["ids"]
 
 
+def chosen_ids(
+    searched: Collection, location: str, ids: Sequence[str] | None, where: Mapping[str, Any] | None
+) -> list[str]:
+    """The `ids` (checked) that pass `where`, or every id passing `where` when `ids` is None."""
+    chosen = check_ids(ids) if ids is not None else []
+    if where is None:
+        return chosen
+    matched = set(matching_ids(searched, location, where))
+    return [i for i in chosen if i in matched] if ids is not None else sorted(matched)
+
+
 def read_rerank_vectors(
-    searched: Collection, home: RerankVectors, location: str, ids: list[str]
+    searched: Collection, home: RerankVectors, location: str, ids: Sequence[str]
 ) -> dict[str, np.ndarray]:
-    """Stored unit-norm rerank vectors `(large_dim,)` of the checked `ids` that exist, by id."""
+    """Stored unit-norm rerank vectors `(large_dim,)` of the `ids` (checked) that exist, by id."""
     with chroma_errors(location, "reading records"):
-        stored = searched.get(ids=ids, include=[])["ids"]
+        stored = searched.get(ids=check_ids(ids), include=[])["ids"]
     vectors, found = home.read(stored)
     return dict(zip((i for i, f in zip(stored, found) if f), unit_rows(vectors)))

@@ -120,3 +120,6 @@ class MetadataVectors:
     def compact(self, batch_size: int) -> int:
         """Nothing to reclaim: a replaced or deleted record's row goes with it."""
         return 0
+
+    def drop(self) -> None:
+        """Nothing left: the rows went with the searched collection."""

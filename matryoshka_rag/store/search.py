@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..validation import unit_rows
 from .shortlist import shortlist_is_conclusive
 
 __all__ = [
@@ -81,7 +80,7 @@ def search(
         searched, small_scores = shortlist(small_query, n)
         new = [i for i in searched if i not in reranked]
         vectors, found = read(new)
-        reranked.update(zip((i for i, f in zip(new, found) if f), unit_rows(vectors) @ large_query))
+        reranked.update(zip((i for i, f in zip(new, found) if f), _cosines(vectors, large_query)))
         kept = [position for position, i in enumerate(searched) if i in reranked]
         ids, small_scores = [searched[p] for p in kept], np.asarray(small_scores)[kept]
         large_scores = np.array([reranked[i] for i in ids], dtype=np.float64)
@@ -97,6 +96,13 @@ def search(
         stages=[STAGE_FUNNEL if ids[i] in first else STAGE_WIDENED for i in best],
         widened=n > k * shortlist_factor,
     )
+
+
+def _cosines(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Cosines `(n,)` of stored rerank rows `(n, d)` (unit-norm when written, rounded since: never zero or
+    extreme) with a unit `query` `(d,)`, in float32."""
+    rows = np.asarray(vectors, np.float32)
+    return (rows @ query) / np.sqrt(np.einsum("ij,ij->i", rows, rows))
 
 
 def _top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> list[int]:

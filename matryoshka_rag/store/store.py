@@ -5,12 +5,13 @@ Layout (one searched collection, the rerank vectors beside it):
 - ``<name>__d<small>`` holds the adapted vectors cut to ``small_dim`` (renormalised, HNSW) and the metadata
   (for ``where`` filters). It is the only thing searched.
 - The rerank vectors (``large_dim``) live outside HNSW: with an embedded `PersistentClient` in a float16 file
-  beside the database (`rerank_homes.FileVectors`, read only for the shortlist), through a server as float16
-  text in each searched record's reserved metadata keys, returned with the shortlist
-  (`rerank_metadata.MetadataVectors`), or in a second collection ``<name>__d<large>`` read by id
-  (`rerank_homes.CollectionVectors`, the server layout before it). They are the adapted vectors when the
-  adaptor was trained with labels (or below the full dim), else the base vectors.
-- The documents, and the metadata as served: in the rerank file beside each vector (embedded: a query
+  beside the database (`rerank_homes.FileVectors`, read only for the shortlist), with an in-memory client in
+  process memory (`rerank_homes.MemoryVectors`), through a server as float16 text in each searched record's
+  reserved metadata keys, returned with the shortlist (`rerank_metadata.MetadataVectors`), or in a second
+  collection ``<name>__d<large>`` read by id (`rerank_homes.CollectionVectors`, the server layout before it).
+  They are the adapted vectors when the adaptor was trained with labels (or below the full dim), else the base
+  vectors.
+- The documents, and the metadata as served: beside each rerank vector in the file or memory (a query
   makes one Chroma call), else in the searched collection.
 
 A query searches ``shortlist_factor * k`` candidates at the small dim, reranks them exactly (numpy) at the
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,17 +58,18 @@ from .layout import (
     check_store_name,
     collection_name,
     existing_layout,
+    hnsw_settings,
     open_homes,
     resolve_layout,
     trained_with_labels,
 )
-from .processes import StoreLockedError, store_access
-from .reading import matching_ids, read_records, read_rerank_vectors, search_reads
+from .processes import StoreDroppedError, StoreLockedError, store_access
+from .reading import chosen_ids, matching_ids, read_records, read_rerank_vectors, search_reads
 from .records import Record, check_documents, check_embeddings, check_ids, check_metadatas
 from .repair import repair as repair_store
 from .rerank_homes import RerankHome
 from .search import STAGE_FUNNEL, STAGE_WIDENED, WIDEN_STEP, Found, check_shortlist_factors, search
-from .writing import delete_chunk, write_chunk
+from .writing import delete_chunk, drop_homes, write_chunk
 
 __all__ = [
     "DEFAULT_HNSW",
@@ -79,6 +80,7 @@ __all__ = [
     "Hit",
     "MatryoshkaStore",
     "QueryStats",
+    "StoreDroppedError",
     "StoreLockedError",
     "StoreNeedsRepairError",
     "check_metadatas",
@@ -118,6 +120,32 @@ def _as_provider(provider: EmbeddingProvider | Callable | None) -> EmbeddingProv
     return CallableProvider(provider, name=getattr(provider, "__name__", type(provider).__name__))
 
 
+def _embedded(provider: EmbeddingProvider | None, texts: list[str]) -> np.ndarray:
+    """Base vectors `(n, base_dim)` of `texts`; InputError without a provider."""
+    if provider is None:
+        raise InputError("this store has no embedding provider: pass provider=, or give base vectors")
+    return embed_texts(provider, texts, progress=False)
+
+
+def _checked_batch(
+    ids: Sequence[str],
+    texts: Sequence[str] | None,
+    embeddings: np.ndarray | Sequence[Sequence[float]] | None,
+    metadatas: Sequence[Mapping[str, Any] | None] | None,
+    store: MatryoshkaStore,
+) -> tuple[list[str], list[str] | None, list[dict[str, Any] | None], np.ndarray]:
+    """An upsert's ids, documents, metadatas (None for each record without) and base vectors `(n, base_dim)`,
+    checked; texts without embeddings are embedded with the store's provider."""
+    ids = check_ids(ids)
+    documents = check_documents(texts, ids)
+    checked: list[dict[str, Any] | None] = check_metadatas(metadatas, ids) or [None] * len(ids)
+    if embeddings is None:
+        if documents is None:
+            raise InputError("give texts or embeddings (base vectors) for the ids")
+        embeddings = _embedded(store.provider, documents)
+    return ids, documents, checked, check_embeddings(embeddings, ids, store.adaptor.config.base_dim)
+
+
 def _hits(found: Found, records: Mapping[str, Record], small_dim: int, large_dim: int) -> list[Hit]:
     """The hits of a search, best first, with their stored records."""
     return [
@@ -148,10 +176,11 @@ class MatryoshkaStore:
         large_vectors: the rerank vectors: "adapted" (adapted vectors cut to `large_dim`), "base" (the base
             vectors, full dim only) or "auto": adapted when the adaptor was trained with labels or
             `large_dim` is below the base dim, else base. Recorded in the store.
-        rerank_home: where rerank vectors live: "file" (float16 file beside an embedded database),
-            "metadata" (float16 text in each searched record's metadata; works through a server),
-            "collection" (a second collection) or "auto" (file when the client is a `PersistentClient`,
-            metadata through a server, else collection). Recorded in the store.
+        rerank_home: where rerank vectors live: "file" (float16 file beside an embedded database), "memory"
+            (this process, beside an in-memory client), "metadata" (float16 text in each searched record's
+            metadata; works through a server), "collection" (a second collection) or "auto" (file for a
+            `PersistentClient`, memory for an `EphemeralClient`, metadata through a server, else
+            collection). Recorded in the store.
         provider: texts -> base vectors `(n, base_dim)` (an `EmbeddingProvider` or any callable), needed
             to add texts without embeddings and to query with text.
         space: HNSW space of the searched collection: "cosine" (default), "ip" or "l2" (vectors are
@@ -206,22 +235,20 @@ class MatryoshkaStore:
         if existing:
             check_layout(existing, layout, name, self.location)
         self.small, self.vectors = open_checked(client, name, layout, hnsw, self.location)
-        with self._errors("asking the batch size"):
+        with chroma_errors(self.location, "asking the batch size"):
             self.batch_size = int(client.get_max_batch_size())
 
     repair = staticmethod(repair_store)  # rebuild the searched collection from the rerank file
-
-    def _errors(self, action: str) -> AbstractContextManager[None]:
-        return chroma_errors(self.location, action)
 
     def collection_name(self, dim: int) -> str:
         return collection_name(self.name, dim)
 
     def _look(self) -> None:
         """A reader reopens its view of the store when the writing process changed it since it last looked."""
-        if self.access.changed():
-            self.client = reconnect(self.client, self.access.database)
-            self.small, self.vectors = open_homes(self.client, self.name, self.layout, None, self.location)
+        if (count := self.access.changed()) is not None:
+            self.client = client = reconnect(self.client, self.access.database)
+            self.small, self.vectors = open_homes(client, self.name, self.layout, None, self.location, False)
+            self.access.seen = count  # looked: a failed reopen (the store dropped) is tried again next time
 
     def close(self) -> None:
         """Give back the writer lock (also done when the store is collected, and at exit however it ends)."""
@@ -249,7 +276,7 @@ class MatryoshkaStore:
         """A query text or base vector `(base_dim,)` -> unit-norm small `(small_dim,)` and rerank
         `(large_dim,)` vectors."""
         checked = check_query(query)
-        base = self._embed([checked]) if isinstance(checked, str) else checked
+        base = _embedded(self.provider, [checked]) if isinstance(checked, str) else checked
         small, large = self.layout.stored_vectors(base)
         return small[0], large[0]
 
@@ -259,14 +286,8 @@ class MatryoshkaStore:
 
     def rerank_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored unit-norm rerank vectors `(large_dim,)` of the `ids` that exist, by id."""
-        ids = check_ids(ids)
         self._look()
         return read_rerank_vectors(self.small, self.vectors, self.location, ids)
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        if self.provider is None:
-            raise InputError("this store has no embedding provider: pass provider=, or give base vectors")
-        return embed_texts(self.provider, texts, progress=False)
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -289,14 +310,7 @@ class MatryoshkaStore:
         of the client's max batch size, rerank vectors first. Re-sending a batch never duplicates.
         """
         self.access.check_writable("upsert")
-        ids = check_ids(ids)
-        documents = check_documents(texts, ids)
-        checked: list[dict[str, Any] | None] = check_metadatas(metadatas, ids) or [None] * len(ids)
-        if embeddings is None:
-            if documents is None:
-                raise InputError("give texts or embeddings (base vectors) for the ids")
-            embeddings = self._embed(documents)
-        base = check_embeddings(embeddings, ids, self.adaptor.config.base_dim)
+        ids, documents, checked, base = _checked_batch(ids, texts, embeddings, metadatas, self)
         small, large = self.layout.stored_vectors(base)
         for start in range(0, len(ids), self.batch_size):
             part = slice(start, start + self.batch_size)
@@ -313,10 +327,7 @@ class MatryoshkaStore:
         self.access.check_writable("delete")
         if ids is None and not where:
             raise InputError("give ids or a non-empty where filter to delete (clear() removes everything)")
-        chosen = check_ids(ids) if ids is not None else []
-        if where is not None:
-            matched = set(matching_ids(self.small, self.location, where))
-            chosen = [i for i in chosen if i in matched] if ids is not None else sorted(matched)
+        chosen = chosen_ids(self.small, self.location, ids, where)
         for start in range(0, len(chosen), self.batch_size):
             delete_chunk(self.small, self.vectors, chosen[start : start + self.batch_size], self.location)
             self.access.wrote()
@@ -329,6 +340,22 @@ class MatryoshkaStore:
             self.delete(ids)
         self.compact()
 
+    def drop(self) -> None:
+        """Delete all the store holds (`writing.drop_homes`); this object then refuses use until `reset()`, a
+        reader in another process gets `StoreDroppedError` at its next read."""
+        self.access.check_writable("drop")
+        drop_homes(self.client, self.small, self.vectors, self.location)
+        self.access.wrote()
+        self.access.dropped = True
+
+    def reset(self) -> None:
+        """Drop the store (unless dropped) and create it again, empty, with the same layout and HNSW settings."""
+        hnsw = hnsw_settings(self.small)
+        if not self.access.dropped:
+            self.drop()
+        self.small, self.vectors = open_checked(self.client, self.name, self.layout, hnsw, self.location)
+        self.access.dropped = False
+
     def compact(self) -> int:
         """Reclaim rerank rows of deleted or replaced records; returns how many rows were freed."""
         self.access.check_writable("compact")
@@ -339,7 +366,7 @@ class MatryoshkaStore:
     def count(self) -> int:
         """Number of searchable records."""
         self._look()
-        with self._errors("counting"):
+        with chroma_errors(self.location, "counting"):
             return self.small.count()
 
     def get(

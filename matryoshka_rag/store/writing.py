@@ -1,6 +1,7 @@
 """How a store writes and deletes records across its two homes, so that a record is findable only once wholly
 written: a chunk's rerank vectors (and, in a home that keeps them, its records) first, then the searched
-records that point at them, then the home acknowledges them; deleted records become unsearchable first."""
+records that point at them, then the home acknowledges them; deleted records (and a dropped store) become
+unsearchable first."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import numpy as np
+from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Metadata
 
 from .chroma_client import chroma_errors
 from .rerank_homes import RerankVectors
 
-__all__ = ["delete_chunk", "write_chunk"]
+__all__ = ["delete_chunk", "drop_homes", "write_chunk"]
 
 
 def write_chunk(
@@ -51,3 +53,11 @@ def delete_chunk(searched: Collection, home: RerankVectors, ids: Sequence[str], 
         with chroma_errors(location, f"deleting ids {ids[0]!r}.."):
             searched.delete(ids=list(ids))
         home.remove(ids)
+
+
+def drop_homes(client: ClientAPI, searched: Collection, home: RerankVectors, location: str) -> None:
+    """Delete the searched collection, then everything the home holds, under the home's write lock."""
+    with home.writing():
+        with chroma_errors(location, f"deleting collection {searched.name!r}"):
+            client.delete_collection(searched.name)
+        home.drop()

@@ -287,10 +287,16 @@ class MatryoshkaVectorStore(VectorStore):
         metadatas = [document.metadata for _, document in chosen]
         self._write([i for i, _ in chosen], texts, self._embedding.embed_documents(texts), metadatas)
 
+    def delete_collection(self) -> None:
+        """Delete the store and all it holds (``MatryoshkaStore.drop``), as ``Chroma.delete_collection`` does:
+        every later call but :meth:`reset_collection` raises ``ValueError`` (``StoreDroppedError``)."""
+        self.store.drop()
+
     def reset_collection(self) -> None:
-        """Remove every record, as ``Chroma.reset_collection`` leaves an empty collection (the store keeps
-        its adaptor and layout)."""
-        self.store.clear()
+        """Delete the store and make it again, empty, with its adaptor, layout and HNSW settings
+        (``MatryoshkaStore.reset``), as ``Chroma.reset_collection`` does; also after
+        :meth:`delete_collection`, where ``Chroma``'s raises although its error names it."""
+        self.store.reset()
 
     # -- reading -------------------------------------------------------------------------------------
 
