@@ -8,8 +8,8 @@
   vectors, and the reads of both.
 - `processes`: one writing process per embedded database, readers beside it (`read_only=True`), and a
   dropped store refused by name (`StoreDroppedError`).
-- `rerank_file`, `rerank_homes`, `rerank_metadata`: where the rerank vectors live; `shortlist`: when a
-  shortlist is conclusive.
+- `rerank_homes` (the interface, the file and collection homes), `rerank_file`, `rerank_memory`,
+  `rerank_metadata`: where the rerank vectors live; `shortlist`: when a shortlist is conclusive.
 - `health`: whether a store can serve as it opens; `repair`: rebuilding its searched collection from the
   rerank file.
 - `distances`: Chroma's distance in each HNSW space, from and to the cosine the store scores in.

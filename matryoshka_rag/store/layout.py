@@ -37,7 +37,8 @@ from .chroma_client import location as location_of
 from .distances import Space
 from .input_checks import check_k
 from .processes import StoreDroppedError
-from .rerank_homes import CollectionVectors, FileVectors, MemoryVectors, RerankHome, RerankVectors
+from .rerank_homes import CollectionVectors, FileVectors, RerankHome, RerankVectors
+from .rerank_memory import MemoryVectors
 from .rerank_metadata import MetadataVectors, row_schema
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""Where a Matryoshka store keeps its rerank vectors: a file beside an embedded database, process memory beside
-an in-memory one, or a collection (the searched records' own metadata is the fourth home: `rerank_metadata`).
+"""Where a Matryoshka store keeps its rerank vectors: a file beside an embedded database, or a second collection
+(the other homes: process memory, `rerank_memory`; the searched records' own metadata, `rerank_metadata`).
 
 The homes share one interface (`RerankVectors`), used by `store.MatryoshkaStore` inside `writing()`:
 `write(ids, vectors, documents, metadatas)` stores the vectors *before* the searched collection's records
@@ -16,12 +16,10 @@ from __future__ import annotations
 import fcntl
 import json
 import re
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -39,10 +37,11 @@ __all__ = [
     "RESERVED_PREFIX",
     "CollectionVectors",
     "FileVectors",
-    "MemoryVectors",
     "Record",
     "RerankHome",
     "RerankVectors",
+    "decode_record",
+    "encode_record",
     "fetched",
     "searched_records",
 ]
@@ -78,15 +77,15 @@ class RerankVectors(Protocol):
     def drop(self) -> None: ...
 
 
-def _encode(record_id: str, record: Record) -> bytes:
+def encode_record(record_id: str, record: Record) -> bytes:
     """JSON `[id, document, metadata]`; nothing for a record with neither document nor metadata."""
     if record[0] is None and not record[1]:
         return b""
     return json.dumps([record_id, *record], ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-def _decode(raw: bytes, record_id: str, path: Path | str) -> Record:
-    """The record `_encode` wrote for `record_id`; `RerankFileError` naming `path` if it is not that."""
+def decode_record(raw: bytes, record_id: str, path: Path | str) -> Record:
+    """The record `encode_record` wrote for `record_id`; `RerankFileError` naming `path` if it is not that."""
     if not raw:
         return None, {}
     try:
@@ -259,7 +258,7 @@ class FileVectors:
     ) -> list[dict[str, int]]:
         """Append and fsync `vectors` `(n, dim)` and the ids' records (`_merged`); the pointer metadata of
         each id."""
-        raw = [_encode(i, record) for i, record in zip(ids, self._merged(ids, documents, metadatas))]
+        raw = [encode_record(i, record) for i, record in zip(ids, self._merged(ids, documents, metadatas))]
         rows = self._file(self._generation).append(ids, vectors.astype(np.float16), raw)
         return [{POINTER_KEY: (self._generation << _ROW_BITS) | int(row)} for row in rows]
 
@@ -317,7 +316,7 @@ class FileVectors:
             vectors, found = self.read(part)
             kept = [i for i, f in zip(part, found) if f]
             records = self.records(kept)
-            target.append(kept, vectors.astype(np.float16), [_encode(i, records[i]) for i in kept])
+            target.append(kept, vectors.astype(np.float16), [encode_record(i, records[i]) for i in kept])
         return target
 
     # -- reading -----------------------------------------------------------------------------------
@@ -347,7 +346,7 @@ class FileVectors:
         _, chosen, rows, keys = self._locate(ids)
         current = self._file(self._generation)
         raw = current.records(rows, chosen, keys)
-        return {i: _decode(r, i, current.records_path) for i, r in zip(chosen, raw)}
+        return {i: decode_record(r, i, current.records_path) for i, r in zip(chosen, raw)}
 
 
 def fetched(
@@ -366,119 +365,6 @@ def searched_records(searched: Collection, location: str, ids: Sequence[str]) ->
     """`(document, user metadata)` of the `ids` in the searched collection, by id."""
     with chroma_errors(location, "reading records"):
         return stored_records(searched.get(ids=list(ids), include=["documents", "metadatas"]))
-
-
-@dataclass
-class _Rows:
-    """One in-memory store's rerank rows: `vectors` `(capacity, dim)` float32, of which the first
-    `len(records)` rows are used, each row's encoded record (`_encode`), and the row of each live id."""
-
-    vectors: np.ndarray
-    records: list[bytes] = field(default_factory=list)
-    index: dict[str, int] = field(default_factory=dict)
-    lock: threading.RLock = field(default_factory=threading.RLock)
-
-
-class MemoryVectors:
-    """Rerank vectors as float32 rows in process memory (as Chroma holds its own: a read is an index, no
-    conversion), each with its record (as `FileVectors` keeps them), beside an in-memory Chroma
-    (`chromadb.EphemeralClient`): a query makes one Chroma call.
-
-    The rows live as long as the process, as Chroma's in-memory collections do (until `drop()`; a searched
-    collection deleted through Chroma itself leaves them until the process ends), and every store object of
-    the process over the same searched collection (its ``store_id``) shares them, so each sees the others'
-    writes. A write holds the rows' lock and stages its rows (`write`), which become readable when the
-    searched records are written (`acknowledge`); a replaced id's row is overwritten, a deleted one's freed
-    by `compact()`.
-    """
-
-    keeps_records = True
-    _shared: ClassVar[dict[str, _Rows]] = {}  # store_id -> rows
-    _guard = threading.Lock()
-
-    def __init__(self, collection: Collection, dim: int) -> None:
-        self.store_id = str(collection.metadata["store_id"])
-        with self._guard:
-            self.rows = self._shared.setdefault(self.store_id, _Rows(np.empty((0, dim), np.float32)))
-        self._staged: tuple[list[str], np.ndarray, list[bytes]] | None = None
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        with self.rows.lock:
-            yield
-
-    def write(
-        self, ids: Sequence[str], vectors: np.ndarray, documents: Documents, metadatas: Metadatas
-    ) -> None:
-        """Stage `vectors` `(n, dim)` and the ids' records as an upsert leaves them (`records.merged_record`)."""
-        stored = self.records(ids)
-        new_documents = documents if documents is not None else [None] * len(ids)
-        records = [
-            _encode(i, merged_record(stored.get(i), document, metadata))
-            for i, document, metadata in zip(ids, new_documents, metadatas)
-        ]
-        self._staged = (list(ids), np.asarray(vectors, np.float32), records)
-
-    def acknowledge(self) -> None:
-        """Make the staged rows readable: new ids get new rows, replaced ones are overwritten."""
-        if self._staged is None:
-            return
-        (ids, vectors, records), self._staged = self._staged, None
-        rows = self.rows
-        new = [i for i in ids if i not in rows.index]
-        rows.index.update(zip(new, range(len(rows.records), len(rows.records) + len(new))))
-        rows.records.extend([b""] * len(new))
-        used, capacity = len(rows.records), len(rows.vectors)
-        if used > capacity:  # grow by doubling: appends cost O(1) per row
-            grown = np.empty((max(used, 2 * capacity), rows.vectors.shape[1]), np.float32)
-            grown[:capacity] = rows.vectors
-            rows.vectors = grown
-        at = [rows.index[i] for i in ids]
-        rows.vectors[at] = vectors
-        for row, record in zip(at, records):
-            rows.records[row] = record
-
-    def remove(self, ids: Sequence[str]) -> None:
-        """Forget the ids' rows (their space is reused after `compact()`)."""
-        with self.rows.lock:
-            for i in ids:
-                if (row := self.rows.index.pop(i, None)) is not None:
-                    self.rows.records[row] = b""
-
-    def stored_rows(self) -> int:
-        """Rows held, live or not (`compact()` keeps only the live ones)."""
-        return len(self.rows.records)
-
-    def compact(self, batch_size: int) -> int:
-        """Keep only the live rows; returns how many were freed."""
-        with self.rows.lock:
-            rows = self.rows
-            ids, kept = list(rows.index), list(rows.index.values())
-            freed = len(rows.records) - len(kept)
-            rows.vectors, rows.records = rows.vectors[kept], [rows.records[row] for row in kept]
-            rows.index = dict(zip(ids, range(len(ids))))
-            return freed
-
-    def read(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors `(m, dim)` float32 of the `ids` with a row (in the order of `ids`), and the `(n,)` mask."""
-        with self.rows.lock:
-            at = np.fromiter((self.rows.index.get(i, -1) for i in ids), np.int64, len(ids))
-            found = at >= 0
-            return self.rows.vectors[at[found]], found
-
-    def records(self, ids: Sequence[str]) -> dict[str, Record]:
-        """`(document, metadata)` of the `ids` with a row, by id."""
-        with self.rows.lock:
-            index, records = self.rows.index, self.rows.records
-            raw = {i: records[row] for i in ids if (row := index.get(i)) is not None}
-        return {i: _decode(record, i, "process memory") for i, record in raw.items()}
-
-    def drop(self) -> None:
-        """Forget every row, for every store object that shares them."""
-        with self._guard:
-            self._shared.pop(self.store_id, None)
-        with self.rows.lock:
-            self.rows.vectors, self.rows.records, self.rows.index = self.rows.vectors[:0], [], {}
 
 
 class CollectionVectors:

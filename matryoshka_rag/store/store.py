@@ -6,7 +6,7 @@ Layout (one searched collection, the rerank vectors beside it):
   (for ``where`` filters). It is the only thing searched.
 - The rerank vectors (``large_dim``) live outside HNSW: with an embedded `PersistentClient` in a float16 file
   beside the database (`rerank_homes.FileVectors`, read only for the shortlist), with an in-memory client in
-  process memory (`rerank_homes.MemoryVectors`), through a server as float16 text in each searched record's
+  process memory (`rerank_memory.MemoryVectors`), through a server as float16 text in each searched record's
   reserved metadata keys, returned with the shortlist (`rerank_metadata.MetadataVectors`), or in a second
   collection ``<name>__d<large>`` read by id (`rerank_homes.CollectionVectors`, the server layout before it).
   They are the adapted vectors when the adaptor was trained with labels (or below the full dim), else the base
