@@ -29,7 +29,7 @@ from .labelled import (
     validation_ndcg_per_query,
 )
 from .loop import LoopOutcome, Paused, optimise
-from .ranking import RankingObjective
+from .ranking import RankingObjective, adapt_all
 from .record import PhaseClock, SupervisedRun, supervised_record
 from .run_identity import array_fingerprint, relevance_fingerprint, run_identity
 from .unsupervised import unsupervised_stage
@@ -107,8 +107,12 @@ def supervised_loss(
     adaptor: MatryoshkaAdaptor,
     step: int,
 ) -> torch.Tensor:
-    """Step `step`'s loss: the ranking loss plus `weight` x the unsupervised objective on a corpus batch."""
-    return ranking.loss(adaptor, step) + weight * regulariser.loss_at(adaptor, step, 1)
+    """Step `step`'s loss: the ranking loss plus `weight` x the unsupervised objective on a corpus batch. When
+    the ranking adapts the whole corpus, the regulariser reads its batch's adapted rows from that one pass."""
+    adapted = adapt_all(adaptor, ranking.corpus) if ranking.ranks_whole_corpus else None
+    return ranking.loss(adaptor, step, adapted) + weight * regulariser.loss_at(
+        adaptor, step, 1, adapted_corpus=adapted
+    )
 
 
 def train_run(

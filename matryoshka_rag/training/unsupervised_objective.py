@@ -3,6 +3,7 @@ corpus kept on the host (training batches, held-out items and the label-free ear
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
@@ -85,6 +86,12 @@ def unsupervised_loss(
     return loss * scale if context.active else loss
 
 
+def _rows_of(adapted_corpus: torch.Tensor, rows: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """The rows `rows (len(block),)` of `adapted_corpus (n, out_dim)`: `f(block)` read, not computed (a
+    `Model` for a block whose corpus rows were all adapted already)."""
+    return adapted_corpus[rows.to(adapted_corpus.device)]
+
+
 def holdout_split(n: int, config: UnsupervisedConfig) -> tuple[np.ndarray, np.ndarray]:
     """Corpus rows `(held out, trained on)` drawn from `config.seed`: `config.holdout` items, at most a tenth
     of the corpus and leaving each trained item `config.k` trained neighbours."""
@@ -153,10 +160,17 @@ class UnsupervisedObjective:
         return tuple(len(range(rank, n, world_size)) for rank in range(world_size))
 
     def loss_at(
-        self, adaptor: MatryoshkaAdaptor, step: int, seed_offset: int = 0, model: Model | None = None
+        self,
+        adaptor: MatryoshkaAdaptor,
+        step: int,
+        seed_offset: int = 0,
+        model: Model | None = None,
+        adapted_corpus: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The objective on training batch number `step` (this rank's share); the next batch's rows are
-        gathered in the background meanwhile when the corpus prefetches."""
+        gathered in the background meanwhile when the corpus prefetches. With `adapted_corpus` (`f` of every
+        corpus row `(n, out_dim)`, already computed this step) the block's adapted rows are read from it
+        instead of adapting them again (the same values)."""
         rows = self.train_rows_at(step, seed_offset)
         pending = self._prefetched.pop((step, seed_offset), None)
         host = pending.result() if pending is not None else self.corpus.host_rows(self.block_rows(rows))
@@ -165,6 +179,8 @@ class UnsupervisedObjective:
             self._prefetched[(step + 1, seed_offset)] = upcoming
         block = self.corpus.to_device(host)
         forward = model or adaptor
+        if adapted_corpus is not None:
+            forward = functools.partial(_rows_of, adapted_corpus, torch.from_numpy(self.block_rows(rows)))
         if self.context.active:  # every rank's anchors are the in-batch candidates
             return self._loss(
                 forward, adaptor, block, len(rows), self.dims, self.config, self.context, self._shares()
