@@ -176,6 +176,19 @@ def test_validation_picks_the_softmax_temperature(scifact, scifact_embeddings):
         progress=False,
     )
     assert alone.fingerprint() == picked.fingerprint()
+    # the default: each temperature's whole early-stopped run, the best of them kept
+    whole = train_supervised(
+        corpus,
+        vectors,
+        relevance,
+        (32, 384),
+        replace(config, temperature_steps=0),
+        FAST,
+        adaptor=base,
+        progress=False,
+    ).metadata["metrics"]
+    best = max(whole["validation_ndcg@10_by_temperature"].values())
+    assert whole["validation_ndcg@10"] == best and whole["steps"] == 30
     with pytest.raises(InputError, match="temperature must be a finite number > 0; got 0.0"):
         train_supervised(corpus, vectors, relevance, (32, 384), replace(config, temperature=(0.05, 0.0)))
 

@@ -102,7 +102,7 @@ def full_run_note(results: dict, embeddings: Path | None) -> str:
     vectors = f" --embeddings {embeddings.parent}" if embeddings else ""
     lines = [
         "What a full run adds: the library's defaults (unsupervised up to 400 steps; supervised up to 1500 "
-        "steps, softmax temperature 0.05 or 0.07 chosen on validation after 200 steps of each, then the refit) "
+        "steps, both softmax temperatures 0.05 and 0.07 trained and chosen on validation, then the refit) "
         "and the centred PCA row:",
         f"    matryoshka-rag eval --dataset {name}{vectors} "
         f"--methods truncate,pca,pca-rotation,unsupervised,supervised --out runs/full --save-adaptors",
