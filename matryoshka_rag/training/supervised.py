@@ -164,8 +164,8 @@ def search_temperatures(
     """The early-stopped run from `start` at the temperature validation picks: with several temperatures
     (`config.temperatures`), each trains `config.temperature_steps` steps (0: its whole early-stopped run),
     the best validation nDCG@10 (mean over dims) reached by then picks one (the first on a tie), and that run
-    continues where it stopped (nothing is left to run after a whole run). `clock` times the phases
-    "temperature search" and "chosen run".
+    continues where it stopped. `clock` times the phases "temperature search" and "chosen run" (a run
+    continued, or the one temperature's).
 
     Returns the config at the chosen temperature, its run's adaptor and outcome, and each temperature's best
     validation score within the search's steps (with one temperature: its run's best)."""
@@ -194,14 +194,21 @@ def search_temperatures(
     if not several:
         with clock.phase("chosen run"):
             adaptor, outcome = run(temperatures[0], config.max_steps, None)
-        return config, adaptor, outcome, {str(temperatures[0]): outcome.scored()}
+        return (
+            replace(config, temperature=temperatures[0]),
+            adaptor,
+            outcome,
+            {str(temperatures[0]): outcome.scored()},
+        )
     search = min(config.temperature_steps or config.max_steps, config.max_steps)
     with clock.phase("temperature search"):
-        searched = {t: run(t, search, None)[1] for t in temperatures}
-    by_temperature = {str(t): outcome.best_until(search) for t, outcome in searched.items()}
-    chosen = max(temperatures, key=lambda t: searched[t].best_until(search))
-    with clock.phase("chosen run"):
-        adaptor, outcome = run(chosen, config.max_steps, searched[chosen].paused)
+        searched = {t: run(t, search, None) for t in temperatures}
+    by_temperature = {str(t): outcome.best_until(search) for t, (_, outcome) in searched.items()}
+    chosen = max(temperatures, key=lambda t: searched[t][1].best_until(search))
+    adaptor, outcome = searched[chosen]
+    if search < config.max_steps:
+        with clock.phase("chosen run"):
+            adaptor, outcome = run(chosen, config.max_steps, outcome.paused)
     return replace(config, temperature=chosen), adaptor, outcome, by_temperature
 
 
