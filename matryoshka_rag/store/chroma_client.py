@@ -133,8 +133,7 @@ def client_for(
 
 def in_memory(client: ClientAPI) -> bool:
     """Whether `client` holds its database in this process's memory (`chromadb.EphemeralClient`)."""
-    settings = client.get_settings()
-    return not settings.chroma_server_host and not settings.is_persistent
+    return not served(client) and not client.get_settings().is_persistent
 
 
 def persist_directory(client: ClientAPI) -> Path | None:
