@@ -11,6 +11,7 @@ import errno
 import itertools
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -78,6 +79,24 @@ def test_index_on_a_full_disk_is_one_line_and_resumes_once_space_is_back(
         assert store.count() == 800 and len(store.get()) == 800
 
 
+def wait_until_nothing_open_under(folder: Path, seconds: float = 30.0) -> None:
+    """Wait until this process holds no file under `folder` open; fail naming the files after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        held = []
+        for descriptor in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{descriptor}")
+            except OSError:  # closed while listing
+                continue
+            if target.startswith(f"{folder}/"):
+                held.append(target)
+        if not held:
+            return
+        assert time.monotonic() < deadline, f"still open after {seconds} s: {sorted(set(held))}"
+        time.sleep(0.05)
+
+
 def test_a_read_only_database_refuses_writing_by_name_and_writes_once_writable(
     small_disk, small_adaptor_dir, scifact_vectors
 ):
@@ -85,7 +104,8 @@ def test_a_read_only_database_refuses_writing_by_name_and_writes_once_writable(
     with MatryoshkaStore("docs", small_adaptor_dir, path=db) as store:
         store.upsert([f"a{i}" for i in range(10)], embeddings=scifact_vectors[:10])
     assert isinstance(store.client, Client)
-    store.client.close()  # nothing of the database open for writing: the folder can become read-only
+    store.client.close()
+    wait_until_nothing_open_under(small_disk)  # Chroma's native side closes its SQLite handles after close()
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     with pytest.raises(StoreWriteError) as refused:
         MatryoshkaStore("docs", path=db)
