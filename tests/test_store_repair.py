@@ -264,3 +264,42 @@ def test_a_store_reranking_adapted_vectors_is_repaired_from_their_prefixes(
     with MatryoshkaStore(NAME, path=database, read_only=True) as store:
         assert store.large_vectors == "adapted"
     check_every_record_is_back(database, scifact_vectors, rerank)
+
+
+DROP_KILLED = """
+import os, signal
+import numpy as np
+from matryoshka_rag.store import MatryoshkaStore
+from matryoshka_rag.store.rerank_homes import FileVectors
+store = MatryoshkaStore({name!r}, {adaptor!r}, path={path!r})
+store.upsert([f"d{{i}}" for i in range(20)], embeddings=np.load({vectors!r})[:20])
+FileVectors.drop = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+store.drop()
+"""
+
+
+def test_a_drop_killed_after_deleting_the_collection_leaves_a_store_of_that_name_to_make_again(
+    tmp_path, small_adaptor_dir, scifact_vectors
+):
+    """The kill lands between Chroma's delete and the rerank files' removal: the next store of that name owns
+    a new, empty collection, removes the dropped store's files, and serves its own records."""
+    database, vectors = tmp_path / "db", tmp_path / "vectors.npy"
+    np.save(vectors, scifact_vectors[:20])
+    killed = child(
+        DROP_KILLED.format(
+            name=NAME, adaptor=str(small_adaptor_dir), path=str(database), vectors=str(vectors)
+        )
+    )
+    assert killed.returncode == -9, killed.stderr
+    left = [
+        path.name for path in (database / "matryoshka_rag").iterdir() if path.name.startswith(f"{NAME}.d")
+    ]
+    assert f"{NAME}.d384.progress" in left  # the dropped store's files
+    with MatryoshkaStore(NAME, small_adaptor_dir, path=database) as store:
+        assert store.count() == 0 and store.get() == {}
+        store.upsert(["new"], texts=["a new record"], embeddings=scifact_vectors[3:4])
+        assert [(hit.id, hit.document) for hit in store.query(scifact_vectors[3], k=3)] == [
+            ("new", "a new record")
+        ]
+    with MatryoshkaStore(NAME, path=database, read_only=True) as store:
+        assert store.get() == {"new": ("a new record", {})} and store.rerank_vectors(["d2"]) == {}

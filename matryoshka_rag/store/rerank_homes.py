@@ -133,11 +133,21 @@ class FileVectors:
         # (mtime_ns, size) of the progress file indexed, its (generation, rows), and the rows in that file
         self._seen: tuple[int, int, int, int, int] | None = None
         self._index = (np.empty(0, np.uint64), np.empty(0, np.int64))
+        if create and self._left_by_a_dropped_store():
+            self.drop()  # no searchable record points at them: the searched collection is new and empty
         if create and not self.progress_path.exists():
             folder.mkdir(parents=True, exist_ok=True)
             self._write_progress(0, 0)
         with self.writing(pointers):  # recover from a crash before serving anything
             pass
+
+    def _left_by_a_dropped_store(self) -> bool:
+        """Whether the progress file names another store of this name: files a `drop()` killed after deleting
+        the collection left behind."""
+        if not self.progress_path.exists():
+            return False
+        document = self._progress_document()
+        return isinstance(document, dict) and document.get("store_id", self.store_id) != self.store_id
 
     def file_path(self, generation: int) -> Path:
         return self.folder / f"{self.name}.d{self.dim}.g{generation}.f16"
@@ -171,10 +181,10 @@ class FileVectors:
         with file_writes(self.progress_path, "write the rerank progress file"):
             atomic_write_text(self.progress_path, json.dumps(document) + "\n")
 
-    def progress(self) -> tuple[int, int]:
-        """(generation, acknowledged rows) from the progress file."""
+    def _progress_document(self) -> object:
+        """The progress file's JSON; `RerankFileError` naming the file if it is missing or corrupt."""
         try:
-            document = json.loads(self.progress_path.read_text(encoding="utf-8"))
+            return json.loads(self.progress_path.read_text(encoding="utf-8"))
         except FileNotFoundError as error:
             raise RerankFileError(
                 f"the rerank progress file {self.progress_path} is missing: the store cannot rerank"
@@ -183,6 +193,10 @@ class FileVectors:
             raise RerankFileError(
                 f"the rerank progress file {self.progress_path} is corrupt: {error}"
             ) from error
+
+    def progress(self) -> tuple[int, int]:
+        """(generation, acknowledged rows) from the progress file."""
+        document = self._progress_document()
         if not isinstance(document, dict) or document.get("store_id") != self.store_id:
             raise RerankFileError(
                 f"the rerank progress file {self.progress_path} belongs to another store "
