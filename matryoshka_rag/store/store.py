@@ -178,10 +178,10 @@ class MatryoshkaStore:
             vectors, full dim only) or "auto": adapted when the adaptor was trained with labels or
             `large_dim` is below the base dim, else base. Recorded in the store.
         rerank_home: where rerank vectors live: "file" (float16 file beside an embedded database), "memory"
-            (this process, beside an in-memory client), "metadata" (float16 text in each searched record's
-            metadata; works through a server), "collection" (a second collection) or "auto" (file for a
-            `PersistentClient`, memory for an `EphemeralClient`, metadata through a server, else
-            collection). Recorded in the store.
+            (this process, beside an in-memory client), "metadata" (int8 or float16 text, `rerank_rows`, in
+            each searched record's metadata; works through a server), "collection" (a second collection) or
+            "auto" (file for a `PersistentClient`, memory for an `EphemeralClient`, metadata through a
+            server, else collection). Recorded in the store.
         rerank_rows: how the metadata home encodes each row: "int8" (default for a new store: one byte a dim,
             scaled per row) or "float16" (two bytes a dim; a store made before int8 rows has them). Recorded
             in the store; only for `rerank_home="metadata"`.
