@@ -5,7 +5,8 @@
 Systems, each in its own `chroma run` server process and folder (HNSW: cosine, `DEFAULT_HNSW`):
 - `plain`: one 384-d collection of the base vectors: what Chroma users have without us.
 - `store`: `MatryoshkaStore` with its defaults through the server: the 64-d collection, each record carrying
-  its float16 rerank row in its metadata (`rerank_home="metadata"`).
+  its int8 rerank row in its metadata (`rerank_home="metadata"`, `rerank_rows="int8"`).
+- `store-float16`: the same with float16 rows (`rerank_rows="float16"`, the layout before int8 rows).
 - `store-collection`: `rerank_home="collection"`, the earlier server layout (a second 384-d collection).
 The vectors are `retriever.synthetic` (real SciFact + NFCorpus MiniLM vectors, then noisy copies of them: a real
 spectrum, synthetic neighbourhoods), the queries real SciFact test queries; the adaptor is trained without labels
@@ -48,7 +49,7 @@ from retriever import (
 
 from tests.chroma_server import ChromaServer
 
-SYSTEMS = ("plain", "store", "store-collection")
+SYSTEMS = ("plain", "store", "store-float16", "store-collection")
 COLUMNS = (
     ("recall@10 vs exact", "R@10 vs exact", "{:.4f}"),
     ("median_ms", "median ms", "{:.2f}"),
@@ -111,7 +112,9 @@ def ingest_job(system: str, port: int, work: str, adaptor: str) -> dict:
             collection.upsert(ids=ids[part], embeddings=unit(vectors[part]))
     else:
         home = "collection" if system == "store-collection" else "auto"
-        MatryoshkaStore(NAME, adaptor, client=client, rerank_home=home).add(ids, embeddings=vectors)
+        rows = "float16" if system == "store-float16" else None
+        store = MatryoshkaStore(NAME, adaptor, client=client, rerank_home=home, rerank_rows=rows)
+        store.add(ids, embeddings=vectors)
     return {"ingest_s": time.perf_counter() - started}
 
 

@@ -2,7 +2,7 @@
 
 A store `<name>` searches the collection ``<name>__d<small_dim>`` and keeps its rerank vectors in a file
 beside an embedded database, in process memory beside an in-memory one, in the searched collection's metadata
-(a server's default) or in the collection ``<name>__d<large_dim>`` (`open_homes`). The searched collection records the layout (`StoreLayout.recorded`): the dims, the rerank vectors' kind and home, the HNSW
+(a server's default) or in the collection ``<name>__d<large_dim>`` (`open_homes`). The searched collection records the layout (`StoreLayout.recorded`): the dims, the rerank vectors' kind and home (and the metadata home's row codec), the HNSW
 space, the base model, and the adaptor's fingerprint and where it came from (a folder's real path or a
 Hugging Face Hub repo id). Opening a store takes each choice from the arguments, else from what the existing
 store recorded, else its default (`resolve_layout`); `check_layout` refuses a choice that differs from the
@@ -39,7 +39,7 @@ from .input_checks import check_k
 from .processes import StoreDroppedError
 from .rerank_homes import CollectionVectors, FileVectors, RerankHome, RerankVectors
 from .rerank_memory import MemoryVectors
-from .rerank_metadata import MetadataVectors, row_schema
+from .rerank_metadata import DEFAULT_ROW_CODEC, MetadataVectors, RowCodec, recorded_row_codec, row_schema
 
 __all__ = [
     "DEFAULT_HNSW",
@@ -64,6 +64,7 @@ LAYOUT_KEYS = (  # the recorded choices that opening a store must match
     "large_dim",
     "large_vectors",
     "rerank_home",
+    "rerank_rows",
     "space",
     "base_model",
     "adaptor_fingerprint",
@@ -84,7 +85,7 @@ class StoreLayout:
     """A store's resolved choices: its adaptor (and `adaptor_path`, the real path of its folder or its Hub
     repo id; None for an adaptor object), the dims searched and reranked, the rerank vectors' kind
     (`large_vectors`) and home (`rerank_home`; `rerank_folder`: the folder of the rerank file, else None) and
-    the HNSW space."""
+    the HNSW space; `rerank_rows`: the row codec of the metadata home, else None."""
 
     adaptor: NumpyAdaptor
     adaptor_path: str | None
@@ -94,6 +95,7 @@ class StoreLayout:
     rerank_home: Literal["file", "memory", "collection", "metadata"]
     rerank_folder: Path | None
     space: Space
+    rerank_rows: RowCodec | None = None
 
     def recorded(self) -> dict[str, str | int]:
         """The layout as the searched collection records it."""
@@ -109,7 +111,7 @@ class StoreLayout:
             "base_dim": config.base_dim,
             "adaptor_fingerprint": self.adaptor.fingerprint(),
             "adaptor_path": self.adaptor_path or "",
-        }
+        } | ({"rerank_rows": self.rerank_rows} if self.rerank_rows else {})
 
     def stored_vectors(self, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Base vectors `(n, base_dim)` -> unit-norm small `(n, small_dim)` and rerank `(n, large_dim)`.
@@ -262,6 +264,20 @@ def _resolve_home(
     return home
 
 
+def _resolve_rows(requested: RowCodec | None, existing: Mapping[str, Any], home: str) -> RowCodec | None:
+    """The metadata home's row codec: the requested one, else the recorded one, else `DEFAULT_ROW_CODEC`;
+    None for another home (InputError if one was requested)."""
+    if home != "metadata":
+        if requested is not None:
+            raise InputError(
+                f"rerank_rows={requested!r} encodes rows kept in metadata (rerank_home='metadata'), but this "
+                f"store's rerank_home is {home!r}: leave rerank_rows out"
+            )
+        return None
+    chosen = requested or recorded_row_codec(existing) or DEFAULT_ROW_CODEC
+    return check_choice("rerank_rows", chosen, RowCodec)
+
+
 def resolve_layout(
     client: ClientAPI,
     name: str,
@@ -272,6 +288,7 @@ def resolve_layout(
     large_vectors: LargeVectors | None,
     rerank_home: RerankHome | None,
     space: Space | None,
+    rerank_rows: RowCodec | None = None,
 ) -> StoreLayout:
     """The layout of the store `name` in `client`: each choice (the arguments of `MatryoshkaStore`) as
     given, else as `existing` recorded, else its default. Warns when `small_dim` is not a trained dim."""
@@ -292,6 +309,7 @@ def resolve_layout(
         )
     kind = _resolve_large_vectors(large_vectors, existing, numpy_adaptor, large)
     home = _resolve_home(rerank_home or existing.get("rerank_home") or "auto", client, name, store_location)
+    rows = _resolve_rows(rerank_rows, existing, home)
     if small not in config.dims:
         warnings.warn(
             f"small_dim {small} is not one of the adaptor's trained dims {config.dims}",
@@ -300,14 +318,17 @@ def resolve_layout(
     rerank_folder = (
         database_folder / "matryoshka_rag" if database_folder is not None and home == "file" else None
     )
-    return StoreLayout(numpy_adaptor, adaptor_path, small, large, kind, home, rerank_folder, chosen_space)
+    return StoreLayout(
+        numpy_adaptor, adaptor_path, small, large, kind, home, rerank_folder, chosen_space, rows
+    )
 
 
 def check_layout(recorded: Mapping[str, Any], layout: StoreLayout, name: str, location: str) -> None:
     """Raise `AdaptorMismatchError` naming both values for the first recorded setting that `layout` changes."""
     wanted = layout.recorded()
+    recorded = {**recorded, "rerank_rows": recorded_row_codec(recorded)}  # float16 where none was recorded
     for key in LAYOUT_KEYS:
-        if recorded.get(key) != wanted[key]:
+        if recorded.get(key) != wanted.get(key):
             detail = ""
             if key == "adaptor_fingerprint":
                 detail = (
@@ -316,7 +337,7 @@ def check_layout(recorded: Mapping[str, Any], layout: StoreLayout, name: str, lo
                 )
             raise AdaptorMismatchError(
                 f"collection {name!r} at {location} was built with {key}={recorded.get(key)!r}, "
-                f"got {key}={wanted[key]!r}{detail}; nothing was changed"
+                f"got {key}={wanted.get(key)!r}{detail}; nothing was changed"
             )
 
 
@@ -387,9 +408,10 @@ def open_homes(
     configuration: CreateCollectionConfiguration = {"hnsw": settings}
     searched_name = collection_name(name, layout.small_dim)
     if layout.rerank_home == "metadata":
-        schema = row_schema(settings, layout.large_dim)
+        codec = layout.rerank_rows or DEFAULT_ROW_CODEC
+        schema = row_schema(settings, layout.large_dim, codec)
         searched = _open_collection(client, layout, searched_name, "search", schema, location, create)
-        return searched, MetadataVectors(searched, layout.large_dim, location)
+        return searched, MetadataVectors(searched, layout.large_dim, codec, location)
     searched = _open_collection(client, layout, searched_name, "search", configuration, location, create)
     if layout.rerank_home == "memory":
         return searched, MemoryVectors(searched, layout.large_dim)

@@ -16,7 +16,7 @@ from .chroma_client import chroma_errors
 from .distances import Space, cosine_from_distance
 from .records import Record, check_ids, check_where, stored_records
 from .rerank_homes import RerankVectors
-from .rerank_metadata import MetadataVectors, decode_rows
+from .rerank_metadata import MetadataVectors
 from .search import MAX_SHORTLIST, Read, Shortlist
 
 __all__ = ["chosen_ids", "matching_ids", "read_records", "read_rerank_vectors", "search_reads", "shortlist"]
@@ -60,7 +60,7 @@ def search_reads(
 
     def carrying_shortlist(vector: np.ndarray, n: int) -> tuple[list[str], np.ndarray]:
         ids, cosines, found = _search(searched, space, location, vector, n, where, ["distances", "metadatas"])
-        vectors, carried = decode_rows((found["metadatas"] or [[]])[0], home.dim)
+        vectors, carried = home.decode((found["metadatas"] or [[]])[0])
         rows.update(zip((i for i, c in zip(ids, carried) if c), vectors))
         return ids, cosines
 

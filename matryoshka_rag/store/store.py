@@ -6,8 +6,8 @@ Layout (one searched collection, the rerank vectors beside it):
   (for ``where`` filters). It is the only thing searched.
 - The rerank vectors (``large_dim``) live outside HNSW: with an embedded `PersistentClient` in a float16 file
   beside the database (`rerank_homes.FileVectors`, read only for the shortlist), with an in-memory client in
-  process memory (`rerank_memory.MemoryVectors`), through a server as float16 text in each searched record's
-  reserved metadata keys, returned with the shortlist (`rerank_metadata.MetadataVectors`), or in a second
+  process memory (`rerank_memory.MemoryVectors`), through a server as int8 (or float16) text in each searched
+  record's reserved metadata keys, returned with the shortlist (`rerank_metadata.MetadataVectors`), or in a second
   collection ``<name>__d<large>`` read by id (`rerank_homes.CollectionVectors`, the server layout before it).
   They are the adapted vectors when the adaptor was trained with labels (or below the full dim), else the base
   vectors.
@@ -68,6 +68,7 @@ from .reading import chosen_ids, matching_ids, read_records, read_rerank_vectors
 from .records import Record, check_documents, check_embeddings, check_ids, check_metadatas
 from .repair import repair as repair_store
 from .rerank_homes import RerankHome
+from .rerank_metadata import RowCodec
 from .search import STAGE_FUNNEL, STAGE_WIDENED, WIDEN_STEP, Found, check_shortlist_factors, search
 from .writing import delete_chunk, drop_homes, write_chunk
 
@@ -177,10 +178,13 @@ class MatryoshkaStore:
             vectors, full dim only) or "auto": adapted when the adaptor was trained with labels or
             `large_dim` is below the base dim, else base. Recorded in the store.
         rerank_home: where rerank vectors live: "file" (float16 file beside an embedded database), "memory"
-            (this process, beside an in-memory client), "metadata" (float16 text in each searched record's
-            metadata; works through a server), "collection" (a second collection) or "auto" (file for a
-            `PersistentClient`, memory for an `EphemeralClient`, metadata through a server, else
-            collection). Recorded in the store.
+            (this process, beside an in-memory client), "metadata" (int8 or float16 text, `rerank_rows`, in
+            each searched record's metadata; works through a server), "collection" (a second collection) or
+            "auto" (file for a `PersistentClient`, memory for an `EphemeralClient`, metadata through a
+            server, else collection). Recorded in the store.
+        rerank_rows: how the metadata home encodes each row: "int8" (default for a new store: one byte a dim,
+            scaled per row) or "float16" (two bytes a dim; a store made before int8 rows has them). Recorded
+            in the store; only for `rerank_home="metadata"`.
         provider: texts -> base vectors `(n, base_dim)` (an `EmbeddingProvider` or any callable), needed
             to add texts without embeddings and to query with text.
         space: HNSW space of the searched collection: "cosine" (default), "ip" or "l2" (vectors are
@@ -208,6 +212,7 @@ class MatryoshkaStore:
         large_dim: int | None = None,
         large_vectors: LargeVectors | None = None,
         rerank_home: RerankHome | None = None,
+        rerank_rows: RowCodec | None = None,
         provider: EmbeddingProvider | Callable[[list[str]], Any] | None = None,
         space: Space | None = None,
         shortlist_factor: int = 30,
@@ -226,7 +231,16 @@ class MatryoshkaStore:
         if read_only and not existing:
             raise InputError(f"store {name!r} does not exist at {self.location}: read_only never creates one")
         self.layout = layout = resolve_layout(
-            client, name, existing, adaptor, small_dim, large_dim, large_vectors, rerank_home, space
+            client,
+            name,
+            existing,
+            adaptor,
+            small_dim,
+            large_dim,
+            large_vectors,
+            rerank_home,
+            space,
+            rerank_rows,
         )
         self.adaptor, self.adaptor_path, self.space = layout.adaptor, layout.adaptor_path, layout.space
         self.small_dim, self.large_dim = layout.small_dim, layout.large_dim
