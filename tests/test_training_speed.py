@@ -81,3 +81,33 @@ def test_a_supervised_step_adapts_the_corpus_once_with_the_same_loss(scifact, sc
     for got, expected in zip(shortcut, plain):
         torch.testing.assert_close(got, expected)
     regulariser.corpus.close()
+
+
+def test_a_step_is_bitwise_repeatable_with_two_threads(scifact, scifact_embeddings):
+    """The same supervised step (ranking loss plus the regulariser's unsupervised block, both reading rows
+    repeated within a step) gives bitwise the same loss and gradients every time with two threads: the sums
+    of a repeated row's gradients have a fixed order."""
+    corpus, queries = scifact_embeddings
+    vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
+    table, _ = neighbour_table(corpus, CONFIG, CPU)
+    regulariser = unsupervised_objective(corpus, DIMS, CONFIG, CPU, table)
+    ranking = RankingObjective(
+        torch.from_numpy(corpus),
+        torch.from_numpy(vectors),
+        relevance,
+        SupervisedConfig(temperature=0.05),
+        DIMS,
+    )
+    adaptor = trained_a_little(corpus, CONFIG)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        steps = [
+            loss_and_gradients(adaptor, supervised_loss(ranking, regulariser, 0.5, adaptor, 2))
+            for _ in range(8)
+        ]
+    finally:
+        torch.set_num_threads(threads)
+        regulariser.corpus.close()
+    for again in steps[1:]:
+        assert all(torch.equal(got, first) for got, first in zip(again, steps[0]))

@@ -36,5 +36,7 @@ def multi_positive_softmax_loss(
     total = queries.new_zeros(())
     for logits in prefix_cosine_matrices(queries, documents, dims, 1 / temperature):
         negatives = torch.logsumexp(logits.masked_fill(relevant, _MASKED), dim=1)
-        total = total + (weights * F.softplus(negatives[rows] - logits[rows, columns])).sum() / len(queries)
+        # index_select, not negatives[rows]: its backward sums a query's pairs in a fixed order
+        pairs = F.softplus(negatives.index_select(0, rows) - logits[rows, columns])
+        total = total + (weights * pairs).sum() / len(queries)
     return total

@@ -51,7 +51,9 @@ def unsupervised_loss(
     whether or not the batch divides by W."""
     adapted_all = model(block)
     if expand is not None:
-        block, adapted_all = block[expand], adapted_all[expand]
+        # index_select: its backward adds each repeated row's gradients in a fixed order (indexing's
+        # accumulates them with atomic adds across threads, in no fixed order)
+        block, adapted_all = block.index_select(0, expand), adapted_all.index_select(0, expand)
     base, base_neighbours = block[:size], block[size:].reshape(size, -1, block.shape[1])
     adapted, adapted_neighbours = (
         adapted_all[:size],
@@ -93,7 +95,7 @@ def unsupervised_loss(
 def _rows_of(adapted_corpus: torch.Tensor, rows: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     """The rows `rows (len(block),)` of `adapted_corpus (n, out_dim)`: `f(block)` read, not computed (a
     `Model` for a block whose corpus rows were all adapted already)."""
-    return adapted_corpus[rows.to(adapted_corpus.device)]
+    return adapted_corpus.index_select(0, rows.to(adapted_corpus.device))
 
 
 def holdout_split(n: int, config: UnsupervisedConfig) -> tuple[np.ndarray, np.ndarray]:
