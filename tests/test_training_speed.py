@@ -1,7 +1,9 @@
 """The training step's shortcuts compute what the plain computation does: each distinct corpus row of an
 unsupervised block is adapted once, and a supervised step adapts the corpus once for the ranking loss and the
-regulariser. Real SciFact slice vectors (all-MiniLM-L6-v2, precomputed) and qrels."""
+regulariser; and a step repeats bitwise with two threads. Real SciFact slice vectors (all-MiniLM-L6-v2,
+precomputed) and qrels."""
 
+import pytest
 import torch
 
 from matryoshka_rag import SupervisedConfig, UnsupervisedConfig
@@ -62,7 +64,9 @@ def test_a_block_adapts_each_distinct_row_once_with_the_same_loss(scifact_embedd
     objective.corpus.close()
 
 
-def test_a_supervised_step_adapts_the_corpus_once_with_the_same_loss(scifact, scifact_embeddings):
+@pytest.fixture
+def supervised_objectives(scifact, scifact_embeddings):
+    """The slice's ranking objective on its training queries (temperature 0.05) and its regulariser."""
     corpus, queries = scifact_embeddings
     vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
     table, _ = neighbour_table(corpus, CONFIG, CPU)
@@ -74,31 +78,26 @@ def test_a_supervised_step_adapts_the_corpus_once_with_the_same_loss(scifact, sc
         SupervisedConfig(temperature=0.05),
         DIMS,
     )
+    yield ranking, regulariser
+    regulariser.corpus.close()
+
+
+def test_a_supervised_step_adapts_the_corpus_once_with_the_same_loss(supervised_objectives, scifact_vectors):
+    ranking, regulariser = supervised_objectives
     assert ranking.ranks_whole_corpus  # 800 documents, under max_candidates
-    adaptor = trained_a_little(corpus, CONFIG)
+    adaptor = trained_a_little(scifact_vectors, CONFIG)
     shortcut = loss_and_gradients(adaptor, supervised_loss(ranking, regulariser, 0.5, adaptor, 2))
     plain = loss_and_gradients(adaptor, ranking.loss(adaptor, 2) + 0.5 * regulariser.loss_at(adaptor, 2, 1))
     for got, expected in zip(shortcut, plain):
         torch.testing.assert_close(got, expected)
-    regulariser.corpus.close()
 
 
-def test_a_step_is_bitwise_repeatable_with_two_threads(scifact, scifact_embeddings):
+def test_a_step_is_bitwise_repeatable_with_two_threads(supervised_objectives, scifact_vectors):
     """The same supervised step (ranking loss plus the regulariser's unsupervised block, both reading rows
     repeated within a step) gives bitwise the same loss and gradients every time with two threads: the sums
     of a repeated row's gradients have a fixed order."""
-    corpus, queries = scifact_embeddings
-    vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
-    table, _ = neighbour_table(corpus, CONFIG, CPU)
-    regulariser = unsupervised_objective(corpus, DIMS, CONFIG, CPU, table)
-    ranking = RankingObjective(
-        torch.from_numpy(corpus),
-        torch.from_numpy(vectors),
-        relevance,
-        SupervisedConfig(temperature=0.05),
-        DIMS,
-    )
-    adaptor = trained_a_little(corpus, CONFIG)
+    ranking, regulariser = supervised_objectives
+    adaptor = trained_a_little(scifact_vectors, CONFIG)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -108,6 +107,5 @@ def test_a_step_is_bitwise_repeatable_with_two_threads(scifact, scifact_embeddin
         ]
     finally:
         torch.set_num_threads(threads)
-        regulariser.corpus.close()
     for again in steps[1:]:
         assert all(torch.equal(got, first) for got, first in zip(again, steps[0]))
