@@ -65,6 +65,7 @@ def main() -> None:
         write_report(results, args.out / name)
         print(markdown_table(results), flush=True)
         print(json.dumps(results["train_seconds"]), flush=True)
+        print(json.dumps(results["train_seconds_by_phase"]), flush=True)
 
 
 if __name__ == "__main__":

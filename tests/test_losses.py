@@ -15,7 +15,7 @@ from matryoshka_rag.losses import (
     reconstruction_loss,
     topk_similarity_loss,
 )
-from matryoshka_rag.losses.similarity import cosine_matrix
+from matryoshka_rag.losses.similarity import cosine_matrix, prefix_cosine_matrices
 
 DIMS = (2, 3, 6)
 
@@ -223,3 +223,24 @@ def test_losses_give_gradients_to_the_adapted_side(tiny):
     )
     loss.backward()
     assert adapted.grad is not None and adapted.grad.abs().sum() > 0
+
+
+def test_prefix_cosine_matrices_match_a_loop_of_cosine_matrices():
+    """Block by block with running norms, the same scaled cosines and gradients as one `cosine_matrix` per
+    prefix (a zero prefix clamped as `F.normalize` clamps it), in the order the dims are given."""
+    generator = torch.Generator().manual_seed(3)
+    a = torch.randn(5, 48, generator=generator)
+    b = torch.randn(7, 48, generator=generator)
+    a[2, :16] = 0.0  # a row whose first prefix is all zeros
+    dims = (32, 8, 48, 16)
+    a_loop, b_loop = a.clone().requires_grad_(), b.clone().requires_grad_()
+    a_blocks, b_blocks = a.clone().requires_grad_(), b.clone().requires_grad_()
+    loop = [cosine_matrix(a_loop[:, :m], b_loop[:, :m]) / 0.05 for m in dims]
+    blocks = prefix_cosine_matrices(a_blocks, b_blocks, dims, 1 / 0.05)
+    for expected, got in zip(loop, blocks):
+        torch.testing.assert_close(got, expected)
+    weights = torch.randn(len(dims), 5, 7, generator=generator)
+    (weights * torch.stack(loop)).sum().backward()
+    (weights * torch.stack(blocks)).sum().backward()
+    torch.testing.assert_close(a_blocks.grad, a_loop.grad)
+    torch.testing.assert_close(b_blocks.grad, b_loop.grad)

@@ -84,3 +84,41 @@ def test_a_supervised_checkpoint_of_other_labels_is_refused(scifact, scifact_emb
     regraded = [{row: 2.0 for row in relevance[0]}, *relevance[1:split]]
     with pytest.raises(InputError, match="belongs to another run: its relevance is '[0-9a-f]{64}'"):
         train(regraded)
+
+
+def test_a_short_temperature_search_resumes_to_the_same_adaptor(
+    scifact, scifact_embeddings, corpus, tmp_path
+):
+    """With `temperature_steps`, each temperature's search run and the chosen run's continuation checkpoint
+    in the temperature's folder: a call that finds them all resumes to the adaptor of a call without
+    checkpoints, and records the same search."""
+    vectors, relevance = labelled_queries(scifact, scifact_embeddings[1], scifact.qrels("train"))
+    inside = [i for i, judged in enumerate(relevance) if all(d < N_DOCS for d in judged)]
+    vectors, relevance = vectors[inside], [relevance[i] for i in inside]
+    base = train_unsupervised(corpus, (32, 384), FAST, progress=False)
+    config = SupervisedConfig(
+        max_steps=10, eval_every=5, batch_size=32, temperature=(0.05, 0.5), temperature_steps=5, refit=False
+    )
+
+    def train(checkpoints):
+        return train_supervised(
+            corpus,
+            vectors,
+            relevance,
+            (32, 384),
+            config,
+            FAST,
+            adaptor=base,
+            checkpoint_dir=checkpoints,
+            progress=False,
+        )
+
+    plain = train(None)
+    first = train(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["temperature-0.05", "temperature-0.5"]
+    chosen = plain.metadata["training"]["supervised"]["temperature"]
+    assert torch.load(tmp_path / f"temperature-{chosen}" / "checkpoint.pt", weights_only=True)["step"] == 10
+    resumed = train(tmp_path)
+    assert plain.fingerprint() == first.fingerprint() == resumed.fingerprint()
+    search = "validation_ndcg@10_by_temperature"
+    assert resumed.metadata["metrics"][search] == plain.metadata["metrics"][search]

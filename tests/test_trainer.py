@@ -137,13 +137,18 @@ def test_supervised_refit_adds_the_validation_queries(scifact, scifact_embedding
 
 
 def test_validation_picks_the_softmax_temperature(scifact, scifact_embeddings):
-    """Each temperature is trained; the adaptor returned is the run with the best validation score, the
-    same weights as training with that temperature alone."""
+    """Each temperature is trained `temperature_steps` steps; the run with the best validation score by then
+    continues, and the adaptor returned has the same weights as training with that temperature alone."""
     corpus, queries = scifact_embeddings
     vectors, relevance = labelled_queries(scifact, queries, scifact.qrels("train"))
     base = train_unsupervised(corpus, (32, 384), FAST, progress=False)
     config = SupervisedConfig(
-        temperature=(0.05, 0.5), max_steps=20, eval_every=10, batch_size=32, refit=False
+        temperature=(0.05, 0.5),
+        temperature_steps=10,
+        max_steps=30,
+        eval_every=10,
+        batch_size=32,
+        refit=False,
     )
     picked = train_supervised(
         corpus, vectors, relevance, (32, 384), config, FAST, adaptor=base, progress=False
@@ -152,8 +157,14 @@ def test_validation_picks_the_softmax_temperature(scifact, scifact_embeddings):
     scores = metrics["validation_ndcg@10_by_temperature"]
     assert set(scores) == {"0.05", "0.5"} and scores["0.05"] != scores["0.5"]
     chosen = max(scores, key=scores.get)
-    assert metrics["validation_ndcg@10"] == scores[chosen]
+    history = {h["step"]: h["score"] for h in metrics["history"]}
+    assert scores[chosen] == max(history[0], history[10])  # the pick's score: its best by step 10
+    assert metrics["steps"] > 10 and metrics["validation_ndcg@10"] == max(history.values())
     assert picked.metadata["training"]["supervised"]["temperature"] == float(chosen)
+    phases = picked.metadata["training"]["seconds_by_phase"]  # no stage-one table given: built again
+    kept = ["corpus estimate"] if picked.metadata["training"]["mode"] == "supervised" else []
+    assert list(phases) == ["neighbour table", "temperature search", "chosen run", "verdict", *kept]
+    assert all(seconds > 0 for seconds in phases.values())
     alone = train_supervised(
         corpus,
         vectors,
@@ -165,6 +176,19 @@ def test_validation_picks_the_softmax_temperature(scifact, scifact_embeddings):
         progress=False,
     )
     assert alone.fingerprint() == picked.fingerprint()
+    # the default: each temperature's whole early-stopped run, the best of them kept
+    whole = train_supervised(
+        corpus,
+        vectors,
+        relevance,
+        (32, 384),
+        replace(config, temperature_steps=0),
+        FAST,
+        adaptor=base,
+        progress=False,
+    ).metadata["metrics"]
+    best = max(whole["validation_ndcg@10_by_temperature"].values())
+    assert whole["validation_ndcg@10"] == best and whole["steps"] == 30
     with pytest.raises(InputError, match="temperature must be a finite number > 0; got 0.0"):
         train_supervised(corpus, vectors, relevance, (32, 384), replace(config, temperature=(0.05, 0.0)))
 

@@ -38,6 +38,7 @@ BAD_SUPERVISED = [
     ("temperature", (), "temperature must be one number > 0 or several; got none"),
     ("max_positives", 0, "max_positives must be an integer >= 1; got 0"),
     ("hard_negatives", -1, "hard_negatives must be an integer >= 0; got -1"),
+    ("temperature_steps", -1, "temperature_steps must be an integer >= 0; got -1"),
     ("refit", "no", "refit must be True or False; got 'no'"),
 ]
 

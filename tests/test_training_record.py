@@ -68,4 +68,13 @@ def test_a_kept_stage_is_recorded_as_supervised(labelled, tmp_path):
     training = adaptor.metadata["training"]
     assert training["mode"] == "supervised" and training["supervised_stage"]["kept"]
     assert adaptor.fingerprint() != stage_one.fingerprint()
+    # where the time went: the stage's phases (the refit included) add up to at most the call's seconds
+    phases = training["seconds_by_phase"]
+    assert list(phases) == ["neighbour table", "chosen run", "verdict", "refit", "corpus estimate"]
+    assert all(seconds > 0 for seconds in phases.values()) and sum(phases.values()) <= training["seconds"]
+    stage_one_phases = training["stage_one"]["training"]["seconds_by_phase"]
+    assert list(stage_one_phases) == ["neighbour table", "other setup", "training"]
+    assert sum(stage_one_phases.values()) == pytest.approx(
+        training["stage_one"]["training"]["seconds"], abs=0.01
+    )
     assert large_vectors(adaptor, tmp_path / "db") == "adapted"

@@ -235,6 +235,7 @@ def evaluate(
     device = str(resolve_device(settings.device))
     by_metric: dict[str, dict[str, dict[str, float]]] = {"ndcg@10": {}, "recall@100": {}}  # method, dim
     train_seconds: dict[str, float] = {}
+    train_phases: dict[str, dict[str, float]] = {}  # a trained method's seconds by phase
     train_metrics: dict[str, dict] = {}
     for method in methods:
         started = time.perf_counter()
@@ -249,6 +250,7 @@ def evaluate(
         if method in TRAINED:  # early-stopping scores, steps, the temperature search (not the history)
             metrics = trainer.adaptors[method].metadata["metrics"]
             train_metrics[method] = {k: v for k, v in metrics.items() if k != "history"}
+            train_phases[method] = trainer.adaptors[method].metadata["training"]["seconds_by_phase"]
         for m in dims:  # each dim's own vectors: an adaptor may serve another prefix at each dim
             scores = score_dims(dataset, transform(corpus, m), transform(queries, m), test_qrels, [m])
             for metric, by_dim in scores.items():
@@ -265,6 +267,7 @@ def evaluate(
         "dims": list(dims),
         **by_metric,
         "train_seconds": train_seconds,
+        "train_seconds_by_phase": train_phases,
         "train_metrics": train_metrics,
         "device": device,
         "cpu": platform.processor() or platform.machine(),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .similarity import cosine_matrix
+from .similarity import prefix_cosine_matrices
 
 
 def graded_softmax_loss(
@@ -32,7 +32,7 @@ def graded_softmax_loss(
     """
     target = grades / grades.sum(dim=1, keepdim=True)
     total = queries.new_zeros(())
-    for m in dims:
-        log_probs = F.log_softmax(cosine_matrix(queries[:, :m], documents[:, :m]) / temperature, dim=1)
+    for logits in prefix_cosine_matrices(queries, documents, dims, 1 / temperature):
+        log_probs = F.log_softmax(logits, dim=1)
         total = total - (target * log_probs).sum(dim=1).mean()
     return total

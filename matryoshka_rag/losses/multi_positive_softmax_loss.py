@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .similarity import cosine_matrix
+from .similarity import prefix_cosine_matrices
 
 _MASKED = -1e4  # logit given to the other relevant documents: they are neither positive nor negative
 
@@ -30,11 +30,13 @@ def multi_positive_softmax_loss(
     Args: as `graded_softmax_loss` (`queries (queries, out_dim)`, `documents (docs, out_dim)` shared by
     all queries, `grades (queries, docs)` with a positive in each row, `dims`, `temperature`).
     """
-    weights = grades / grades.sum(dim=1, keepdim=True)
     relevant = grades > 0
+    rows, columns = relevant.nonzero(as_tuple=True)  # the (query, relevant document) pairs: the only terms
+    weights = (grades / grades.sum(dim=1, keepdim=True))[rows, columns]
     total = queries.new_zeros(())
-    for m in dims:
-        logits = cosine_matrix(queries[:, :m], documents[:, :m]) / temperature
-        negatives = torch.logsumexp(logits.masked_fill(relevant, _MASKED), dim=1, keepdim=True)
-        total = total + (weights * F.softplus(negatives - logits)).sum(dim=1).mean()
+    for logits in prefix_cosine_matrices(queries, documents, dims, 1 / temperature):
+        negatives = torch.logsumexp(logits.masked_fill(relevant, _MASKED), dim=1)
+        # index_select, not negatives[rows]: its backward sums a query's pairs in a fixed order
+        pairs = F.softplus(negatives.index_select(0, rows) - logits[rows, columns])
+        total = total + (weights * pairs).sum() / len(queries)
     return total

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .similarity import cosine_matrix
+from .similarity import prefix_cosine_matrices
 
 
 def prefix_self_distillation_loss(
@@ -28,11 +28,12 @@ def prefix_self_distillation_loss(
         dims: Matryoshka dims `m`.
         temperature: softmax temperature on cosines (teacher and prefixes).
     """
-    teacher = F.log_softmax(cosine_matrix(queries, documents).detach() / temperature, dim=1)
+    out_dim = queries.shape[1]
+    prefixes = [m for m in dims if m < out_dim]
+    *students, full = prefix_cosine_matrices(queries, documents, [*prefixes, out_dim], 1 / temperature)
+    teacher = F.log_softmax(full.detach(), dim=1)
     total = queries.new_zeros(())
-    for m in dims:
-        if m < queries.shape[1]:
-            logits = cosine_matrix(queries[:, :m], documents[:, :m]) / temperature
-            student = F.log_softmax(logits, dim=1)
-            total = total + F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+    for logits in students:
+        student = F.log_softmax(logits, dim=1)
+        total = total + F.kl_div(student, teacher, log_target=True, reduction="batchmean")
     return total

@@ -96,8 +96,10 @@ class SupervisedConfig:
     `self_distillation` x the prefix self-distillation loss (the full adapted vector teaches its
     prefixes its ranking) is added; the pairwise objective stays the paper's. Every objective is added to
     `regularization` x the unsupervised objective on a corpus batch.
-    Several softmax `temperature`s are each trained (early-stopped on validation) and the best validation
-    score wins (BENCHMARKS.md, "Quality by dim": which temperatures each objective wants). The stage is kept
+    With several softmax `temperature`s, each is trained (early-stopped on validation) and the best validation
+    score wins; with `temperature_steps` > 0 each trains that many steps, the best validation score by then
+    picks one, and that run alone continues where it stopped (BENCHMARKS.md, "Quality by dim": which
+    temperatures each objective wants; "Training speed": the short search, not yet validated as a default). The stage is kept
     only when validation says it beats its start beyond noise at every dim, and it takes `min_validation`
     validation queries to say so (BENCHMARKS.md, "Few labels").
     The stage starts from the stage-one adaptor, widened to `hidden_dim` hidden units when that is wider
@@ -108,6 +110,7 @@ class SupervisedConfig:
     self_distillation: float = 1.0
     regularization: float = 1.0
     temperature: float | tuple[float, ...] = (0.05, 0.07)  # several: validation picks one
+    temperature_steps: int = 0  # > 0: each temperature trains this many steps, then the pick continues alone
     batch_size: int = 256
     lr: float = 1e-3
     hidden_dim: int = 0  # > stage one's width: the MLP is widened to this many hidden units first (same f)
@@ -140,6 +143,7 @@ class SupervisedConfig:
         self.optimiser  # noqa: B018 - made to check lr, max_steps, eval_every and patience
         for name, minimum in (
             ("batch_size", 1),
+            ("temperature_steps", 0),
             ("hidden_dim", 0),
             ("hard_negatives", 0),
             ("random_negatives", 0),

@@ -1,5 +1,6 @@
 """The optimisation loop shared by both stages: Adam steps, evaluations of an early-stopping score, the best
-weights kept, and checkpoints to resume from (`checkpoint`)."""
+weights kept, checkpoints to resume from (`checkpoint`), and runs paused at their step budget to be continued
+in memory (`Paused`)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,34 @@ MIN_GAIN = 1e-5  # an evaluation keeps new weights only when the score rose by m
 
 
 @dataclass(frozen=True)
+class Paused:
+    """Where a run stopped, to continue it with a larger step budget (`optimise(..., paused=...)`): its loop
+    state, its last weights (not the best ones it returned) and Adam's state."""
+
+    state: LoopState
+    weights: dict[str, torch.Tensor]
+    adam: dict
+
+
+@dataclass(frozen=True)
 class LoopOutcome:
     """What a run did: its steps, the step of the weights kept (the first evaluation at the best score; a
-    later tie keeps them), the best score (None without a score) and every evaluation."""
+    later tie keeps them), the best score (None without a score), every evaluation, and where it stopped
+    (`paused`, to continue it)."""
 
     steps: int
     best_step: int
     best_score: float | None
     history: list[Evaluation]
+    paused: Paused | None = None
+
+    def best_until(self, step: int) -> float:
+        """The best score of the evaluations up to `step` (the start's included): what the run had reached
+        by then, whatever it did after (`ValueError` for a run without a score)."""
+        scores = [h["score"] for h in self.history if h["step"] <= step and h["score"] is not None]
+        if not scores:
+            raise ValueError("a run without an early-stopping score has no best score")
+        return max(scores)
 
     def scored(self) -> float:
         """`best_score` of a run with an early-stopping score (`ValueError` for a run without one)."""
@@ -49,6 +70,7 @@ def optimise(
     progress: bool,
     description: str,
     main_process: bool = True,
+    paused: Paused | None = None,
 ) -> LoopOutcome:
     """Train `adaptor`'s MLP with Adam on `loss_at(step)` (a scalar loss) and return what the run did.
 
@@ -56,15 +78,18 @@ def optimise(
     after `optimiser.patience` evaluations without gain or at `optimiser.max_steps`; `score=None` runs all
     `max_steps` and keeps the last weights. Only the `main_process` writes checkpoints (`checkpoint_dir /
     checkpoint.pt`, at each evaluation); each records `identity` (`run_identity`), and one recording another
-    is refused with `InputError`. No host-device synchronisation between evaluations: the running loss stays
-    on the device.
+    is refused with `InputError`. A `paused` run (an earlier outcome's `paused`, from the same start, loss and
+    score) continues where it stopped, as if it had not stopped, unless a checkpoint resumes it. No host-device
+    synchronisation between evaluations: the running loss stays on the device.
     """
     # fused on CUDA: one kernel, step counters on the device
     adam = torch.optim.Adam(
         adaptor.mlp.parameters(), lr=optimiser.lr, fused=adaptor.device.type == "cuda" or None
     )
     checkpoint = Checkpoint(checkpoint_dir, identity, writer=main_process)
-    state = checkpoint.resume(adaptor, adam) or initial_state(adaptor, score)
+    state = (
+        checkpoint.resume(adaptor, adam) or continued(paused, adaptor, adam) or initial_state(adaptor, score)
+    )
     bar = tqdm(
         total=optimiser.max_steps, initial=state["step"], desc=description, disable=not progress, leave=False
     )
@@ -81,11 +106,26 @@ def optimise(
             since_eval = 0
             checkpoint.save(state, adaptor, adam)
     bar.close()
+    stopped = Paused(
+        copy.deepcopy(state), copy.deepcopy(adaptor.state_dict()), copy.deepcopy(adam.state_dict())
+    )
     if score is not None:
         adaptor.load_state_dict(state["best_state"])
     adaptor.eval()
     best_step = state["best_step"] if score is not None else state["step"]
-    return LoopOutcome(state["step"], best_step, state["best_score"], state["history"])
+    return LoopOutcome(state["step"], best_step, state["best_score"], state["history"], stopped)
+
+
+def continued(
+    paused: Paused | None, adaptor: MatryoshkaAdaptor, adam: torch.optim.Optimizer
+) -> LoopState | None:
+    """The state of the `paused` run, with its last weights and Adam's state loaded into `adaptor` and `adam`
+    (None without one)."""
+    if paused is None:
+        return None
+    adaptor.load_state_dict(paused.weights)
+    adam.load_state_dict(paused.adam)
+    return copy.deepcopy(paused.state)
 
 
 def initial_state(adaptor: MatryoshkaAdaptor, score: Callable[[], float] | None) -> LoopState:

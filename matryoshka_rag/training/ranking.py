@@ -53,13 +53,22 @@ class RankingObjective:
     def _generator(self, step: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.config.seed * 7_919 + step)
 
-    def loss(self, adaptor: MatryoshkaAdaptor, step: int) -> torch.Tensor:
-        """The ranking loss on query batch number `step` (a scalar)."""
+    @property
+    def ranks_whole_corpus(self) -> bool:
+        """Whether every step's candidates are the whole corpus (a softmax objective on a corpus of at most
+        `max_candidates` documents): then `loss` takes the adapted corpus."""
+        return self.config.objective != "pairwise" and len(self.corpus) <= self.config.max_candidates
+
+    def loss(
+        self, adaptor: MatryoshkaAdaptor, step: int, adapted_corpus: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The ranking loss on query batch number `step` (a scalar); `adapted_corpus` is `f(corpus)` `(n,
+        out_dim)` when the step ranks the whole corpus (`ranks_whole_corpus`), computed once for the step."""
         config = self.config
         batch = batch_positions(len(self.queries), config.batch_size, config.seed, step).tolist()
         adapted_queries = adaptor(self.queries[batch])
         if config.objective != "pairwise":
-            return self._softmax(adaptor, adapted_queries, batch, self._generator(step))
+            return self._softmax(adaptor, adapted_queries, batch, self._generator(step), adapted_corpus)
         return self._pairwise(adaptor, adapted_queries, batch, self._generator(step))
 
     def _softmax(
@@ -68,9 +77,10 @@ class RankingObjective:
         adapted_queries: torch.Tensor,
         batch: list[int],
         generator: torch.Generator,
+        adapted_corpus: torch.Tensor | None,
     ) -> torch.Tensor:
         config, n = self.config, len(self.corpus)
-        if n <= config.max_candidates:
+        if self.ranks_whole_corpus:
             candidates = torch.arange(n)
         else:
             chosen = {d for q in batch for d in (*self.relevance[q], *self.hard[q])}
@@ -81,7 +91,11 @@ class RankingObjective:
         for row, q in enumerate(batch):
             for doc, grade in self.relevance[q].items():
                 grades[row, position[doc]] = float(grade)
-        documents = adapt_all(adaptor, self.corpus[candidates.to(self.corpus.device)])
+        documents = (
+            adapted_corpus
+            if adapted_corpus is not None
+            else adapt_all(adaptor, self.corpus[candidates.to(self.corpus.device)])
+        )
         rank = multi_positive_softmax_loss if config.objective == "multi-positive" else graded_softmax_loss
         loss = rank(adapted_queries, documents, grades, self.dims, self.temperature)
         if config.self_distillation:

@@ -7,7 +7,9 @@ settings at the chosen temperature) and verdict (`supervised_stage`) kept beside
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 
 from .config import SupervisedConfig, UnsupervisedConfig
 
@@ -22,8 +24,9 @@ def unsupervised_record(
     distributed: dict | None,
 ) -> dict[str, object]:
     """Stage one's record: its settings, device, seconds since `started` and since `loop_started` (the
-    optimisation loop; `time.perf_counter` values), corpus size, the neighbour table's info and, under data
-    parallelism, `distributed` (world size, backend, whether every rank holds the same weights)."""
+    optimisation loop; `time.perf_counter` values) and by phase (the neighbour table, the rest of the setup,
+    the training loop), corpus size, the neighbour table's info and, under data parallelism, `distributed`
+    (world size, backend, whether every rank holds the same weights)."""
     now = time.perf_counter()
     record: dict[str, object] = {
         "mode": "unsupervised",
@@ -31,12 +34,38 @@ def unsupervised_record(
         "device": device,
         "seconds": now - started,
         "loop_seconds": now - loop_started,
+        "seconds_by_phase": {
+            "neighbour table": round(neighbours["seconds"], 3),
+            "other setup": round(loop_started - started - neighbours["seconds"], 3),
+            "training": round(now - loop_started, 3),
+        },
         "corpus_size": corpus_size,
         "neighbours": neighbours,
     }
     if distributed is not None:
         record["distributed"] = distributed
     return record
+
+
+@dataclass
+class PhaseClock:
+    """Seconds spent in each named phase of a training call, in the order the phases first ran (a phase run
+    twice adds up), as `metadata["training"]["seconds_by_phase"]` records them."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the block as phase `name`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def rounded(self) -> dict[str, float]:
+        """The seconds by phase, to the millisecond."""
+        return {name: round(seconds, 3) for name, seconds in self.seconds.items()}
 
 
 @dataclass(frozen=True)
@@ -54,11 +83,17 @@ class SupervisedRun:
 
 
 def supervised_record(
-    run: SupervisedRun, config: SupervisedConfig, kept: bool, reason: str, refit: dict[str, int] | None
+    run: SupervisedRun,
+    config: SupervisedConfig,
+    kept: bool,
+    reason: str,
+    refit: dict[str, int] | None,
+    phases: dict[str, float],
 ) -> dict[str, object]:
     """The record of a supervised training call: `run`, the supervised settings `config` (at the chosen
-    temperature once validation ran), the seconds since `run.started`, the refit's `{steps, queries}` (None
-    without one) and the verdict (`supervised_stage`: kept, and why)."""
+    temperature once validation ran), the seconds since `run.started` and the supervised stage's `phases`
+    (`PhaseClock.rounded`; stage one's are in its own record), the refit's `{steps, queries}` (None without
+    one) and the verdict (`supervised_stage`: kept, and why)."""
     return {
         "mode": "supervised" if kept else "unsupervised",
         "supervised": asdict(config),
@@ -68,6 +103,7 @@ def supervised_record(
         "train_queries": run.train_queries,
         "stage_one": run.stage_one,
         "seconds": time.perf_counter() - run.started,
+        "seconds_by_phase": phases,
         "refit": refit,
         "supervised_stage": {"kept": kept, "reason": reason},
     }

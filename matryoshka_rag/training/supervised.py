@@ -28,9 +28,9 @@ from .labelled import (
     validation_ndcg,
     validation_ndcg_per_query,
 )
-from .loop import LoopOutcome, optimise
-from .ranking import RankingObjective
-from .record import SupervisedRun, supervised_record
+from .loop import LoopOutcome, Paused, optimise
+from .ranking import RankingObjective, adapt_all
+from .record import PhaseClock, SupervisedRun, supervised_record
 from .run_identity import array_fingerprint, relevance_fingerprint, run_identity
 from .unsupervised import unsupervised_stage
 from .unsupervised_objective import UnsupervisedObjective, neighbour_table, unsupervised_objective
@@ -107,8 +107,12 @@ def supervised_loss(
     adaptor: MatryoshkaAdaptor,
     step: int,
 ) -> torch.Tensor:
-    """Step `step`'s loss: the ranking loss plus `weight` x the unsupervised objective on a corpus batch."""
-    return ranking.loss(adaptor, step) + weight * regulariser.loss_at(adaptor, step, 1)
+    """Step `step`'s loss: the ranking loss plus `weight` x the unsupervised objective on a corpus batch. When
+    the ranking adapts the whole corpus, the regulariser reads its batch's adapted rows from that one pass."""
+    adapted = adapt_all(adaptor, ranking.corpus) if ranking.ranks_whole_corpus else None
+    return ranking.loss(adaptor, step, adapted) + weight * regulariser.loss_at(
+        adaptor, step, 1, adapted_corpus=adapted
+    )
 
 
 def train_run(
@@ -124,9 +128,10 @@ def train_run(
     identity: dict,
     progress: bool,
     description: str,
+    paused: Paused | None = None,
 ) -> tuple[MatryoshkaAdaptor, LoopOutcome]:
     """A copy of `start` trained on `queries` for up to `steps` steps (early-stopped on `score(adaptor)`
-    unless None) and the loop's outcome (`loop.optimise`)."""
+    unless None; continuing the `paused` run when given) and the loop's outcome (`loop.optimise`)."""
     adaptor = copy.deepcopy(start)
     ranking = RankingObjective(corpus, queries.vectors, queries.relevance, config, dims)
     outcome = optimise(
@@ -138,6 +143,7 @@ def train_run(
         identity,
         progress,
         description,
+        paused=paused,
     )
     return adaptor, outcome
 
@@ -153,19 +159,23 @@ def search_temperatures(
     checkpoint_dir: Path | None,
     identity_inputs: dict,
     progress: bool,
+    clock: PhaseClock,
 ) -> tuple[SupervisedConfig, MatryoshkaAdaptor, LoopOutcome, dict[str, float]]:
-    """One early-stopped run from `start` per temperature of `config.temperatures`, scored by validation
-    nDCG@10 (mean over dims); the best score wins (the first temperature on a tie).
+    """The early-stopped run from `start` at the temperature validation picks: with several temperatures
+    (`config.temperatures`), each trains `config.temperature_steps` steps (0: its whole early-stopped run),
+    the best validation nDCG@10 (mean over dims) reached by then picks one (the first on a tie), and that run
+    continues where it stopped. `clock` times the phases "temperature search" and "chosen run" (a run
+    continued, or the one temperature's).
 
     Returns the config at the chosen temperature, its run's adaptor and outcome, and each temperature's best
-    validation score."""
+    validation score within the search's steps (with one temperature: its run's best)."""
     temperatures = config.temperatures
     several = len(temperatures) > 1
     score = functools.partial(_validation_score, corpus=corpus, validation=validation, dims=dims)
-    runs: dict[float, tuple[MatryoshkaAdaptor, LoopOutcome]] = {}
-    for temperature in temperatures:
+
+    def run(temperature: float, steps: int, paused: Paused | None) -> tuple[MatryoshkaAdaptor, LoopOutcome]:
         run_config = replace(config, temperature=temperature)
-        runs[temperature] = train_run(
+        return train_run(
             start,
             run_config,
             corpus,
@@ -173,15 +183,32 @@ def search_temperatures(
             regulariser,
             dims,
             score,
-            config.max_steps,
+            steps,
             checkpoint_dir / f"temperature-{temperature}" if checkpoint_dir and several else checkpoint_dir,
             run_identity(run_config, stage="supervised", **identity_inputs),
             progress,
             f"supervised, temperature {temperature}" if several else "supervised",
+            paused,
         )
-    by_temperature = {str(t): outcome.scored() for t, (_, outcome) in runs.items()}
-    chosen = max(runs, key=lambda t: runs[t][1].scored())
-    adaptor, outcome = runs[chosen]
+
+    if not several:
+        with clock.phase("chosen run"):
+            adaptor, outcome = run(temperatures[0], config.max_steps, None)
+        return (
+            replace(config, temperature=temperatures[0]),
+            adaptor,
+            outcome,
+            {str(temperatures[0]): outcome.scored()},
+        )
+    search = min(config.temperature_steps or config.max_steps, config.max_steps)
+    with clock.phase("temperature search"):
+        searched = {t: run(t, search, None) for t in temperatures}
+    by_temperature = {str(t): outcome.best_until(search) for t, (_, outcome) in searched.items()}
+    chosen = max(temperatures, key=lambda t: searched[t][1].best_until(search))
+    adaptor, outcome = searched[chosen]
+    if search < config.max_steps:
+        with clock.phase("chosen run"):
+            adaptor, outcome = run(chosen, config.max_steps, outcome.paused)
     return replace(config, temperature=chosen), adaptor, outcome, by_temperature
 
 
@@ -259,12 +286,14 @@ def supervised_stage(
     base_model: str,
     checkpoint_dir: Path | None,
     progress: bool,
+    clock: PhaseClock,
 ) -> StageOutcome:
     """The supervised stage (`validated_stage`) from `stage_one`, widened to `config.hidden_dim`, on `corpus
     (n, dim)` on `device`. The regulariser samples with `table`, stage one's neighbour table `(n, k)` (built
-    here when None)."""
+    here when None: `clock`'s phase "neighbour table")."""
     if table is None:
-        table = neighbour_table(corpus, unsupervised, device)[0]
+        with clock.phase("neighbour table"):
+            table = neighbour_table(corpus, unsupervised, device)[0]
     torch.manual_seed(config.seed)  # the widened MLP's fresh weights
     start = stage_one.widened(max(config.hidden_dim, stage_one.config.hidden_dim)).to(device)
     # the labelled stage is judged on labelled validation: it serves its adapted prefix at every dim
@@ -289,6 +318,7 @@ def supervised_stage(
             checkpoint_dir,
             inputs,
             progress,
+            clock,
         )
     finally:
         regulariser.corpus.close()
@@ -305,10 +335,11 @@ def validated_stage(
     checkpoint_dir: Path | None,
     identity_inputs: dict,
     progress: bool,
+    clock: PhaseClock,
 ) -> StageOutcome:
     """From `start` over `corpus (n, dim)`: the temperature search on `train`, early-stopped on `validation`
     (`search_temperatures`), the verdict (`judge_stage`), and the refit on both (`refit`) when the stage is
-    kept and `config.refit`."""
+    kept and `config.refit`; `clock` times each phase."""
     held = validation.on(corpus.device)
     queries, relevance = train.fingerprints()
     config, adaptor, outcome, by_temperature = search_temperatures(
@@ -323,22 +354,25 @@ def validated_stage(
         identity_inputs
         | {"queries": queries, "relevance": relevance, "validation": validation.fingerprints()},
         progress,
+        clock,
     )
-    kept, reason, by_dim = judge_stage(start, adaptor, corpus, held, dims, config.validate_stage)
+    with clock.phase("verdict"):
+        kept, reason, by_dim = judge_stage(start, adaptor, corpus, held, dims, config.validate_stage)
     refitted = None  # the refit's loop outcome
     if kept and config.refit:
-        adaptor, refitted = refit(
-            start,
-            config,
-            outcome.best_step,
-            corpus,
-            train.joined(validation),
-            regulariser,
-            dims,
-            checkpoint_dir,
-            identity_inputs,
-            progress,
-        )
+        with clock.phase("refit"):
+            adaptor, refitted = refit(
+                start,
+                config,
+                outcome.best_step,
+                corpus,
+                train.joined(validation),
+                regulariser,
+                dims,
+                checkpoint_dir,
+                identity_inputs,
+                progress,
+            )
     metrics = {  # of the chosen run's kept weights: the returned ones unless refit or dropped
         "weights_measured": RETURNED if kept and not refitted else PRE_REFIT if kept else DROPPED,
         "validation_ndcg@10": outcome.best_score,
@@ -409,6 +443,7 @@ def train_supervised(
     run = SupervisedRun(
         unsupervised, str(resolved), len(corpus), len(train.vectors), adaptor.metadata, started
     )
+    clock = PhaseClock()
     if held is None:
         stage = StageOutcome(config, False, too_few, adaptor, dict(NOT_VALIDATED), None)
     else:
@@ -426,8 +461,9 @@ def train_supervised(
             base_model,
             checkpoints,
             progress,
+            clock,
         )
-    return returned_adaptor(run, adaptor, stage, corpus)
+    return returned_adaptor(run, adaptor, stage, corpus, clock)
 
 
 def check_start(
@@ -487,16 +523,22 @@ def labelled_sets(
 
 
 def returned_adaptor(
-    run: SupervisedRun, stage_one: MatryoshkaAdaptor, stage: StageOutcome, corpus: np.ndarray
+    run: SupervisedRun,
+    stage_one: MatryoshkaAdaptor,
+    stage: StageOutcome,
+    corpus: np.ndarray,
+    clock: PhaseClock,
 ) -> MatryoshkaAdaptor:
     """The adaptor a supervised training call returns, with its metadata: the stage's weights when kept
-    (with their `corpus_estimate`), else a copy of `stage_one` (its label-free estimate kept)."""
-    training = supervised_record(run, stage.config, stage.kept, stage.reason, stage.refit)
+    (with their `corpus_estimate`, `clock`'s phase "corpus estimate"), else a copy of `stage_one` (its
+    label-free estimate kept); the record holds `clock`'s phases."""
     if stage.kept:
-        adaptor, estimate = stage.adaptor, corpus_estimate(stage.adaptor, corpus)
+        with clock.phase("corpus estimate"):
+            adaptor, estimate = stage.adaptor, corpus_estimate(stage.adaptor, corpus)
     else:
         found = stage_one.metadata.get("retrieval_kept")
         adaptor, estimate = copy.deepcopy(stage_one), {"retrieval_kept": found} if found else {}
+    training = supervised_record(run, stage.config, stage.kept, stage.reason, stage.refit, clock.rounded())
     adaptor.metadata = {"training": training, "metrics": stage.metrics, **estimate}
     return adaptor
 

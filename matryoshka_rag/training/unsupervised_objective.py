@@ -3,6 +3,7 @@ corpus kept on the host (training batches, held-out items and the label-free ear
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
@@ -36,18 +37,24 @@ def unsupervised_loss(
     config: UnsupervisedConfig,
     context: Context = LOCAL,
     shares: Sequence[int] | None = None,
+    expand: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The objective on `block (size * (1 + k), dim)`: `size` anchors, then each anchor's k neighbours.
+    """The objective on `block (size * (1 + k), dim)`: `size` anchors, then each anchor's k neighbours; with
+    `expand (size * (1 + k),)`, `block` holds each of those corpus rows once and `block[expand]` is that.
 
-    `model` is the adaptor, or its DDP / compiled wrapper (one forward per step). Under an active `context`
+    `model` is the adaptor, or its DDP / compiled wrapper (one forward per step, of each row once). Under an active `context`
     the anchors are this rank's share of a global batch (`shares`: every rank's number of anchors, else
     all-gathered): every rank's anchors are gathered (`Context.gather_batch`) and are the in-batch
     candidates of the listwise and pair terms, and the loss, a mean over this rank's anchors, is scaled by
     `size * world_size / global batch`. Every term is then `(W / batch) * sum` over this rank's anchors, so
     DDP's average of the W ranks' gradients is the gradient of the single-process loss on the global batch,
     whether or not the batch divides by W."""
-    base, base_neighbours = block[:size], block[size:].reshape(size, -1, block.shape[1])
     adapted_all = model(block)
+    if expand is not None:
+        # index_select: its backward adds each repeated row's gradients in a fixed order (indexing's
+        # accumulates them with atomic adds across threads, in no fixed order)
+        block, adapted_all = block.index_select(0, expand), adapted_all.index_select(0, expand)
+    base, base_neighbours = block[:size], block[size:].reshape(size, -1, block.shape[1])
     adapted, adapted_neighbours = (
         adapted_all[:size],
         adapted_all[size:].reshape(size, base_neighbours.shape[1], -1),
@@ -85,6 +92,12 @@ def unsupervised_loss(
     return loss * scale if context.active else loss
 
 
+def _rows_of(adapted_corpus: torch.Tensor, rows: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """The rows `rows (len(block),)` of `adapted_corpus (n, out_dim)`: `f(block)` read, not computed (a
+    `Model` for a block whose corpus rows were all adapted already)."""
+    return adapted_corpus.index_select(0, rows.to(adapted_corpus.device))
+
+
 def holdout_split(n: int, config: UnsupervisedConfig) -> tuple[np.ndarray, np.ndarray]:
     """Corpus rows `(held out, trained on)` drawn from `config.seed`: `config.holdout` items, at most a tenth
     of the corpus and leaving each trained item `config.k` trained neighbours."""
@@ -99,8 +112,8 @@ class UnsupervisedObjective:
     The held-out items (`holdout_split`) are never trained on: no training anchor has one as a neighbour
     (the table must say so: `neighbour_table` builds it so), so no step reads one. The objective on them is
     the label-free early-stopping score (the paper's Fig. 7 idea: held-out loss tracks retrieval quality).
-    A step reads `batch * (1 + k)` corpus rows (its anchors and their neighbours from the table `(n, k)`),
-    whatever n.
+    A step reads and adapts the distinct rows among `batch * (1 + k)` corpus rows (its anchors and their
+    neighbours from the table `(n, k)`), whatever n.
     Under data parallelism each rank takes a disjoint share `rows[rank::world_size]` of every batch as
     anchors, and every rank's anchors are the in-batch candidates (see `unsupervised_loss`).
     """
@@ -135,10 +148,20 @@ class UnsupervisedObjective:
         """Corpus rows of a block: the anchors `rows (size,)`, then their neighbours, `(size * (1 + k),)`."""
         return np.concatenate([rows, self.neighbours[rows].reshape(-1)])
 
+    def distinct_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The block of anchors `rows` as its distinct corpus rows `(u,)`, sorted, and the position among them
+        of each row of `block_rows(rows)` `(size * (1 + k),)`: each row is read and adapted once."""
+        distinct, expand = np.unique(self.block_rows(rows), return_inverse=True)
+        return distinct, expand.reshape(-1)
+
     def loss(self, adaptor: MatryoshkaAdaptor, rows: np.ndarray, model: Model | None = None) -> torch.Tensor:
         """The objective on anchors `rows (batch,)`, their k neighbours and each other."""
-        block = self.corpus.gather(self.block_rows(rows))
-        return self._loss(model or adaptor, adaptor, block, len(rows), self.dims, self.config)
+        distinct, expand = self.distinct_rows(rows)
+        block = self.corpus.gather(distinct)
+        expand_on = torch.from_numpy(expand).to(block.device)
+        return self._loss(
+            model or adaptor, adaptor, block, len(rows), self.dims, self.config, expand=expand_on
+        )
 
     def train_rows_at(self, step: int, seed_offset: int = 0) -> np.ndarray:
         """This rank's anchors `(share,)` of training batch number `step` (`seed_offset` reseeds the order)."""
@@ -153,23 +176,42 @@ class UnsupervisedObjective:
         return tuple(len(range(rank, n, world_size)) for rank in range(world_size))
 
     def loss_at(
-        self, adaptor: MatryoshkaAdaptor, step: int, seed_offset: int = 0, model: Model | None = None
+        self,
+        adaptor: MatryoshkaAdaptor,
+        step: int,
+        seed_offset: int = 0,
+        model: Model | None = None,
+        adapted_corpus: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The objective on training batch number `step` (this rank's share); the next batch's rows are
-        gathered in the background meanwhile when the corpus prefetches."""
+        gathered in the background meanwhile when the corpus prefetches. With `adapted_corpus` (`f` of every
+        corpus row `(n, out_dim)`, already computed this step) the block's adapted rows are read from it
+        instead of adapting them again (the same values)."""
         rows = self.train_rows_at(step, seed_offset)
+        distinct, expand = self.distinct_rows(rows)
         pending = self._prefetched.pop((step, seed_offset), None)
-        host = pending.result() if pending is not None else self.corpus.host_rows(self.block_rows(rows))
-        upcoming = self.corpus.submit(self.block_rows(self.train_rows_at(step + 1, seed_offset)))
+        host = pending.result() if pending is not None else self.corpus.host_rows(distinct)
+        upcoming = self.corpus.submit(self.distinct_rows(self.train_rows_at(step + 1, seed_offset))[0])
         if upcoming is not None:
             self._prefetched[(step + 1, seed_offset)] = upcoming
         block = self.corpus.to_device(host)
+        expand_on = torch.from_numpy(expand).to(block.device)
         forward = model or adaptor
+        if adapted_corpus is not None:
+            forward = functools.partial(_rows_of, adapted_corpus, torch.from_numpy(distinct))
         if self.context.active:  # every rank's anchors are the in-batch candidates
             return self._loss(
-                forward, adaptor, block, len(rows), self.dims, self.config, self.context, self._shares()
+                forward,
+                adaptor,
+                block,
+                len(rows),
+                self.dims,
+                self.config,
+                self.context,
+                self._shares(),
+                expand_on,
             )
-        return self._loss(forward, adaptor, block, len(rows), self.dims, self.config)
+        return self._loss(forward, adaptor, block, len(rows), self.dims, self.config, expand=expand_on)
 
     def proxy(self, adaptor: MatryoshkaAdaptor) -> float:
         """Minus the objective on the held-out items, in batches (higher is better); one sync."""
