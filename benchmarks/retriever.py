@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/retriever.py --datasets scifact,nfcorpus \
         --supervised scifact=runs/sup_scifact/adaptors/supervised
     .venv/bin/python benchmarks/retriever.py --datasets '' --scale 50000,200000
+    .venv/bin/python benchmarks/retriever.py --datasets '' --scale 200000 --base-dim 1536 --systems store,plain
 
 Systems, each an embedded `PersistentClient` database of the same vectors (HNSW: cosine, `DEFAULT_HNSW`):
 - `store`: `MatryoshkaStore` with its defaults: 64-d collection (documents, metadata) + float16 rerank file,
@@ -12,6 +13,12 @@ Systems, each an embedded `PersistentClient` database of the same vectors (HNSW:
 - `store-collection`: `rerank_home="collection"`, the layout a `chroma run` server holds (a second 384-d
   collection of rerank vectors), measured embedded.
 - `plain`: one 384-d collection of the base vectors and documents: what Chroma users have without us.
+- `plain-defaults`: the same collection made as users make it (`create_collection(name,
+  embedding_function=None)`: Chroma's default l2 space and HNSW settings).
+
+`--base-dim D` runs the scale runs on `spectrum_synthetic` vectors of D dims instead of the MiniLM ones (big base
+vectors: the real MiniLM spectrum extended, clustered), with queries drawn from the same distribution and an
+adaptor trained without labels on `--adaptor-sample` of them for `--adaptor-steps` steps.
 
 Quality: nDCG@10 on the test queries, recall@10 against exact search in each system's rerank space.
 Cost: each ingest and each serve run in a fresh process; the serve process imports chromadb, numpy and
@@ -36,8 +43,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matryoshka_rag import UnsupervisedConfig
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 EMBEDDINGS = SHARED / "embeddings" / "all-MiniLM-L6-v2"
@@ -82,12 +93,13 @@ def _store_open(folder: Path):
     return query, store.stats
 
 
-def _plain_ingest(folder: Path, work: dict) -> None:
+def _plain_ingest(folder: Path, work: dict, defaults: bool = False) -> None:
+    """One collection of the unit base vectors: the store's HNSW settings, or Chroma's own when `defaults`."""
     import chromadb
 
     from matryoshka_rag.store.store import DEFAULT_HNSW
 
-    configuration = {"hnsw": {"space": "cosine", **DEFAULT_HNSW}}
+    configuration = None if defaults else {"hnsw": {"space": "cosine", **DEFAULT_HNSW}}
     collection = chromadb.PersistentClient(str(folder)).create_collection(
         NAME, configuration=configuration, embedding_function=None
     )
@@ -116,6 +128,7 @@ SYSTEMS = {
     "store-collection": (lambda f, w: _store_ingest(f, w, rerank_home="collection"), _store_open),
     "store-d128": (lambda f, w: _store_ingest(f, w, small_dim=128), _store_open),
     "plain": (_plain_ingest, _plain_open),
+    "plain-defaults": (lambda f, w: _plain_ingest(f, w, defaults=True), _plain_open),
 }
 
 
@@ -124,7 +137,7 @@ SYSTEMS = {
 
 def _load_work(work_dir: str) -> dict:
     work = json.loads((Path(work_dir) / "work.json").read_text())
-    work["vectors"] = np.load(Path(work_dir) / "vectors.npy")
+    work["vectors"] = np.load(Path(work_dir) / "vectors.npy", mmap_mode="r")  # read only by an ingest
     work["queries"] = np.load(Path(work_dir) / "queries.npy")
     return work
 
@@ -133,7 +146,15 @@ def ingest_job(system: str, folder: str, work_dir: str, adaptor: str) -> dict:
     work = _load_work(work_dir) | {"adaptor": adaptor}
     started = time.perf_counter()
     SYSTEMS[system][0](Path(folder), work)
-    return {"ingest_s": time.perf_counter() - started, "disk_mib": disk_mib(Path(folder))}
+    parts = {
+        part.name: disk_mib(part) if part.is_dir() else part.stat().st_size / 2**20
+        for part in Path(folder).iterdir()
+    }
+    return {
+        "ingest_s": time.perf_counter() - started,
+        "disk_mib": disk_mib(Path(folder)),
+        "disk_parts_mib": parts,
+    }
 
 
 def serve_job(system: str, folder: str, work_dir: str, k: int, serve: int) -> dict:
@@ -235,6 +256,7 @@ def summary(result: dict) -> dict:
         "p95_ms": float(np.percentile(ms, 95)),
         "widened": result["widened"],
         "torch": result["torch_imported"],
+        "disk_parts_mib": result["disk_parts_mib"],
     }
 
 
@@ -246,14 +268,23 @@ def ratios(report: dict, baseline: str = "plain") -> None:
                 row[f"{key} ratio"] = row[key] / report[baseline][key]
 
 
-def adaptor_for(dataset: str, corpus: np.ndarray, root: Path) -> Path:
-    """`root/<dataset>`, trained without labels with the core trainer's defaults when missing."""
-    from matryoshka_rag import save_adaptor, train_unsupervised
+def adaptor_for(
+    dataset: str,
+    corpus: np.ndarray,
+    root: Path,
+    base_model: str = "all-MiniLM-L6-v2",
+    config: UnsupervisedConfig | None = None,
+) -> Path:
+    """`root/<dataset>`, trained without labels (the trainer's defaults unless `config`) when missing."""
+    from matryoshka_rag import UnsupervisedConfig, save_adaptor, train_unsupervised
 
     folder = root / dataset
     if not (folder / "config.json").is_file():
-        print(f"training an adaptor on {dataset} ({len(corpus)} vectors, trainer defaults)", flush=True)
-        adaptor = train_unsupervised(corpus, base_model="all-MiniLM-L6-v2", progress=False)
+        config = config or UnsupervisedConfig()
+        print(
+            f"training an adaptor on {dataset} ({len(corpus)} vectors, {config.max_steps} steps)", flush=True
+        )
+        adaptor = train_unsupervised(corpus, config=config, base_model=base_model, progress=False)
         save_adaptor(adaptor, folder)
     return folder
 
@@ -312,6 +343,72 @@ def synthetic(n: int, noise: float, seed: int = 0) -> tuple[list[str], np.ndarra
     return ids, np.concatenate([real, extra])
 
 
+SPLICE, FIT, CLUSTERS = 300, (50, 300), 300
+
+
+def real_spectrum() -> tuple[np.ndarray, float]:
+    """The real SciFact + NFCorpus MiniLM vectors' (unit rows) PCA variances `(384,)`, decreasing, and their mean's
+    norm."""
+    from matryoshka_rag.adaptor.pca import principal_axes
+
+    real = unit(
+        np.concatenate([np.load(EMBEDDINGS / name / "corpus.npy") for name in ("scifact", "nfcorpus")])
+    )
+    mean, axes = principal_axes(real)
+    return ((real - mean) @ axes).var(axis=0).astype(np.float64), float(np.linalg.norm(mean))
+
+
+def extended_spectrum(variances: np.ndarray, dim: int) -> np.ndarray:
+    """`(dim,)` variances: the first `SPLICE` of `variances`, then a power law fitted on their ranks `FIT`
+    (log-log), continued from rank `SPLICE`; scaled to the same total variance."""
+    ranks = np.arange(1, len(variances) + 1)
+    low, high = FIT
+    slope = np.polyfit(np.log(ranks[low:high]), np.log(variances[low:high]), 1)[0]
+    tail = variances[SPLICE - 1] * (np.arange(SPLICE + 1, dim + 1) / SPLICE) ** slope
+    extended = np.concatenate([variances[:SPLICE], tail])
+    return extended * variances.sum() / extended.sum()
+
+
+def spectrum_synthetic(n: int, dim: int, seed: int = 0, clusters: int = CLUSTERS) -> np.ndarray:
+    """`(n, dim)` unit float32 rows drawn with the real MiniLM spectrum extended to `dim` (`extended_spectrum`):
+    mean + a cluster's centre + noise, renormalised. The mean (a random direction at the real mean's norm), the
+    `clusters` centres (N(0, f_c * variances)) and each cluster's share f_c ~ U(0.3, 0.8) of the variance come
+    from seed 0, so every `seed` draws from one distribution; a row's noise is N(0, (1 - f_c) * variances).
+    The principal axes are the coordinate axes."""
+    variances, mean_norm = real_spectrum()
+    sd = np.sqrt(extended_spectrum(variances, dim)).astype(np.float32)
+    model = np.random.default_rng(0)
+    mean = model.standard_normal(dim).astype(np.float32)
+    mean *= mean_norm / np.linalg.norm(mean)
+    share = model.uniform(0.3, 0.8, clusters).astype(np.float32)
+    centres = model.standard_normal((clusters, dim)).astype(np.float32) * sd * np.sqrt(share)[:, None]
+    rng, rows = np.random.default_rng(seed + 1), np.empty((n, dim), np.float32)
+    for start in range(0, n, 20000):
+        cluster = rng.integers(0, clusters, min(20000, n - start))
+        noise = rng.standard_normal((len(cluster), dim)).astype(np.float32)
+        rows[start : start + len(cluster)] = unit(
+            mean + centres[cluster] + noise * sd * np.sqrt(1 - share[cluster])[:, None]
+        )
+    return rows
+
+
+def big_base_inputs(n: int, args) -> tuple[np.ndarray, str, list[str], np.ndarray]:
+    """`scale_inputs` for `--base-dim D`: `spectrum_synthetic` queries (seed 1) and corpus (seed 0), and an
+    adaptor trained without labels on the first `--adaptor-sample` corpus rows for `--adaptor-steps` steps."""
+    from dataclasses import replace
+
+    from matryoshka_rag import UnsupervisedConfig
+
+    dim = args.base_dim
+    vectors, queries = spectrum_synthetic(n, dim), spectrum_synthetic(args.queries, dim, seed=1)
+    steps = args.adaptor_steps
+    config = replace(UnsupervisedConfig(), max_steps=steps, eval_every=steps, patience=steps, batch_size=128)
+    sample = spectrum_synthetic(args.adaptor_sample, dim, seed=2)
+    name = f"synthetic-minilm-spectrum-{dim}"
+    adaptor = str(adaptor_for(f"{name}-{steps}steps", sample, args.adaptors, base_model=name, config=config))
+    return queries, adaptor, [f"synthetic-{i}" for i in range(n)], vectors
+
+
 def scale_inputs(n: int, args) -> tuple[np.ndarray, str, list[str], np.ndarray]:
     """A scale run's SciFact test queries `(args.queries, 384)`, unsupervised adaptor folder (trained when
     missing), and `synthetic` ids and vectors `(n, 384)`."""
@@ -326,9 +423,12 @@ def scale_inputs(n: int, args) -> tuple[np.ndarray, str, list[str], np.ndarray]:
 
 
 def scale(n: int, args) -> dict:
-    queries, adaptor, ids, vectors = scale_inputs(n, args)
+    queries, adaptor, ids, vectors = (big_base_inputs if args.base_dim else scale_inputs)(n, args)
     systems = {name: adaptor for name in args.systems.split(",")}
-    print(f"scale: {n} vectors ({len(queries)} SciFact queries), systems {', '.join(systems)}", flush=True)
+    print(
+        f"scale: {n} x {vectors.shape[1]} vectors ({len(queries)} queries), systems {', '.join(systems)}",
+        flush=True,
+    )
     results = run_systems(systems, ids, vectors, queries, serve=args.serve)
     exact = exact_top(vectors, queries, ids)
     report = {
@@ -394,6 +494,15 @@ def main() -> None:
     parser.add_argument("--supervised", type=supervised_folders, default={}, help="DATASET=ADAPTOR_DIR,...")
     parser.add_argument("--scale", default="", help="comma-separated corpus sizes for scale runs")
     parser.add_argument("--systems", default="store,store-collection,plain", help="systems compared")
+    parser.add_argument(
+        "--base-dim", type=int, default=0, help="scale runs on spectrum_synthetic vectors of this dim"
+    )
+    parser.add_argument(
+        "--adaptor-steps", type=int, default=20, help="training steps of a --base-dim adaptor"
+    )
+    parser.add_argument(
+        "--adaptor-sample", type=int, default=5000, help="vectors a --base-dim adaptor trains on"
+    )
     add_scale_arguments(parser, Path("runs/retriever/results.json"))
     args = parser.parse_args()
     command = "python benchmarks/retriever.py " + shlex.join(sys.argv[1:])
@@ -404,8 +513,9 @@ def main() -> None:
         sections.append(f"{dataset}:\n\n{table(results[dataset])}")
         print(sections[-1], flush=True)
     for n in filter(None, args.scale.split(",")):
-        results[f"scale {n}"] = scale(int(n), args)
-        sections.append(f"{int(n):,} vectors:\n\n{table(results[f'scale {n}'])}")
+        label = f"{int(n):,} vectors" + (f" of {args.base_dim} dims" if args.base_dim else "")
+        results[label] = scale(int(n), args)
+        sections.append(f"{label}:\n\n{table(results[label])}")
         print(sections[-1], flush=True)
     write_report(results, sections, args, command, load)
 
