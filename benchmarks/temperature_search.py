@@ -2,13 +2,16 @@
 runs' search, on validation only, and what each supervised stage costs in wall-clock seconds.
 
     PYTHONPATH=. .venv/bin/python benchmarks/temperature_search.py --dataset nfcorpus
-    PYTHONPATH=. .venv/bin/python benchmarks/temperature_search.py --dataset scifact --seed 1
+    PYTHONPATH=. .venv/bin/python benchmarks/temperature_search.py --dataset scifact --seed 1 --steps 0 --no-refit
+    PYTHONPATH=. .venv/bin/python benchmarks/temperature_search.py --dataset scifact --seed 1 --steps 0 \
+        --max-steps 200 --no-refit   # each temperature's first 200 steps: the short search's scores
 
 Trains one default stage one, then from it one default supervised stage per `--steps` value (0: each
 temperature's whole early-stopped run), with the dataset's dev qrels as the validation split when it has them
 (else the default held-out share of the training queries), both stages seeded `--seed`. Prints one JSON line per
 value: the chosen temperature, each temperature's best validation nDCG@10 within the search, the chosen run's
-validation nDCG@10 and the stage's `seconds_by_phase`. Uses the precomputed all-MiniLM-L6-v2 vectors in
+validation nDCG@10 and the stage's `seconds_by_phase`. `--max-steps` and `--no-refit` change those two settings
+(the refit comes after the pick and does not change it). Uses the precomputed all-MiniLM-L6-v2 vectors in
 ../shared; reads no test label.
 """
 
@@ -33,6 +36,10 @@ def main() -> None:
     parser.add_argument("--dataset", default="nfcorpus")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", default="0,200", help="temperature_steps values, comma-separated")
+    parser.add_argument("--max-steps", type=int, default=SupervisedConfig.max_steps)
+    parser.add_argument(
+        "--no-refit", action="store_true", help="skip the refit (it does not change the pick)"
+    )
     parser.add_argument("--shared", type=Path, default=SHARED)
     args = parser.parse_args()
     dataset = load_beir(args.shared / "beir" / args.dataset)
@@ -48,7 +55,13 @@ def main() -> None:
     stage_one, table = unsupervised_stage(corpus, None, unsupervised, progress=False)
     print(json.dumps({"stage_one_seconds_by_phase": stage_one.metadata["training"]["seconds_by_phase"]}))
     for steps in (int(part) for part in args.steps.split(",")):
-        config = replace(SupervisedConfig(), seed=args.seed, temperature_steps=steps)
+        config = replace(
+            SupervisedConfig(),
+            seed=args.seed,
+            temperature_steps=steps,
+            max_steps=args.max_steps,
+            refit=not args.no_refit,
+        )
         adaptor = train_supervised(
             corpus,
             *train,
@@ -66,6 +79,7 @@ def main() -> None:
             "seed": args.seed,
             "validation": "dev qrels" if validation else "held-out share of train",
             "temperature_steps": steps,
+            "max_steps": args.max_steps,
             "chosen": training["supervised"]["temperature"],
             "by_temperature": metrics["validation_ndcg@10_by_temperature"],
             "validation_ndcg@10": metrics["validation_ndcg@10"],
