@@ -408,7 +408,8 @@ def open_homes(
     configuration: CreateCollectionConfiguration = {"hnsw": settings}
     searched_name = collection_name(name, layout.small_dim)
     if layout.rerank_home == "metadata":
-        codec = layout.rerank_rows or DEFAULT_ROW_CODEC
+        codec = layout.rerank_rows
+        assert codec is not None, "resolve_layout sets the metadata home's row codec"
         schema = row_schema(settings, layout.large_dim, codec)
         searched = _open_collection(client, layout, searched_name, "search", schema, location, create)
         return searched, MetadataVectors(searched, layout.large_dim, codec, location)
